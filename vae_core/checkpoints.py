@@ -1,0 +1,219 @@
+"""Checkpoints: one safetensors file per model, holding weights and (as JSON metadata) the model
+and training configs, the history, the dataset's name and the metrics. Loading runs no code.
+
+Files are written atomically: a temporary file in the same folder, fsync, then rename, so a
+crash mid-save leaves the previous file whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import ModelConfig, TrainConfig
+from .errors import CheckpointError, ConfigError
+from .models import build_model
+
+FORMAT = "vae-latent-explorer/1"
+SUFFIX = ".safetensors"
+MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+@dataclass
+class Checkpoint:
+    model: torch.nn.Module
+    model_config: ModelConfig
+    train_config: Optional[TrainConfig]
+    dataset: str
+    history: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name[:-len(SUFFIX)] if self.path else "unsaved"
+
+
+def check_name(name: str) -> str:
+    """A checkpoint name: letters, digits, '.', '_', '-', at most 80 characters, no path parts."""
+    if not isinstance(name, str) or not name.strip():
+        raise CheckpointError("the name is empty: give a name such as my-vae-beta4")
+    name = name.strip()
+    if name.endswith(SUFFIX):
+        name = name[:-len(SUFFIX)]
+    if len(name) > 80:
+        raise CheckpointError(f"the name is {len(name)} characters long: use at most 80")
+    if not _NAME_RE.match(name) or ".." in name:
+        raise CheckpointError(f"the name {name!r} may only hold letters, digits, '.', '_' and '-' "
+                              "and must start with a letter or digit (no folders, no spaces)")
+    return name
+
+
+def path_in(folder, name: str) -> Path:
+    """The file for `name` inside `folder`; refuses names that would leave the folder."""
+    folder = Path(folder).resolve()
+    path = (folder / (check_name(name) + SUFFIX)).resolve()
+    if path.parent != folder:
+        raise CheckpointError(f"the name {name!r} would leave the folder {folder}: use a plain name")
+    return path
+
+
+def to_bytes(model, train_config: Optional[TrainConfig] = None, *, dataset: str = "",
+             history: Optional[list] = None, metrics: Optional[dict] = None, half: bool = False) -> bytes:
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {
+        "format": FORMAT,
+        "model_config": json.dumps(model.cfg.to_dict()),
+        "train_config": json.dumps(train_config.to_dict() if train_config else None),
+        "dataset": dataset,
+        "history": json.dumps(history or []),
+        "metrics": json.dumps(metrics or {}),
+    }
+    return st_save(state, metadata=meta)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, model, train_config: Optional[TrainConfig] = None, *, dataset: str = "",
+                    history: Optional[list] = None, metrics: Optional[dict] = None,
+                    half: bool = False, overwrite: bool = True) -> Path:
+    """Write a checkpoint atomically. Refuses a model with non-finite weights."""
+    path = Path(path)
+    if not path.name.endswith(SUFFIX):
+        path = path.with_name(path.name + SUFFIX)
+    for k, v in model.state_dict().items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"the model's weight {k} holds NaN or infinite values: it was not saved")
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path.name} already exists: choose another name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, to_bytes(model, train_config, dataset=dataset, history=history,
+                                    metrics=metrics, half=half))
+    except OSError as e:
+        raise CheckpointError(f"could not write {path} ({e.strerror or e}): free some disk space or "
+                              "choose a folder you can write to; nothing was overwritten") from e
+    return path
+
+
+def _meta(meta: Optional[dict], where: str) -> dict:
+    if not meta or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{where} is a safetensors file but not a VAE Latent Explorer checkpoint "
+                              "(no model config inside): train it with vae_core or choose another file")
+    try:
+        out = {"model_config": ModelConfig.from_dict(json.loads(meta["model_config"]))}
+        tc = json.loads(meta.get("train_config") or "null")
+        out["train_config"] = TrainConfig.from_dict(tc) if tc else None
+        out["history"] = json.loads(meta.get("history") or "[]")
+        out["metrics"] = json.loads(meta.get("metrics") or "{}")
+        out["dataset"] = meta.get("dataset", "")
+    except (KeyError, TypeError, ValueError, ConfigError) as e:
+        raise CheckpointError(f"{where} has a damaged or invalid config ({e}): retrain or re-download it") from e
+    return out
+
+
+def from_bytes(data: bytes, where: str = "the file") -> Checkpoint:
+    """Rebuild a checkpoint from its bytes, checking everything it reads."""
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{where} is {len(data) / 2**20:.0f} MB, over the limit of "
+                              f"{MAX_CHECKPOINT_BYTES // 2**20} MB: checkpoints here are a few MB")
+    try:
+        state = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8:8 + header_len]).get("__metadata__")
+    except Exception as e:
+        raise CheckpointError(f"{where} is not a checkpoint or is truncated ({type(e).__name__}): "
+                              "choose a .safetensors file written by this app or `python -m vae_core train`") from e
+    info = _meta(meta, where)
+    model = build_model(info["model_config"])
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or wrong:
+        detail = "; ".join(filter(None, [
+            missing and f"missing {missing[:3]}", extra and f"unexpected {extra[:3]}",
+            wrong and f"wrong shape for {wrong[:3]}"]))
+        raise CheckpointError(f"{where}: its weights do not fit its config ({detail}): the file is damaged")
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{where}: weight {k} holds NaN or infinite values: this model is broken, retrain it")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.eval()
+    return Checkpoint(model, info["model_config"], info["train_config"], info["dataset"],
+                      info["history"], info["metrics"])
+
+
+def load_checkpoint(path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: check the path or list the folder's checkpoints")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path} is over the size limit of {MAX_CHECKPOINT_BYTES // 2**20} MB")
+    ckpt = from_bytes(path.read_bytes(), str(path))
+    ckpt.path = path
+    return ckpt
+
+
+def read_info(path) -> dict:
+    """The metadata of a checkpoint (configs, dataset, metrics, history) without loading weights."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a checkpoint or is truncated ({type(e).__name__})") from e
+    info = _meta(meta, str(path))
+    info["name"] = path.name[:-len(SUFFIX)]
+    info["path"] = path
+    return info
+
+
+def list_checkpoints(*folders) -> list[dict]:
+    """Infos of every readable checkpoint in the folders, sorted by name; unreadable files are skipped."""
+    out = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.glob("*" + SUFFIX)):
+            try:
+                out.append(read_info(p))
+            except CheckpointError:
+                continue
+    return out
+
+
+def update_metrics(path, metrics: dict) -> Path:
+    """Rewrite a checkpoint with new metrics merged in, keeping its weights' precision."""
+    path = Path(path)
+    data = path.read_bytes()
+    ckpt = from_bytes(data, str(path))
+    half = any(v.dtype == torch.float16 for v in st_load(data).values())
+    merged = {**ckpt.metrics, **metrics}
+    return save_checkpoint(path, ckpt.model, ckpt.train_config, dataset=ckpt.dataset,
+                           history=ckpt.history, metrics=merged, half=half)

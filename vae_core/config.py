@@ -1,0 +1,113 @@
+"""Configuration dataclasses. A ModelConfig rebuilds a model on its own; both travel in checkpoints."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import ConfigError
+
+MODEL_KINDS = ("vae", "ae")
+ARCHS = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "vae"              # "vae" (Gaussian posterior, sampled z) or "ae" (deterministic code)
+    arch: str = "mlp"              # "mlp" (fully connected) or "conv" (small convolutional net)
+    image_shape: tuple = (1, 28, 28)  # (channels, height, width)
+    latent_dim: int = 20           # d, from 1 to 256
+    hidden: tuple = (400,)         # MLP hidden sizes, encoder order; the decoder mirrors them
+    channels: tuple = (32, 64)     # conv channels, encoder order; the decoder mirrors them
+    likelihood: str = "bernoulli"  # p(x|z): "bernoulli", "gaussian" (fixed sigma) or "gaussian_learned"
+    gaussian_sigma: float = 0.1    # the fixed pixel standard deviation for likelihood="gaussian"
+
+    def __post_init__(self):
+        self.image_shape = tuple(int(v) for v in self.image_shape)
+        self.hidden = tuple(int(v) for v in self.hidden)
+        self.channels = tuple(int(v) for v in self.channels)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model kind {self.kind!r} is unknown: use one of {', '.join(MODEL_KINDS)}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"architecture {self.arch!r} is unknown: use one of {', '.join(ARCHS)}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"likelihood {self.likelihood!r} is unknown: use one of {', '.join(LIKELIHOODS)}")
+        if not isinstance(self.latent_dim, int) or not 1 <= self.latent_dim <= 256:
+            raise ConfigError(f"latent size {self.latent_dim!r} is out of range: use an integer from 1 to 256")
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ConfigError(f"image shape {self.image_shape!r} is invalid: use (channels, height, width)")
+        c, h, w = self.image_shape
+        if self.arch == "conv" and (h < 8 or w < 8):
+            raise ConfigError(f"images of {h}x{w} are too small for the conv architecture: use at least 8x8 or arch='mlp'")
+        if self.arch == "mlp" and (not self.hidden or min(self.hidden) < 1):
+            raise ConfigError(f"hidden sizes {self.hidden!r} are invalid: give at least one positive size, e.g. 400 or 512,256")
+        if self.arch == "conv" and (not self.channels or min(self.channels) < 1):
+            raise ConfigError(f"conv channels {self.channels!r} are invalid: give positive sizes, e.g. 32,64")
+        if not self.gaussian_sigma > 0:
+            raise ConfigError(f"gaussian_sigma {self.gaussian_sigma!r} must be positive")
+
+    @property
+    def n_pixels(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys {sorted(unknown)}: this file was written by another version")
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "mnist"         # "mnist", "fashion-mnist", "digits" or a path to an .npz file
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3               # Adam learning rate
+    beta: float = 1.0              # weight of the KL term; 1 gives the ELBO. Ignored by the AE
+    warmup_epochs: float = 0.0     # linear KL warm-up: beta rises from 0 over this many epochs
+    free_bits: float = 0.0         # floor (nats) on the batch-mean KL of each latent dimension
+    binarize: bool = False         # dynamic binarisation: resample x ~ Bernoulli(pixels) each batch
+    seed: int = 0
+    device: str = "auto"           # "auto" picks CUDA when present, else the CPU
+    lr_decay: float = 1.0          # multiply the learning rate by this after each epoch
+    max_train: int = 0             # use only the first N training images (0: all)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        import math
+        def bad(name, value, rule):
+            raise ConfigError(f"{name} = {value!r} is invalid: {rule}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            bad("epochs", self.epochs, "use a whole number of at least 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            bad("batch size", self.batch_size, "use a whole number of at least 1")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            bad("learning rate", self.lr, "use a positive number such as 1e-3")
+        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
+            bad("beta", self.beta, "use a number of at least 0 (1 gives the ELBO)")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            bad("warm-up epochs", self.warmup_epochs, "use 0 or more")
+        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
+            bad("free bits", self.free_bits, "use 0 or more nats per dimension")
+        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            bad("lr decay", self.lr_decay, "use a factor in (0, 1]")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            bad("device", self.device, "use auto, cpu or cuda")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,170 @@
+"""One training loop for the AE and the VAE. It reports through a callback and knows no UI."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from .config import TrainConfig
+from .data import ImageData
+from .errors import TrainingDiverged
+from .losses import loss_terms
+
+
+@dataclass
+class Progress:
+    """What the callback receives: after every batch ("batch") and every epoch ("epoch")."""
+    kind: str                 # "batch" or "epoch"
+    epoch: int                # 1-based epoch number
+    step: int                 # batches done in this epoch
+    steps_per_epoch: int
+    loss: float               # this batch's loss ("batch") or the epoch's mean train loss ("epoch")
+    beta: float               # the KL weight in force (after warm-up)
+    record: Optional[dict] = None   # the epoch's history record ("epoch" only)
+    elapsed: float = 0.0      # seconds since fit started
+
+
+@dataclass
+class FitResult:
+    history: list = field(default_factory=list)   # one dict per finished epoch
+    stopped: bool = False                          # True when stopped early on request
+    seconds: float = 0.0
+
+
+def binarized(data: ImageData, seed: int = 0) -> ImageData:
+    """A fixed (seeded) binarisation x ~ Bernoulli(pixels), for evaluating binarised models."""
+    gen = torch.Generator(device=data.x.device).manual_seed(seed)
+    return ImageData(torch.bernoulli(data.x, generator=gen), data.y, data.name, data.classes)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def beta_at(cfg: TrainConfig, epoch_progress: float) -> float:
+    """Linear KL warm-up: beta * min(1, t / warmup_epochs), t counted in epochs from 0."""
+    if cfg.warmup_epochs <= 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, epoch_progress / cfg.warmup_epochs)
+
+
+@torch.no_grad()
+def evaluate_terms(model, data: ImageData, beta: float = 1.0, batch_size: int = 1000,
+                   seed: int = 0) -> dict:
+    """Mean loss, reconstruction NLL and KL per image over a dataset (one posterior sample each)."""
+    model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tot = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    n = len(data)
+    for i in range(0, n, batch_size):
+        x = data.x[i:i + batch_size].to(device)
+        out = _forward(model, x, gen)
+        t = loss_terms(model, out, x, beta)
+        b = x.shape[0]
+        tot["recon"] += t.recon.item() * b
+        tot["kl"] += t.kl.item() * b
+    tot = {k: v / n for k, v in tot.items()}
+    tot["loss"] = tot["recon"] + (beta * tot["kl"])
+    return tot
+
+
+def _forward(model, x, gen=None):
+    """A forward pass whose sampling noise comes from `gen` (so evaluation is repeatable)."""
+    if model.cfg.kind != "vae":
+        return model(x)
+    from .models import ForwardOutput
+    mu, logvar = model.encode(x)
+    eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    return ForwardOutput(model.decode(z), mu, logvar, z)
+
+
+def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
+        callback: Optional[Callable[[Progress], Optional[bool]]] = None,
+        should_stop: Optional[Callable[[], bool]] = None) -> FitResult:
+    """Train `model` in place with Adam on loss = recon + beta * KL.
+
+    The callback gets a Progress after each batch and epoch; returning False from it, or
+    should_stop() returning True, stops after the current batch. A NaN or infinite loss
+    restores the weights of the last finished epoch and raises TrainingDiverged.
+    """
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    model.to(device).train()
+    x_train = train.x[:cfg.max_train] if cfg.max_train else train.x
+    x_train = x_train.to(device)
+    test = test.to(device) if test is not None else None
+    if test is not None and cfg.binarize:
+        test = binarized(test, cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    n = x_train.shape[0]
+    steps = math.ceil(n / cfg.batch_size)
+    result = FitResult()
+    start = time.perf_counter()
+    good_state = copy.deepcopy(model.state_dict())
+    is_vae = model.cfg.kind == "vae"
+
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        sums = torch.zeros(3, device=device)   # loss, recon, kl: accumulated without a sync per step
+        seen = 0
+        for step in range(steps):
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = x_train[idx]
+            if cfg.binarize:
+                x = torch.bernoulli(x, generator=gen)
+            beta = beta_at(cfg, epoch - 1 + step / steps) if is_vae else 0.0
+            out = _forward(model, x, gen)
+            terms = loss_terms(model, out, x, beta, cfg.free_bits if is_vae else 0.0)
+            opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            loss_value = terms.loss.item()
+            if not math.isfinite(loss_value):
+                model.load_state_dict(good_state)
+                raise TrainingDiverged(
+                    f"the loss became {loss_value} at epoch {epoch}, batch {step + 1}: training stopped and "
+                    f"the weights of epoch {epoch - 1} were kept. Lower the learning rate "
+                    f"(now {cfg.lr:g}, try {cfg.lr / 10:g}) and train again.", result)
+            opt.step()
+            b = x.shape[0]
+            sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]) * b
+            seen += b
+            stop = should_stop is not None and should_stop()
+            if callback is not None:
+                if callback(Progress("batch", epoch, step + 1, steps, loss_value, beta,
+                                     elapsed=time.perf_counter() - start)) is False:
+                    stop = True
+            if stop:
+                result.stopped = True
+                break
+        if seen == 0:
+            break
+        tr = (sums / seen).tolist()
+        record = {"epoch": epoch, "beta": beta, "train_loss": tr[0], "train_recon": tr[1], "train_kl": tr[2],
+                  "images": seen}
+        if test is not None:
+            te = evaluate_terms(model, test, beta=cfg.beta if is_vae else 0.0, seed=cfg.seed)
+            record.update(test_loss=te["loss"], test_recon=te["recon"], test_kl=te["kl"])
+        record["seconds"] = time.perf_counter() - t0
+        result.history.append(record)
+        good_state = copy.deepcopy(model.state_dict())
+        for g in opt.param_groups:
+            g["lr"] *= cfg.lr_decay
+        if callback is not None:
+            callback(Progress("epoch", epoch, seen // cfg.batch_size, steps, tr[0], beta, record,
+                              elapsed=time.perf_counter() - start))
+        if result.stopped:
+            break
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
