@@ -1,0 +1,1 @@
+"""The Streamlit front end's shared helpers: paths, cached loaders, the sidebar. Pages stay thin."""
