@@ -1,0 +1,26 @@
+"""Shared test setup: offline data, small threads, tiny datasets."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Tests read MNIST from the offline copy beside the repository and never download.
+os.environ.setdefault("VAE_DATA_DIR", str((REPO / ".." / "shared" / "data").resolve()))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits as (train, test) ImageData: always offline, tiny."""
+    from vae_core.data import load_dataset
+    return load_dataset("digits", "train"), load_dataset("digits", "test")
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """The first 2,000 MNIST training and 500 test images from the offline copy."""
+    from vae_core.data import load_dataset
+    return load_dataset("mnist", "train").subset(2000), load_dataset("mnist", "test").subset(500)
