@@ -22,9 +22,13 @@ class ModelConfig:
     gaussian_sigma: float = 0.1    # the fixed pixel standard deviation for likelihood="gaussian"
 
     def __post_init__(self):
-        self.image_shape = tuple(int(v) for v in self.image_shape)
-        self.hidden = tuple(int(v) for v in self.hidden)
-        self.channels = tuple(int(v) for v in self.channels)
+        for name in ("image_shape", "hidden", "channels"):
+            value = getattr(self, name)
+            try:
+                setattr(self, name, tuple(int(v) for v in value))
+            except (TypeError, ValueError):
+                # Raised as ConfigError so callers that catch config problems see this one too.
+                raise ConfigError(f"{name} {value!r} is invalid: give a tuple of whole numbers") from None
         self.validate()
 
     def validate(self) -> None:

@@ -105,6 +105,8 @@ def parse_idx(raw: bytes, where: str = "IDX data") -> np.ndarray:
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
         raise DataError(f"{where} has a bad IDX header: expected unsigned bytes with 1 or 3 dimensions")
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{where} ends inside its IDX header: the file is truncated; delete it and download again")
     dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
     body = raw[4 + 4 * ndim:]
     if len(body) != int(np.prod(dims)):

@@ -149,6 +149,14 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
                 break
         if seen == 0:
             break
+        # A finite loss can still come with an infinite gradient, which Adam turns into NaN
+        # weights; they must never become the "good" state that a later divergence restores.
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            model.load_state_dict(good_state)
+            raise TrainingDiverged(
+                f"the weights became NaN or infinite during epoch {epoch}: training stopped and the weights "
+                f"of epoch {epoch - 1} were kept. Lower the learning rate (now {cfg.lr:g}, try {cfg.lr / 10:g}) "
+                "and train again.", result)
         tr = (sums / seen).tolist()
         record = {"epoch": epoch, "beta": beta, "train_loss": tr[0], "train_recon": tr[1], "train_kl": tr[2],
                   "images": seen}
