@@ -24,3 +24,13 @@ def mnist_small():
     """The first 2,000 MNIST training and 500 test images from the offline copy."""
     from vae_core.data import load_dataset
     return load_dataset("mnist", "train").subset(2000), load_dataset("mnist", "test").subset(500)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread. For tiny models on a busy 2-core machine, two threads
+    spin against each other and the background jobs: a backward pass was ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,6 +8,8 @@ from torch.distributions import Bernoulli, Normal, kl_divergence as td_kl
 from vae_core import ForwardOutput, ModelConfig, build_model
 from vae_core.losses import kl_divergence, kl_per_dim, loss_terms, model_nll, recon_nll
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture
 def gen():

@@ -13,6 +13,8 @@ ARCHS = ["mlp", "conv"]
 LATENTS = [1, 2, 20, 256]
 SHAPES = [(1, 8, 8), (1, 28, 28), (1, 13, 17)]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def tiny(kind="vae", arch="mlp", latent=2, shape=(1, 8, 8), **kw):
     # Small widths keep 48 parametrized builds well under a second each.
