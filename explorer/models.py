@@ -3,8 +3,11 @@ never train or mutate one that came from here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import streamlit as st
+import torch
 
 from vae_core.checkpoints import list_checkpoints, load_checkpoint
 from vae_core.data import load_exploration
@@ -54,3 +57,52 @@ def load_model(path: str):
 def exploration_data(dataset: str):
     """The images and labels the views show for a dataset (shipped copy when present)."""
     return load_exploration(dataset, paths.exploration_dir())
+
+
+# ---------------------------------------------------------------- cached computations
+# Each takes the Checkpoint as `_ckpt` (not hashed) beside `key`, its path and mtime, so a
+# rewritten file never reuses a stale result. Results are NumPy arrays (cheap to cache).
+
+def ckpt_key(ckpt) -> str:
+    """The identity of a checkpoint file version: path and modification time."""
+    p = Path(ckpt.path)
+    return f"{p}:{p.stat().st_mtime_ns}"
+
+
+def exploration_subset(dataset: str, n: int):
+    """The first n exploration images (ImageData); n is clipped to the set's size."""
+    data = exploration_data(dataset)
+    return data.subset(max(1, min(int(n), len(data))))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def codes(_ckpt, key: str, dataset: str, n: int) -> dict:
+    """Codes of the first n exploration images: mu [n, d], sigma [n, d] (None for the AE),
+    labels [n] (or None)."""
+    from vae_core.latent import encode_data
+    data = exploration_subset(dataset, n)
+    mu, logvar = encode_data(_ckpt.model, data)
+    mu = np.asarray(mu, dtype=np.float32)
+    sigma = None if logvar is None else np.exp(0.5 * np.asarray(logvar, dtype=np.float32))
+    labels = None if data.y is None else data.y.numpy()
+    return {"mu": mu, "sigma": sigma, "labels": labels}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def reconstruct(_ckpt, key: str, dataset: str, indices: tuple) -> np.ndarray:
+    """Decoded mean images of exploration images `indices` through their deterministic code
+    (the VAE's posterior mean, the AE's z): [k, C, H, W] in [0, 1]."""
+    data = exploration_data(dataset)
+    x = data.x[list(indices)]
+    with torch.no_grad():
+        return _ckpt.model.decode_image(_ckpt.model.embed(x)).numpy()
+
+
+def images(dataset: str, indices) -> np.ndarray:
+    """Exploration images [k, C, H, W] in [0, 1]."""
+    return exploration_data(dataset).x[list(indices)].numpy()
+
+
+def labels(dataset: str) -> Optional[np.ndarray]:
+    data = exploration_data(dataset)
+    return None if data.y is None else data.y.numpy()

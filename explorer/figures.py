@@ -1,0 +1,206 @@
+"""Plotly figures and image helpers for the pages. Inputs are NumPy arrays; nothing here trains,
+encodes or decodes: pages hand in what the cached helpers computed.
+
+Images are arrays in [0, 1] shaped [H, W] (grey), [C, H, W] or [N, C, H, W].
+"""
+from __future__ import annotations
+
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+# Ten colours that stay apart for colour-blind readers (Okabe-Ito plus two), one per class.
+CLASS_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9",
+                 "#D55E00", "#F0E442", "#000000", "#999999", "#7F3C8D"]
+VAE_COLOUR, AE_COLOUR = "#0072B2", "#D55E00"
+PATH_COLOUR = "#d62728"
+
+# The toolbar of every figure: PNG download at twice the screen size, no plotly logo.
+CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def class_colour(label: int) -> str:
+    return CLASS_COLOURS[int(label) % len(CLASS_COLOURS)]
+
+
+def to_grey(img: np.ndarray) -> np.ndarray:
+    """[H, W] or [C, H, W] in [0, 1] -> [H, W] or [H, W, C] uint8 for display."""
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim == 3:
+        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+    return (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def png_bytes(img: np.ndarray, scale: int = 1) -> bytes:
+    """An image in [0, 1] ([H, W] or [C, H, W]) as PNG bytes, upscaled by `scale` (nearest)."""
+    from PIL import Image
+    arr = to_grey(img)
+    if scale > 1:
+        arr = np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upscale(img: np.ndarray, size: int = 140) -> np.ndarray:
+    """Nearest-neighbour upscaling to about `size` pixels high, so small digits stay crisp."""
+    arr = to_grey(img)
+    k = max(1, size // arr.shape[0])
+    return np.repeat(np.repeat(arr, k, axis=0), k, axis=1)
+
+
+def tile(images: np.ndarray, ncols: Optional[int] = None, pad: int = 1) -> np.ndarray:
+    """[N, C, H, W] -> one [H', W'] mosaic in [0, 1], row-major, `pad` pixels of grey between."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[:, None]
+    n, c, h, w = images.shape
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    out = np.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.35, dtype=np.float32)
+    for i in range(n):
+        r, q = divmod(i, ncols)
+        out[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = images[i]
+    return out[0] if c == 1 else out
+
+
+def image_figure(img: np.ndarray, title: str = "", height: int = 320,
+                 x_ticks: Optional[tuple] = None, y_ticks: Optional[tuple] = None) -> go.Figure:
+    """One image ([H, W] or [C, H, W] in [0, 1]) as a plotly figure that zooms and saves as PNG.
+
+    x_ticks / y_ticks: (positions in pixels, labels) to label a mosaic with latent coordinates.
+    """
+    arr = to_grey(img)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    fig = go.Figure(go.Image(z=arr, hovertemplate="pixel (%{x}, %{y})<extra></extra>"))
+    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center") if title else None,
+                      height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    fig.update_xaxes(showticklabels=bool(x_ticks), showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=bool(y_ticks), showgrid=False, zeroline=False, scaleanchor="x")
+    if x_ticks:
+        fig.update_xaxes(tickvals=list(x_ticks[0]), ticktext=list(x_ticks[1]), tickangle=0)
+    if y_ticks:
+        fig.update_yaxes(tickvals=list(y_ticks[0]), ticktext=list(y_ticks[1]))
+    return fig
+
+
+def mosaic_ticks(values: Sequence[float], cell: int, pad: int = 1, every: int = 1) -> tuple:
+    """Tick positions at cell centres of a tiled mosaic and their latent values as labels."""
+    pos = [pad + i * (cell + pad) + (cell - 1) / 2 for i in range(len(values))]
+    lab = [f"{v:.2g}" for v in values]
+    return pos[::every], lab[::every]
+
+
+def _prior_circles(fig: go.Figure) -> None:
+    """The 1σ and 2σ circles of N(0, I) in a 2-D plane (about 39% and 86% of prior mass inside)."""
+    t = np.linspace(0, 2 * np.pi, 121)
+    for r, dash in ((1, "solid"), (2, "dash")):
+        fig.add_trace(go.Scatter(x=r * np.cos(t), y=r * np.sin(t), mode="lines", hoverinfo="skip",
+                                 line=dict(color="rgba(60,60,60,0.8)", width=1.5, dash=dash),
+                                 name=f"prior {r}σ", legendgroup="prior", showlegend=True))
+
+
+def _ellipses(fig: go.Figure, mu: np.ndarray, sigma: np.ndarray, labels: Optional[np.ndarray]) -> None:
+    """±σ posterior ellipses, axis-aligned (the posterior is diagonal), one trace per class."""
+    t = np.linspace(0, 2 * np.pi, 25)
+    groups = np.unique(labels) if labels is not None else [None]
+    for g in groups:
+        sel = np.arange(len(mu)) if g is None else np.flatnonzero(labels == g)
+        xs, ys = [], []
+        for i in sel:
+            xs += list(mu[i, 0] + sigma[i, 0] * np.cos(t)) + [None]
+            ys += list(mu[i, 1] + sigma[i, 1] * np.sin(t)) + [None]
+        colour = "#444" if g is None else class_colour(g)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                                 line=dict(color=colour, width=1), opacity=0.45,
+                                 legendgroup=f"class {g}"))
+
+
+def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optional[list] = None,
+                  title: str = "", axis_titles: tuple = ("", ""), *,
+                  indices: Optional[np.ndarray] = None,
+                  sigma: Optional[np.ndarray] = None, n_ellipses: int = 0,
+                  prior: bool = False, path: Optional[np.ndarray] = None,
+                  rect: Optional[tuple] = None, marks: Optional[list] = None,
+                  height: int = 480, equal_axes: bool = True, marker_size: int = 4) -> go.Figure:
+    """Codes xy [N, 2] as dots coloured by class, with optional overlays.
+
+    indices [N]: the data index of each dot (shown on hover and returned by a selection as
+    customdata). sigma [N, 2]: posterior σ per dot; the first n_ellipses get a ±σ ellipse.
+    prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
+    rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
+    marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
+    """
+    xy = np.asarray(xy, dtype=np.float32)
+    indices = np.arange(len(xy)) if indices is None else np.asarray(indices)
+    fig = go.Figure()
+    if sigma is not None and n_ellipses > 0:
+        k = min(n_ellipses, len(xy))
+        _ellipses(fig, xy[:k], np.asarray(sigma)[:k], None if labels is None else np.asarray(labels)[:k])
+    if labels is None:
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
+                                   customdata=indices, marker=dict(size=marker_size, color="#555"),
+                                   hovertemplate="image %{customdata}<extra></extra>"))
+    else:
+        labels = np.asarray(labels)
+        for g in np.unique(labels):
+            sel = labels == g
+            name = classes[g] if classes and 0 <= g < len(classes) else str(g)
+            fig.add_trace(go.Scattergl(
+                x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, legendgroup=f"class {g}",
+                customdata=indices[sel], marker=dict(size=marker_size, color=class_colour(g), opacity=0.75),
+                hovertemplate=f"class {name}, image %{{customdata}}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    if prior:
+        _prior_circles(fig)
+    if rect is not None:
+        x0, x1, y0, y1 = rect
+        fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines",
+                                 name="decoded grid", hoverinfo="skip",
+                                 line=dict(color="black", width=2, dash="dash")))
+    if path is not None and len(path):
+        path = np.asarray(path)
+        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="path",
+                                 line=dict(color=PATH_COLOUR, width=2),
+                                 marker=dict(size=7, color=PATH_COLOUR, line=dict(color="white", width=1)),
+                                 text=[f"step {i}" for i in range(len(path))],
+                                 hovertemplate="%{text}<br>(%{x:.2f}, %{y:.2f})<extra></extra>"))
+    for x, y, text, colour in marks or []:
+        fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers+text", name=text, text=[text],
+                                 textposition="top center", hoverinfo="name",
+                                 marker=dict(symbol="star", size=18, color=colour,
+                                             line=dict(color="black", width=1))))
+    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
+                      xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], dragmode="pan")
+    if equal_axes:
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def bar_kl(kl: np.ndarray, order: np.ndarray, title: str = "KL per latent dimension") -> go.Figure:
+    """Bars of KL (nats) per dimension in the given order: which dimensions carry information."""
+    fig = go.Figure(go.Bar(x=[f"z{int(i)}" for i in order], y=np.asarray(kl)[order],
+                           marker_color=VAE_COLOUR,
+                           hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
+    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis_title="nats", xaxis=dict(type="category"))
+    return fig
+
+
+def line_chart(ys: dict, x: Optional[Sequence] = None, title: str = "", y_title: str = "",
+               x_title: str = "", height: int = 260, marker_x: Optional[float] = None) -> go.Figure:
+    """Lines, one per {name: values}; marker_x draws a vertical rule (e.g. the slider's step)."""
+    fig = go.Figure()
+    colours = [VAE_COLOUR, AE_COLOUR, "#009E73", "#CC79A7"]
+    for i, (name, vals) in enumerate(ys.items()):
+        xs = list(x) if x is not None else list(range(len(vals)))
+        fig.add_trace(go.Scatter(x=xs, y=list(vals), mode="lines+markers", name=name,
+                                 line=dict(color=colours[i % len(colours)])))
+    if marker_x is not None:
+        fig.add_vline(x=marker_x, line=dict(color="grey", dash="dot"))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis_title=y_title, xaxis_title=x_title)
+    return fig

@@ -1,0 +1,190 @@
+"""The sidebar every explorer page shares: the dataset and the pair of models (a VAE and an AE).
+
+The choice lives in plain session-state keys (sel_dataset, sel_vae, sel_ae) so it holds across
+pages; the widgets (keys sb_dataset, sb_vae, sb_ae) are refilled from them on each page,
+because Streamlit forgets a widget's value when a page without that widget is shown.
+
+Defaults: the shipped pretrained MNIST pair, mnist-d20-vae-b1 beside mnist-d20-ae. A page
+never swaps the models on its own; the grid and map pages offer a one-click switch to the
+2-D pair when the chosen pair has more than two latent dimensions.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import streamlit as st
+
+from . import models, paths
+
+DEFAULT_VAE = "mnist-d20-vae-b1"
+DEFAULT_AE = "mnist-d20-ae"
+
+
+@dataclass
+class Selection:
+    dataset: str
+    vae_info: dict
+    ae_info: Optional[dict]
+    vae: object          # vae_core.checkpoints.Checkpoint
+    ae: object           # Checkpoint or None when no AE was trained on this dataset
+    infos: list          # every model of the dataset (for pages that offer other choices)
+
+    @property
+    def pair(self) -> list:
+        """[(label, Checkpoint, info)] in display order: the VAE, then the AE when there is one."""
+        out = [("VAE", self.vae, self.vae_info)]
+        if self.ae is not None:
+            out.append(("AE", self.ae, self.ae_info))
+        return out
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.vae_info["model_config"]["latent_dim"])
+
+
+def describe(info: dict) -> str:
+    """A short label: name, latent size, β, and where the file came from."""
+    mc, tc = info["model_config"], info.get("train_config") or {}
+    beta = f", β={tc.get('beta', 1):g}" if mc["kind"] == "vae" else ""
+    mine = " (yours)" if info.get("source") == "yours" else ""
+    return f"{info['name']}  ·  d={mc['latent_dim']}{beta}{mine}"
+
+
+def partner_ae(vae_name: str, aes: list) -> Optional[str]:
+    """The AE trained alongside a VAE: same name prefix (mnist-d20-vae-b1 -> mnist-d20-ae),
+    else the first AE with the same latent size."""
+    prefix = vae_name.split("-vae")[0]
+    names = [a["name"] for a in aes]
+    if f"{prefix}-ae" in names:
+        return f"{prefix}-ae"
+    return None
+
+
+def _default(options: list, preferred: Optional[str]) -> Optional[str]:
+    if preferred in options:
+        return preferred
+    return options[0] if options else None
+
+
+def empty_message() -> None:
+    """What to do when no checkpoint exists: where they go and how to make one."""
+    st.warning(
+        f"No trained models were found. Pretrained checkpoints belong in `{paths.shipped_dir()}`; "
+        f"models you train are saved in `{paths.user_dir()}`.\n\n"
+        "Train a pair on the **Train** page, or from a terminal:\n\n"
+        "`python -m vae_core train --dataset digits --kind vae --latent-dim 2`\n\n"
+        "(set `VAE_CHECKPOINT_DIR` to use another folder of checkpoints).", icon="📂")
+
+
+def _on_vae_change() -> None:
+    # A new VAE brings its partner AE along, so the pair stays comparable.
+    vae = st.session_state.get("sb_vae")
+    aes = st.session_state.get("_sb_aes", [])
+    partner = partner_ae(vae, aes) if vae else None
+    if partner:
+        st.session_state["sb_ae"] = partner
+
+
+def select_pair(vae: str, ae: Optional[str]) -> None:
+    """Make (vae, ae) the selection on every page; call from a button's on_click."""
+    st.session_state["sel_vae"] = st.session_state["sb_vae"] = vae
+    if ae:
+        st.session_state["sel_ae"] = st.session_state["sb_ae"] = ae
+
+
+def _sync(widget_key: str, sel_key: str, options: list, preferred: Optional[str]) -> None:
+    """Fill a widget's state from the held selection before the widget is drawn."""
+    held = st.session_state.get(sel_key)
+    current = st.session_state.get(widget_key)
+    if current not in options:
+        st.session_state[widget_key] = _default(options, held if held in options else preferred)
+
+
+def sidebar(page: str = "") -> Optional[Selection]:
+    """Draw the shared sidebar; return the selection with both models loaded, or None (and a
+    message on the page) when no VAE exists for any dataset."""
+    start_umap_warmup()
+    infos = models.list_models()
+    with st.sidebar:
+        st.subheader("Models")
+        if not infos:
+            st.caption("No models yet.")
+            empty_message()
+            return None
+        datasets = sorted({i["dataset"] or "unknown" for i in infos},
+                          key=lambda d: (d != "mnist", d))
+        _sync("sb_dataset", "sel_dataset", datasets, "mnist")
+        dataset = st.selectbox("Dataset", datasets, key="sb_dataset",
+                               help="The data the models were trained on; the views show its test images.")
+        st.session_state["sel_dataset"] = dataset
+        mine = [i for i in infos if (i["dataset"] or "unknown") == dataset]
+        vaes = [i for i in mine if i["model_config"]["kind"] == "vae"]
+        aes = [i for i in mine if i["model_config"]["kind"] == "ae"]
+        by_name = {i["name"]: i for i in mine}
+        st.session_state["_sb_aes"] = aes
+        if not vaes:
+            st.warning(f"No VAE was trained on {dataset}: train one on the Train page.")
+            return None
+        vae_names = [i["name"] for i in vaes]
+        _sync("sb_vae", "sel_vae", vae_names, DEFAULT_VAE)
+        vae_name = st.selectbox("VAE", vae_names, key="sb_vae", on_change=_on_vae_change,
+                                format_func=lambda n: describe(by_name[n]),
+                                help="The variational model: each image becomes a Gaussian bubble in latent space.")
+        st.session_state["sel_vae"] = vae_name
+        ae_name = None
+        if aes:
+            ae_names = [i["name"] for i in aes]
+            _sync("sb_ae", "sel_ae", ae_names, partner_ae(vae_name, aes) or DEFAULT_AE)
+            ae_name = st.selectbox("AE", ae_names, key="sb_ae",
+                                   format_func=lambda n: describe(by_name[n]),
+                                   help="The plain auto-encoder: each image becomes one point.")
+            st.session_state["sel_ae"] = ae_name
+        else:
+            st.info(f"No plain AE was trained on {dataset}: the views show the VAE alone.")
+        vae_info = by_name[vae_name]
+        ae_info = by_name.get(ae_name) if ae_name else None
+        if ae_info and ae_info["model_config"]["latent_dim"] != vae_info["model_config"]["latent_dim"]:
+            st.caption("The two models have different latent sizes: compare with care.")
+        st.caption(f"Checkpoints: `{paths.shipped_dir()}` (shipped) and `{paths.user_dir()}` (yours). "
+                   "A model trained in the app appears here at once.")
+    vae = models.load_model(vae_info["path"])
+    ae = models.load_model(ae_info["path"]) if ae_info else None
+    return Selection(dataset, vae_info, ae_info, vae, ae, mine)
+
+
+def offer_2d_pair(sel: Selection, why: str) -> None:
+    """When the pair is not 2-D, offer the dataset's 2-D pair with one click (never switch silently)."""
+    if sel.latent_dim == 2:
+        return
+    vaes2 = [i for i in sel.infos if i["model_config"]["kind"] == "vae" and i["model_config"]["latent_dim"] == 2]
+    if not vaes2:
+        return
+    names = [i["name"] for i in vaes2]
+    pick = next((n for n in names if n.endswith("-vae-b1")), names[0])
+    aes = [i for i in sel.infos if i["model_config"]["kind"] == "ae"]
+    ae = partner_ae(pick, aes)
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    c1.info(f"These models have {sel.latent_dim} latent dimensions. {why}", icon="💡")
+    c2.button(f"Use the 2-D pair ({pick})", key="use_2d_pair", on_click=select_pair,
+              args=(pick, ae))
+
+
+_warm_lock = threading.Lock()
+_warm_started = False
+
+
+def start_umap_warmup() -> None:
+    """Compile UMAP's numba code once per server in a background thread, so the first UMAP
+    map a user asks for does not pay for the compilation."""
+    global _warm_started
+    with _warm_lock:
+        if _warm_started:
+            return
+        _warm_started = True
+    try:
+        from vae_core.projections import warmup_umap
+    except ImportError:
+        return
+    threading.Thread(target=warmup_umap, name="umap-warmup", daemon=True).start()

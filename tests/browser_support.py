@@ -1,0 +1,167 @@
+"""Fixtures and helpers to drive the real app in a headless Chromium.
+
+Import the fixtures into a test module (`from browser_support import streamlit_server, browser, page`)
+or a conftest. `streamlit_server` starts `python -m streamlit run app.py` on a free port with the
+repository as cwd and waits for /_stcore/health; `browser` launches the system Chromium
+(/usr/bin/chromium). A missing browser fails the test, it is never skipped.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("VAE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> float:
+    """Poll url/_stcore/health until it answers "ok"; returns the seconds it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode} before it was healthy")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout:.0f} s")
+
+
+def start_server(env: dict | None = None, port: int | None = None, log_path: Path | None = None):
+    """Start `streamlit run app.py` on a free port; returns (process, url). The caller stops it."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    full_env = {**os.environ, **(env or {})}
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def streamlit_server():
+    """The app served by `streamlit run` for the whole session; yields its base URL."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    proc, url = start_server(log_path=ARTIFACTS / "streamlit-server.log")
+    try:
+        wait_healthy(url, proc, timeout=90)
+        yield url
+    finally:
+        stop_server(proc)
+
+
+def launch_chromium(playwright):
+    """The system Chromium, headless. A missing binary is an error with the fix in its message."""
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"Chromium is not at {CHROMIUM}: install it with `apt-get install chromium` "
+                           "or set VAE_CHROMIUM to its path (never `playwright install`)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab at a desktop size; closed after the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def wait_rendered(page, timeout_ms: int = 60_000, until: str | None = None, settle_s: float = 0.8) -> None:
+    """Wait until the script has finished: `until` (a selector, when given) is on the page, no
+    element is stale, no spinner shows, and the number of elements has not changed for settle_s."""
+    page.wait_for_selector("[data-testid=stMainBlockContainer] [data-testid=stElementContainer]",
+                           timeout=timeout_ms)
+    if until:
+        page.wait_for_selector(until, timeout=timeout_ms)
+    deadline = time.monotonic() + timeout_ms / 1000
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        state = page.evaluate("""() => [
+            document.querySelectorAll('[data-testid=stElementContainer]').length,
+            document.querySelectorAll('[data-stale=true]').length,
+            document.querySelectorAll('[data-testid=stSpinner]').length,
+            document.querySelectorAll('[data-testid=stStatusWidget] button').length]""")
+        busy = state[1] or state[2] or state[3]
+        if state != last or busy:
+            last, since = state, time.monotonic()
+        elif time.monotonic() - since >= settle_s:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"the page was still changing after {timeout_ms / 1000:.0f} s")
+
+
+def open_page(page, base_url: str, path: str = "", timeout_ms: int = 60_000,
+              until: str | None = None) -> None:
+    """Open a page of the app (path "" is the home page, else e.g. "Latent_map") and wait for it."""
+    page.goto(f"{base_url}/{path}", wait_until="domcontentloaded")
+    wait_rendered(page, timeout_ms, until=until)
+
+
+def errors_shown(page) -> list[str]:
+    """Texts of exceptions and error alerts on the page (empty when all is well)."""
+    texts = [e.inner_text() for e in page.locator("[data-testid=stException]").all()]
+    for alert in page.locator("[data-testid=stAlertContentError]").all():
+        texts.append(alert.inner_text())
+    return texts
+
+
+def nudge_slider(page, key: str, presses: int = 1, key_name: str = "ArrowRight") -> None:
+    """Move the slider whose widget key is `key` with the keyboard, as a user would."""
+    thumb = page.locator(f".st-key-{key} [role=slider]").first
+    thumb.focus()
+    for _ in range(presses):
+        thumb.press(key_name)
+
+
+def element_bytes(page, selector: str) -> bytes:
+    """A screenshot of the first element matching `selector` (to compare before and after)."""
+    return page.locator(selector).first.screenshot()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
