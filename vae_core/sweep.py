@@ -5,6 +5,8 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Optional
 
+import torch
+
 from .checkpoints import path_in, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import load_dataset
@@ -36,6 +38,7 @@ def sweep(model_cfg: ModelConfig, train_cfg: TrainConfig, betas, out_dir, prefix
         mcfg = dataclasses.replace(model_cfg, kind=kind,
                                    image_shape=train.image_shape)
         tcfg = dataclasses.replace(train_cfg, beta=beta if kind == "vae" else 0.0)
+        torch.manual_seed(tcfg.seed)   # same seed, same initial weights: runs differ only in beta
         model = build_model(mcfg)
         result = fit(model, train, test, tcfg, callback=callback, should_stop=should_stop)
         metrics = evaluate(model, tcfg) if evaluate else {}

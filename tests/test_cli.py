@@ -1,0 +1,251 @@
+"""The command line as a user meets it: `python -m vae_core ...` in a real subprocess, on a tiny
+.npz dataset the tests write (8x8 bars in three orientations), one thread per process."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--latent-dim", "2", "--hidden", "32", "--batch-size", "32", "--threads", "1", "--seed", "3"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("VAE_DATA_DIR", str((REPO / ".." / "shared" / "data").resolve()))
+    # One thread: the CI machine has two cores shared with the test runner itself.
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
+    env.pop("VAE_DEBUG", None)
+    return env
+
+
+def cli(*args, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "vae_core", *map(str, args)], capture_output=True,
+                          text=True, env=_env(), cwd=cwd, timeout=timeout)
+
+
+def bars(n: int = 240, seed: int = 0):
+    """n noisy 8x8 images of a horizontal, vertical or diagonal bar; labels 0, 1, 2."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.uniform(0, 0.2, (n, 8, 8)).astype(np.float32)
+    for i, (label, pos) in enumerate(zip(y, rng.integers(1, 7, n))):
+        if label == 0:
+            x[i, pos, :] = 0.9
+        elif label == 1:
+            x[i, :, pos] = 0.9
+        else:
+            x[i][np.eye(8, dtype=bool)] = 0.9
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "bars.npz"
+    x, y = bars()
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_npz, tmp_path_factory):
+    """One checkpoint trained by the CLI (2 epochs), shared by the evaluate and project tests."""
+    out = tmp_path_factory.mktemp("models") / "tiny-vae.safetensors"
+    run = cli("train", "--dataset", tiny_npz, "--epochs", 2, "--beta", 2, *TINY, "--out", out)
+    assert run.returncode == 0, run.stderr
+    return out, run
+
+
+def assert_one_line_error(run, *words):
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    lines = [l for l in run.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert run.stdout == ""
+
+
+# ---------------------------------------------------------------- commands that work
+
+def test_help_lists_the_subcommands():
+    run = cli("--help")
+    assert run.returncode == 0
+    for cmd in ("train", "evaluate", "sweep", "project"):
+        assert cmd in run.stdout
+
+
+def test_train_writes_a_loadable_checkpoint_with_its_history(trained, tiny_npz):
+    from vae_core.checkpoints import load_checkpoint
+    out, run = trained
+    ckpt = load_checkpoint(out)
+    assert [h["epoch"] for h in ckpt.history] == [1, 2]
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["test_loss"]) for h in ckpt.history)
+    assert ckpt.model_config.kind == "vae" and ckpt.model_config.latent_dim == 2
+    assert ckpt.model_config.hidden == (32,) and ckpt.model_config.image_shape == (1, 8, 8)
+    assert ckpt.train_config.beta == 2.0 and ckpt.train_config.seed == 3 and ckpt.train_config.batch_size == 32
+    assert ckpt.dataset == str(tiny_npz)
+    # The progress bar is driven by fit's callback: one bar per epoch, the loss in its postfix.
+    assert "epoch 2/2" in run.stderr and "loss=" in run.stderr
+    assert "saved" in run.stderr
+
+
+def test_train_is_repeatable_with_a_seed(trained, tiny_npz, tmp_path):
+    from vae_core.checkpoints import load_checkpoint
+    out, _ = trained
+    again = tmp_path / "again.safetensors"
+    run = cli("train", "--dataset", tiny_npz, "--epochs", 2, "--beta", 2, *TINY, "--quiet", "--out", again)
+    assert run.returncode == 0, run.stderr
+    a, b = load_checkpoint(out).history, load_checkpoint(again).history
+    assert [h["train_loss"] for h in a] == [h["train_loss"] for h in b]
+
+
+def test_train_ae_half_precision(tiny_npz, tmp_path):
+    from safetensors.torch import load_file
+    from vae_core.checkpoints import load_checkpoint
+    out = tmp_path / "ae"
+    run = cli("train", "--dataset", tiny_npz, "--model", "ae", "--epochs", 1, *TINY, "--half", "--quiet",
+              "--out", out)
+    assert run.returncode == 0, run.stderr
+    path = tmp_path / "ae.safetensors"        # the suffix is added
+    assert all(str(v.dtype) == "torch.float16" for v in load_file(path).values())
+    assert load_checkpoint(path).model_config.kind == "ae"
+
+
+def test_evaluate_json_prints_one_object_and_write_stores_it(trained, tmp_path):
+    import shutil
+    from vae_core.checkpoints import read_info
+    out = tmp_path / "copy.safetensors"
+    shutil.copy(trained[0], out)
+    run = cli("evaluate", out, "--json", "--iw-samples", 8, "--write")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 1
+    metrics = json.loads(lines[0])
+    for key in ("loss", "recon", "kl", "log_px", "active_units", "knn_acc"):
+        assert key in metrics, key
+    assert np.isfinite(metrics["loss"]) and metrics["kl"] >= 0
+    # The importance-weighted bound is at least the ELBO (on average over the test set).
+    assert metrics["log_px"] >= -(metrics["recon"] + metrics["kl"]) - 1.0
+    assert 0 <= metrics["knn_acc"] <= 1
+    stored = read_info(out)["metrics"]
+    assert stored["log_px"] == pytest.approx(metrics["log_px"])
+
+
+def test_sweep_writes_one_checkpoint_per_model(tiny_npz, tmp_path):
+    from vae_core.checkpoints import load_checkpoint
+    run = cli("sweep", "--dataset", tiny_npz, "--betas", "1,4", "--epochs", 1, *TINY,
+              "--out-dir", tmp_path / "sweep", "--prefix", "bars")
+    assert run.returncode == 0, run.stderr
+    names = sorted(p.name for p in (tmp_path / "sweep").iterdir())
+    assert names == ["bars-ae.safetensors", "bars-vae-b1.safetensors", "bars-vae-b4.safetensors"]
+    assert run.stdout.split() == [str(tmp_path / "sweep" / n) for n in
+                                  ["bars-ae.safetensors", "bars-vae-b1.safetensors", "bars-vae-b4.safetensors"]]
+    kinds = {n: load_checkpoint(tmp_path / "sweep" / n) for n in names}
+    assert kinds["bars-ae.safetensors"].model_config.kind == "ae"
+    assert kinds["bars-vae-b4.safetensors"].train_config.beta == 4.0
+    assert all(len(c.history) == 1 for c in kinds.values())
+    assert "[3/3] bars-vae-b4" in run.stderr
+
+
+def test_sweep_no_ae(tiny_npz, tmp_path):
+    run = cli("sweep", "--dataset", tiny_npz, "--betas", "2", "--no-ae", "--epochs", 1, *TINY, "--quiet",
+              "--out-dir", tmp_path, "--prefix", "p")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["p-vae-b2.safetensors"]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_project_writes_a_map(trained, tmp_path, suffix):
+    from vae_core.checkpoints import load_checkpoint
+    from vae_core.data import load_dataset
+    ckpt = load_checkpoint(trained[0])
+    test = load_dataset(ckpt.dataset, "test")
+    out = tmp_path / ("map" + suffix)
+    run = cli("project", trained[0], "--method", "pca", "--points", 10, "--out", out)
+    assert run.returncode == 0, run.stderr
+    if suffix == ".npz":
+        with np.load(out) as f:
+            xy, labels, indices = f["xy"], f["labels"], f["indices"]
+    else:
+        rows = np.loadtxt(out, delimiter=",", skiprows=1)
+        xy, labels, indices = rows[:, :2], rows[:, 2].astype(int), rows[:, 3].astype(int)
+    assert xy.shape == (10, 2) and np.isfinite(xy).all()
+    assert len(set(indices.tolist())) == 10 and indices.max() < len(test)
+    # Each point keeps the label of the image it came from.
+    assert labels.tolist() == test.y.numpy()[indices].tolist()
+    # The map is the library's projection of exactly these images' codes.
+    import torch
+    from vae_core.projections import project
+    with torch.no_grad():
+        codes = ckpt.model.embed(test.x[torch.from_numpy(np.asarray(indices))]).numpy()
+    assert np.allclose(xy, project(codes, "pca", seed=0), atol=1e-4)
+
+
+def test_ctrl_c_stops_and_saves_the_model_so_far(tiny_npz, tmp_path):
+    from vae_core.checkpoints import load_checkpoint
+    out = tmp_path / "stopped.safetensors"
+    proc = subprocess.Popen([sys.executable, "-m", "vae_core", "train", "--dataset", str(tiny_npz),
+                             "--epochs", "100000", *TINY, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    seen, deadline = b"", time.monotonic() + 60
+    while b"epoch 2/" not in seen and time.monotonic() < deadline:   # wait until training runs
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    err = (seen + err).decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    ckpt = load_checkpoint(out)
+    assert 1 <= len(ckpt.history) < 100000
+    assert "stopped early" in err
+
+
+# ---------------------------------------------------------------- mistakes: one line, no traceback
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--dataset", "digits", "--beta", "-1", "--out", "x"], ["beta", "-1"]),
+    (["train", "--dataset", "digits", "--latent-dim", "0", "--out", "x"], ["latent size 0"]),
+    (["train", "--dataset", "no-such-set", "--out", "x"], ["no-such-set", "mnist"]),
+    (["train", "--dataset", "missing.npz", "--out", "x"], ["missing.npz"]),
+    (["train", "--dataset", "digits", "--epochs", "0", "--out", "x"], ["epochs"]),
+    (["train", "--dataset", "digits", "--hidden", "4x0", "--out", "x"], ["4x0"]),
+    (["train", "--dataset", "digits", "--lr", "nan", "--out", "x"], ["learning rate"]),
+    (["train", "--dataset", "digits", "--model", "gan", "--out", "x"], ["gan"]),
+    (["train", "--dataset", "digits", "--out", "bad name"], ["bad name"]),
+    (["train", "--dataset", "digits"], ["--out"]),
+    (["sweep", "--dataset", "digits", "--betas", "1,-2", "--out-dir", "s"], ["-2"]),
+    (["sweep", "--dataset", "digits", "--betas", "one", "--out-dir", "s"], ["one"]),
+    (["evaluate", "no-such.safetensors"], ["no-such.safetensors"]),
+    (["project", "no-such.safetensors", "--out", "m.npz"], ["no-such.safetensors"]),
+    (["frobnicate"], ["frobnicate"]),
+])
+def test_bad_arguments_exit_with_one_clear_line(args, words, tmp_path):
+    run = cli(*args, cwd=tmp_path)
+    assert_one_line_error(run, *words)
+    assert not list(tmp_path.iterdir())     # nothing was written
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    assert_one_line_error(cli("evaluate", bad, "--json"), "bad.safetensors")
+    assert_one_line_error(cli("project", bad, "--out", tmp_path / "m.npz"), "bad.safetensors")
+
+
+def test_project_refuses_an_unknown_output_type(trained, tmp_path):
+    assert_one_line_error(cli("project", trained[0], "--out", tmp_path / "map.png"), "map.png", ".npz")
+
+
+def test_evaluate_refuses_negative_iw_samples(trained):
+    assert_one_line_error(cli("evaluate", trained[0], "--iw-samples", "-5"), "-5")

@@ -1,0 +1,518 @@
+"""The command line: `python -m vae_core train | evaluate | sweep | project`.
+
+Every user mistake (a bad value, a missing or damaged file) ends with one line on stderr,
+`error: ...`, naming the value and the fix, and a non-zero exit status; never a traceback.
+Set VAE_DEBUG=1 to see the traceback of an unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+EXIT_USAGE = 2      # a wrong argument or a file that cannot be used
+EXIT_STOPPED = 130  # stopped with Ctrl-C (the model so far is saved)
+
+
+class CliError(Exception):
+    """A problem with the command line itself; the message says what to change."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage text goes to --help, not to every mistake)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+# ---------------------------------------------------------------- argument types
+
+def _int_list(text: str) -> tuple:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers: write e.g. 400 or 512,256")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: write e.g. 400 or 512,256")
+    return values
+
+
+def _float_list(text: str) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers: write e.g. 0.5,1,2,4,8")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: write e.g. 0.5,1,2,4,8")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: use 1 or more")
+    return value
+
+
+# ---------------------------------------------------------------- the parser
+
+def _add_model_and_training(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    from .config import ARCHS, LIKELIHOODS, MODEL_KINDS
+    from .data import DATASETS
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="mnist", metavar="NAME",
+                   help=f"{', '.join(DATASETS)}, or the path of an .npz with x (N x H x W) and optional y "
+                        "(default: mnist)")
+    g.add_argument("--max-train", type=int, default=0, metavar="N",
+                   help="use only the first N training images (default: all)")
+    g.add_argument("--binarize", action="store_true",
+                   help="dynamic binarisation: resample each pixel as 0/1 every batch")
+    g = p.add_argument_group("model")
+    if not sweep:
+        g.add_argument("--model", choices=MODEL_KINDS, default="vae", help="vae or ae (default: vae)")
+        g.add_argument("--beta", type=float, default=1.0, help="weight of the KL term; 1 gives the ELBO (default: 1)")
+    g.add_argument("--latent-dim", type=int, default=20, metavar="D", help="latent size, 1 to 256 (default: 20)")
+    g.add_argument("--arch", choices=ARCHS, default="mlp", help="mlp or conv (default: mlp)")
+    g.add_argument("--hidden", type=_int_list, default=(400,), metavar="SIZES",
+                   help="MLP hidden sizes, encoder order, e.g. 400 or 512,256 (default: 400)")
+    g.add_argument("--channels", type=_int_list, default=(32, 64), metavar="SIZES",
+                   help="conv channels, encoder order (default: 32,64)")
+    g.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
+                   help="p(x|z) (default: bernoulli)")
+    g.add_argument("--sigma", type=float, default=0.1,
+                   help="pixel standard deviation for --likelihood gaussian (default: 0.1)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=10, help="(default: 10)")
+    g.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    g.add_argument("--lr-decay", type=float, default=1.0,
+                   help="multiply the learning rate by this after each epoch (default: 1)")
+    g.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="raise beta linearly from 0 over this many epochs (default: 0)")
+    g.add_argument("--free-bits", type=float, default=0.0,
+                   help="floor in nats on each latent dimension's KL (default: 0)")
+    g.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads for PyTorch (default: PyTorch's choice)")
+    g = p.add_argument_group("output")
+    g.add_argument("--half", action="store_true", help="store weights as float16 (half the file size)")
+    g.add_argument("--evaluate", action="store_true",
+                   help="after training, compute the test metrics and store them in the checkpoint")
+    g.add_argument("--iw-samples", type=int, default=1000, metavar="K",
+                   help="importance samples for log p(x) with --evaluate; 0 skips it (default: 1000)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m vae_core",
+                     description="Train, evaluate and map VAEs and plain auto-encoders.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train one model and save a checkpoint",
+                       description="Train one AE or VAE and save it as a .safetensors checkpoint. "
+                                   "Ctrl-C stops after the current batch and saves the model so far.")
+    _add_model_and_training(p)
+    p.add_argument("--out", required=True, metavar="PATH", help="the checkpoint to write (.safetensors)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint",
+                       description="Evaluate a checkpoint on the test split of its dataset.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--iw-samples", type=int, default=1000, metavar="K",
+                   help="importance samples for log p(x); 0 skips it (default: 1000)")
+    p.add_argument("--max-test", type=int, default=0, metavar="N",
+                   help="use only the first N test images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--write", action="store_true", help="store the metrics in the checkpoint")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="train the AE and VAEs at several betas",
+                       description="Train the AE and one VAE per beta with one shared config and seed.")
+    _add_model_and_training(p, sweep=True)
+    p.add_argument("--betas", type=_float_list, default=(0.5, 1.0, 2.0, 4.0, 8.0), metavar="LIST",
+                   help="comma-separated beta values (default: 0.5,1,2,4,8)")
+    p.add_argument("--no-ae", action="store_true", help="skip the plain auto-encoder")
+    p.add_argument("--out-dir", required=True, metavar="DIR", help="folder for the checkpoints")
+    p.add_argument("--prefix", default="mnist", help="checkpoint name prefix (default: mnist)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("project", help="a 2-D map of a checkpoint's codes",
+                       description="Encode the exploration (or test) set and write a 2-D map of the codes.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca", help="(default: pca)")
+    p.add_argument("--points", type=int, default=0, metavar="N",
+                   help="map a seeded random subset of N images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding <dataset>-test.npz (default: the checkpoint's folder/data, "
+                        "else the dataset's test split)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the map to write: .npz (xy, labels, indices) or .csv")
+    p.set_defaults(func=cmd_project)
+    return parser
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def _configs(args, kind: str, beta: float):
+    """ModelConfig and TrainConfig from the arguments; both validate and raise ConfigError."""
+    from .config import ModelConfig, TrainConfig
+    if args.max_train < 0:
+        raise CliError(f"--max-train {args.max_train} is negative: use 0 (all) or a positive count")
+    tcfg = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       beta=beta, warmup_epochs=args.warmup_epochs, free_bits=args.free_bits,
+                       binarize=args.binarize, seed=args.seed, device=args.device,
+                       lr_decay=args.lr_decay, max_train=args.max_train)
+    if str(args.device).startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {args.device}: no CUDA GPU is visible to PyTorch here; use --device cpu")
+    mcfg = ModelConfig(kind=kind, arch=args.arch, latent_dim=args.latent_dim, hidden=args.hidden,
+                       channels=args.channels, likelihood=args.likelihood, gaussian_sigma=args.sigma)
+    return mcfg, tcfg
+
+
+def _check_iw(k: int) -> None:
+    if k < 0:
+        raise CliError(f"--iw-samples {k} is negative: use 0 (skip log p(x)) or more (1000 gives a tight bound)")
+
+
+def _checkpoint_path(out: str) -> Path:
+    from .checkpoints import SUFFIX, check_name
+    path = Path(out)
+    check_name(path.name)   # a clear error for spaces, empty names or names that are too long
+    if not path.name.endswith(SUFFIX):
+        path = path.with_name(path.name + SUFFIX)
+    if path.is_dir():
+        raise CliError(f"--out {out} is a folder: give a file name such as {out.rstrip('/')}/my-vae.safetensors")
+    return path
+
+
+@contextmanager
+def _ctrl_c_stops():
+    """The first Ctrl-C asks training to stop after the current batch; a second one aborts.
+
+    Yields a function that says whether a stop was asked for.
+    """
+    asked = []
+
+    def handler(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(True)
+        print("\nstopping after this batch (Ctrl-C again to abort without saving)", file=sys.stderr)
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:      # not the main thread: keep the default behaviour
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+class _Bar:
+    """A tqdm bar per epoch, fed by fit's callback (batch and epoch Progress)."""
+
+    def __init__(self, epochs: int, label: str = "", quiet: bool = False):
+        self.epochs, self.label, self.quiet = epochs, label, quiet
+        self.bar = None
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return None
+        from tqdm import tqdm
+        if p.kind == "batch":
+            if self.bar is None:
+                desc = f"{self.label} epoch {p.epoch}/{self.epochs}".strip()
+                self.bar = tqdm(total=p.steps_per_epoch, desc=desc, unit="batch", leave=True,
+                                file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
+            self.bar.set_postfix(loss=f"{p.loss:.2f}", beta=f"{p.beta:g}", refresh=False)
+            self.bar.update(1)
+        else:
+            # The epoch's mean train loss replaces the last batch's; the test loss joins it.
+            rec = p.record or {}
+            post = {"loss": f"{rec.get('train_loss', float('nan')):.2f}"}
+            if "test_loss" in rec:
+                post["test_loss"] = f"{rec['test_loss']:.2f}"
+            if self.bar is not None:
+                self.bar.set_postfix(post)
+                self.bar.close()
+            self.bar = None
+        return None
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _test_split(name: str, data_dir: Optional[Path] = None):
+    """The test split of a checkpoint's dataset; a shipped `<name>-test.npz` is used when the raw
+    files are not on this machine (so shipped MNIST models evaluate offline)."""
+    from .data import SOURCES, data_dir as raw_dir, load_dataset, load_exploration
+    from .errors import DataError
+    if not name:
+        raise CliError("the checkpoint does not say which dataset it was trained on: retrain it with this version")
+    if name in SOURCES and data_dir is not None and (Path(data_dir) / f"{name}-test.npz").is_file() \
+            and not (raw_dir(name) / "t10k-images-idx3-ubyte.gz").exists():
+        return load_exploration(name, data_dir)
+    try:
+        return load_dataset(name, "test", allow_download=data_dir is None)
+    except DataError:
+        if data_dir is not None and (Path(data_dir) / f"{name}-test.npz").is_file():
+            return load_exploration(name, data_dir)
+        raise
+
+
+def _train_split(name: str):
+    """The training split when it is on this machine (for the k-NN probe), else None."""
+    from .data import load_dataset
+    from .errors import DataError
+    try:
+        return load_dataset(name, "train", allow_download=False)
+    except DataError:
+        return None
+
+
+def _json_safe(value):
+    """Metrics as plain JSON: arrays become lists, NaN and infinities become null."""
+    import numpy as np
+    import torch
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _json_safe(value.detach().cpu().tolist())
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _evaluate(model, tcfg, dataset: str, iw_samples: int, seed: int = 0, max_test: int = 0,
+              data_dir: Optional[Path] = None) -> dict:
+    from .metrics import evaluate
+    test = _test_split(dataset, data_dir)
+    if max_test:
+        test = test.subset(max_test)
+    train = _train_split(dataset)
+    binarize = bool(tcfg is not None and tcfg.binarize)
+    beta = tcfg.beta if (tcfg is not None and model.cfg.kind == "vae") else 1.0
+    metrics = _json_safe(evaluate(model, test, train=train, iw_samples=iw_samples, beta=beta, seed=seed,
+                                  binarize=binarize))
+    # Same keys whether or not labelled training data was at hand (null: not measured).
+    metrics.setdefault("knn_acc", None)
+    return metrics
+
+
+def _print_metrics(metrics: dict, stream=sys.stdout) -> None:
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            print(f"{k:>14}  {v:.4f}", file=stream)
+        elif isinstance(v, list):
+            shown = ", ".join(f"{x:.3g}" if isinstance(x, float) else str(x) for x in v[:12])
+            print(f"{k:>14}  [{shown}{', ...' if len(v) > 12 else ''}]", file=stream)
+        else:
+            print(f"{k:>14}  {v}", file=stream)
+
+
+def _set_threads(n: Optional[int]) -> None:
+    if n:
+        import torch
+        torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_train(args) -> int:
+    from .checkpoints import save_checkpoint
+    from .data import load_dataset
+    from .models import build_model
+    from .train import fit
+    _set_threads(args.threads)
+    if args.evaluate:
+        _check_iw(args.iw_samples)
+    mcfg, tcfg = _configs(args, args.model, args.beta if args.model == "vae" else 0.0)
+    out = _checkpoint_path(args.out)
+    train = load_dataset(tcfg.dataset, "train")
+    test = load_dataset(tcfg.dataset, "test")
+    import dataclasses
+    mcfg = dataclasses.replace(mcfg, image_shape=train.image_shape)
+    import torch
+    torch.manual_seed(tcfg.seed)   # the initial weights too come from the seed
+    model = build_model(mcfg)
+    bar = _Bar(tcfg.epochs, quiet=args.quiet)
+    with _ctrl_c_stops() as stop_asked:
+        try:
+            result = fit(model, train, test, tcfg, callback=bar, should_stop=stop_asked)
+        finally:
+            bar.close()
+    if not result.history:
+        print("error: stopped before the first batch finished: nothing was saved", file=sys.stderr)
+        return EXIT_STOPPED
+    metrics = {}
+    if args.evaluate and not result.stopped:
+        metrics = _evaluate(model, tcfg, tcfg.dataset, args.iw_samples, seed=tcfg.seed)
+    path = save_checkpoint(out, model, tcfg, dataset=tcfg.dataset, history=result.history,
+                           metrics=metrics, half=args.half)
+    last = result.history[-1]
+    summary = f"saved {path} after {len(result.history)} epoch(s), train loss {last['train_loss']:.2f}"
+    if "test_loss" in last:
+        summary += f", test loss {last['test_loss']:.2f}"
+    print(summary + (" (stopped early)" if result.stopped else ""), file=sys.stderr)
+    if metrics:
+        _print_metrics(metrics, sys.stderr)
+    return EXIT_STOPPED if result.stopped else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoints import load_checkpoint, update_metrics
+    _check_iw(args.iw_samples)
+    if args.max_test < 0:
+        raise CliError(f"--max-test {args.max_test} is negative: use 0 (all) or a positive count")
+    ckpt = load_checkpoint(args.checkpoint)
+    data_dir = Path(args.checkpoint).resolve().parent / "data"
+    metrics = _evaluate(ckpt.model, ckpt.train_config, ckpt.dataset, args.iw_samples, seed=args.seed,
+                        max_test=args.max_test, data_dir=data_dir)
+    if args.write:
+        update_metrics(ckpt.path, metrics)
+    if args.json:
+        print(json.dumps(metrics, allow_nan=False))
+    else:
+        print(f"{ckpt.name} ({ckpt.model_config.kind}, d={ckpt.model_config.latent_dim}, {ckpt.dataset})")
+        _print_metrics(metrics)
+    if args.write:
+        print(f"metrics stored in {ckpt.path}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import sweep
+    _set_threads(args.threads)
+    if args.evaluate:
+        _check_iw(args.iw_samples)
+    # Check every beta and the shared config before the first model trains for minutes.
+    for b in args.betas:
+        _configs(args, "vae", b)
+    mcfg, tcfg = _configs(args, "vae", 1.0)
+    from .checkpoints import check_name
+    check_name(args.prefix)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out-dir {out_dir} is a file: give a folder")
+    bar = _Bar(tcfg.epochs, quiet=args.quiet)
+
+    def on_model(name, i, n):
+        bar.close()
+        bar.label = f"[{i + 1}/{n}] {name}"
+        if not args.quiet:
+            print(f"training {name} ({i + 1} of {n})", file=sys.stderr)
+
+    evaluate = None
+    if args.evaluate:
+        def evaluate(model, cfg):
+            return _evaluate(model, cfg, cfg.dataset, args.iw_samples, seed=cfg.seed)
+
+    with _ctrl_c_stops() as stop_asked:
+        try:
+            paths = sweep(mcfg, tcfg, args.betas, out_dir, args.prefix, include_ae=not args.no_ae,
+                          half=args.half, on_model=on_model, callback=bar, should_stop=stop_asked,
+                          evaluate=evaluate)
+        finally:
+            bar.close()
+    for p in paths:
+        print(p)
+    stopped = stop_asked()
+    if stopped:
+        print(f"stopped early: {len(paths)} checkpoint(s) saved", file=sys.stderr)
+    return EXIT_STOPPED if stopped else 0
+
+
+def cmd_project(args) -> int:
+    import numpy as np
+    import torch
+    from .checkpoints import load_checkpoint
+    from .data import load_exploration
+    from .projections import project
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".csv"):
+        raise CliError(f"--out {args.out} has an unknown type: end the name with .npz or .csv")
+    if args.points < 0:
+        raise CliError(f"--points {args.points} is negative: use 0 (all) or a positive count")
+    ckpt = load_checkpoint(args.checkpoint)
+    folder = Path(args.data_dir) if args.data_dir else Path(args.checkpoint).resolve().parent / "data"
+    if args.data_dir and not folder.is_dir():
+        raise CliError(f"--data-dir {args.data_dir} is not a folder: give the folder holding {ckpt.dataset}-test.npz")
+    if folder.is_dir() and (folder / f"{ckpt.dataset}-test.npz").is_file():
+        data = load_exploration(ckpt.dataset, folder)
+    else:
+        data = _test_split(ckpt.dataset)
+    n = len(data)
+    if args.points and args.points < n:
+        indices = np.sort(np.random.default_rng(args.seed).choice(n, args.points, replace=False))
+    else:
+        indices = np.arange(n)
+    idx = torch.from_numpy(indices)
+    x = data.x[idx]
+    model = ckpt.model.eval()
+    with torch.no_grad():
+        codes = torch.cat([model.embed(x[i:i + 1000]) for i in range(0, len(x), 1000)]).numpy()
+    xy = np.asarray(project(codes, args.method, seed=args.seed), dtype=np.float32)
+    labels = data.y[idx].numpy() if data.y is not None else np.full(len(indices), -1, dtype=np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, xy=xy, labels=labels, indices=indices)
+    else:
+        with open(out, "w") as f:
+            f.write("x,y,label,index\n")
+            for (a, b), lab, i in zip(xy, labels, indices):
+                f.write(f"{a:.6g},{b:.6g},{int(lab)},{int(i)}\n")
+    print(f"wrote {out}: {len(indices)} points, {args.method} of {ckpt.name}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv: Optional[list] = None) -> int:
+    from .errors import VaeCoreError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (VaeCoreError, CliError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: aborted with Ctrl-C; nothing was saved", file=sys.stderr)
+        return EXIT_STOPPED
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where}: {e.strerror or e}; check the path and its permissions", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        if os.environ.get("VAE_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (set VAE_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
