@@ -1,0 +1,336 @@
+"""Helpers for the Train and Compare-β pages: the owner token that reconnects a user to their
+job, presets, turning widget values into a JobSpec, the live figures, and the cached per-model
+computations of the comparison page. Training itself happens in vae_core.jobs.
+
+Reconnecting: each browser session gets a random owner token, kept in st.session_state (so
+switching pages keeps it) and written into the URL as ?trainer=<token> on the Train page (so a
+refresh, which starts a new session, finds the same job again). Anyone holding the URL can see
+and stop that job, so the token is 32 random hex digits and carries nothing else.
+"""
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from typing import Optional
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from plotly.subplots import make_subplots
+
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.errors import ConfigError
+from vae_core.jobs import JobSpec, default_manager
+
+from . import figures
+
+OWNER_PARAM = "trainer"
+_TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
+
+MODEL_CHOICES = {"VAE": ("vae",), "AE": ("ae",), "AE and VAE (same seed)": ("ae", "vae")}
+
+# Widget defaults: a 2-D MNIST VAE that learns a readable map in about a minute on 2 cores
+# (784-512-2 MLP, 60,000 images, 10 epochs at ~5 s each with one training thread; see bench/).
+DEFAULTS = {
+    "dataset": "mnist", "models": "VAE", "beta": 1.0, "warmup": 0.0, "free_bits": 0.0,
+    "latent": 2, "arch": "mlp", "hidden": "512", "channels": "32,64", "likelihood": "bernoulli",
+    "epochs": 10, "lr": 1e-3, "batch": 128, "seed": 0, "max_train": 0,
+}
+PRESETS = {
+    "MNIST 2-D VAE (about a minute)": {},
+    "Fast demo (8x8 digits, seconds)": {"dataset": "digits", "models": "AE and VAE (same seed)",
+                                        "hidden": "128", "epochs": 30, "batch": 64},
+    "β-VAE with β = 4": {"beta": 4.0, "latent": 10, "epochs": 10, "max_train": 30000},
+    "AE vs VAE, same seed": {"models": "AE and VAE (same seed)", "epochs": 6, "max_train": 30000},
+    "Posterior collapse (β = 8, d = 20)": {"beta": 8.0, "latent": 20, "epochs": 6, "max_train": 30000},
+}
+
+
+def manager():
+    return default_manager()
+
+
+def owner_token() -> str:
+    """This user's owner token (see the module docstring): session state, else the URL, else new."""
+    token = st.session_state.get("train_owner")
+    if token is None:
+        from_url = st.query_params.get(OWNER_PARAM)
+        token = from_url if isinstance(from_url, str) and _TOKEN_RE.match(from_url) else uuid.uuid4().hex
+        st.session_state["train_owner"] = token
+    if st.query_params.get(OWNER_PARAM) != token:
+        st.query_params[OWNER_PARAM] = token
+    return token
+
+
+def apply_preset(name: str) -> None:
+    """Fill the Train page's widgets (keys tr_<field>) with a preset's values."""
+    values = {**DEFAULTS, **PRESETS.get(name, {})}
+    for k, v in values.items():
+        st.session_state[f"tr_{k}"] = v
+
+
+def parse_sizes(text: str, what: str) -> tuple:
+    """'512, 256' -> (512, 256); raises ConfigError naming the bad text."""
+    parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1 or max(sizes) > 4096:
+        raise ConfigError(f"{what} {text!r} are invalid: give whole numbers from 1 to 4096 separated by commas, e.g. 512,256")
+    return sizes
+
+
+def parse_betas(text: str) -> tuple:
+    """'0.5, 1, 2, 4' -> (0.5, 1.0, 2.0, 4.0); raises ConfigError naming the bad text."""
+    parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
+    try:
+        betas = tuple(float(p) for p in parts)
+    except ValueError:
+        betas = ()
+    if not betas or len(betas) > 8 or any(not math.isfinite(b) or b < 0 for b in betas):
+        raise ConfigError(f"β values {text!r} are invalid: give 1 to 8 numbers of at least 0, e.g. 0.5, 1, 2, 4")
+    return tuple(dict.fromkeys(betas))
+
+
+def spec_from_values(v: dict, betas: tuple = (), save_dir=None, save_prefix=None) -> JobSpec:
+    """The Train page's widget values (DEFAULTS' keys) as a checked JobSpec; raises ConfigError."""
+    mcfg = ModelConfig(kind="vae", arch=v["arch"], latent_dim=int(v["latent"]),
+                       hidden=parse_sizes(v["hidden"], "hidden sizes"),
+                       channels=parse_sizes(v["channels"], "conv channels"), likelihood=v["likelihood"])
+    tcfg = TrainConfig(dataset=v["dataset"], epochs=int(v["epochs"]), batch_size=int(v["batch"]),
+                       lr=float(v["lr"]), beta=float(v["beta"]), warmup_epochs=float(v["warmup"]),
+                       free_bits=float(v["free_bits"]), seed=int(v["seed"]), max_train=int(v["max_train"]),
+                       device="cpu")
+    return JobSpec(mcfg, tcfg, kinds=MODEL_CHOICES[v["models"]], betas=betas,
+                   save_dir=None if save_dir is None else str(save_dir), save_prefix=save_prefix)
+
+
+def fmt_seconds(s: Optional[float]) -> str:
+    if s is None:
+        return "estimating…"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+# ---------------------------------------------------------------- live figures
+
+RUN_COLOURS = [figures.AE_COLOUR, figures.VAE_COLOUR, "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+               "#7F3C8D", "#000000", "#999999"]
+
+
+def curves_figure(job) -> go.Figure:
+    """Total loss, reconstruction and KL (nats per image) against epochs, for every run of a job:
+    train (solid) and test (dashed) per epoch, and the smoothed per-batch loss (thin) on the first."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("total loss", "reconstruction −log p(x|z)", "KL(q(z|x) ‖ p(z))"))
+    for i, run in enumerate(job.runs):
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)] if len(job.runs) > 1 or run.kind == "vae" else figures.AE_COLOUR
+        if run.steps and run.steps_per_epoch:
+            s = np.asarray(run.steps, dtype=np.float64)
+            every = max(1, len(s) // 600)     # a few hundred points are enough for a line
+            fig.add_trace(go.Scatter(x=s[::every, 0] / run.steps_per_epoch, y=s[::every, 1], mode="lines",
+                                     name=f"{run.label} per batch (smoothed)", legendgroup=run.label,
+                                     line=dict(color=colour, width=1), opacity=0.45), 1, 1)
+        if not run.history:
+            continue
+        ep = [r["epoch"] for r in run.history]
+        for col, key in ((1, "loss"), (2, "recon"), (3, "kl")):
+            if run.kind == "ae" and key == "kl":
+                continue
+            for split, dash in (("train", "solid"), ("test", "dash")):
+                ys = [r.get(f"{split}_{key}") for r in run.history]
+                if ys[0] is None:
+                    continue
+                fig.add_trace(go.Scatter(x=ep, y=ys, mode="lines+markers", name=f"{run.label} {split}",
+                                         legendgroup=run.label, showlegend=col == 1,
+                                         line=dict(color=colour, dash=dash)), 1, col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="nats per image", col=1)
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def recon_strip(originals: np.ndarray, recons: list) -> np.ndarray:
+    """Originals [n, H, W] on top, then one row per model's reconstructions: one uint8 image."""
+    rows = [originals] + [r for r in recons if r is not None]
+    n = originals.shape[0]
+    grid = np.concatenate([np.asarray(r)[:n, None] for r in rows])   # [(k+1) n, 1, H, W]
+    return figures.upscale(figures.tile(grid, ncols=n), size=56 * len(rows))
+
+
+def codes_figure(run, labels, classes=None, title="") -> Optional[go.Figure]:
+    """The latest 2-D test codes of a run, coloured by class, with the prior's circles for a VAE."""
+    if not run.codes:
+        return None
+    z = run.codes[-1]
+    return figures.scatter_codes(z, labels, classes, title=title or f"{run.label}: test codes after epoch {run.epoch}",
+                                 axis_titles=("z₁", "z₂"), prior=run.kind == "vae", height=380, marker_size=3)
+
+
+# ---------------------------------------------------------------- comparison page
+
+def family_of(name: str) -> str:
+    """mnist-d2-vae-b4 -> mnist-d2; mnist-d2-ae -> mnist-d2; other names are their own family."""
+    m = re.match(r"^(.*?)-(?:vae-b[0-9.]+|ae)$", name)
+    return m.group(1) if m else name
+
+
+def families(infos: list) -> dict:
+    """{family: [infos]} for families of at least two models, AE first then by β."""
+    out: dict = {}
+    for info in infos:
+        out.setdefault(family_of(info["name"]), []).append(info)
+    return {k: sorted(v, key=sort_key) for k, v in out.items() if len(v) >= 2}
+
+
+def sort_key(info: dict):
+    mc, tc = info["model_config"], info.get("train_config") or {}
+    return (mc["kind"] != "ae", float(tc.get("beta", 0.0)) if mc["kind"] == "vae" else 0.0, info["name"])
+
+
+def default_family(fams: dict) -> Optional[str]:
+    for pref in ("mnist-d2", "mnist-d20"):
+        if pref in fams:
+            return pref
+    return max(fams, key=lambda k: len(fams[k])) if fams else None
+
+
+def beta_of(info: dict) -> Optional[float]:
+    if info["model_config"]["kind"] != "vae":
+        return None
+    return float((info.get("train_config") or {}).get("beta", 1.0))
+
+
+def short_label(info: dict) -> str:
+    b = beta_of(info)
+    return "AE" if b is None else f"β={b:g}"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def model_views(path: str, mtime_ns: int, dataset: str, n_codes: int = 2000, n_recon: int = 8,
+                n_prior: int = 16) -> dict:
+    """What one column of the comparison shows, computed once per checkpoint version.
+
+    codes [n, 2]: the raw 2-D means, or their first two principal components when d > 2
+    (fitted per model); labels [n]; originals and recons [n_recon, H, W]; prior [n_prior, H, W]
+    decoded from z ~ N(0, I) with a fixed seed; kl_dims [d] (VAE) from the exploration data.
+    """
+    from vae_core.metrics import kl_per_dimension
+
+    from .models import exploration_data, load_model
+    ckpt = load_model(path)
+    model = ckpt.model
+    data = exploration_data(dataset)
+    sub = data.subset(min(n_codes, len(data)))
+    with torch.no_grad():
+        z = torch.cat([model.embed(sub.x[i:i + 1000]) for i in range(0, len(sub), 1000)]).numpy()
+        d = z.shape[1]
+        if d == 2:
+            xy, how = z, "raw 2-D means"
+        elif d == 1:
+            xy, how = np.concatenate([z, np.zeros_like(z)], 1), "1-D code (on a line)"
+        else:
+            from sklearn.decomposition import PCA
+            pca = PCA(2, random_state=0).fit(z)
+            xy = pca.transform(z)
+            how = f"PCA of {d}-D means ({pca.explained_variance_ratio_.sum():.0%} of variance)"
+        from vae_core.jobs import fixed_indices
+        idx = fixed_indices(data, n_recon)
+        x = data.x[idx]
+        recon = model.decode_image(model.embed(x))[:, 0].numpy()
+        gen = torch.Generator().manual_seed(0)
+        prior = model.decode_image(torch.randn(n_prior, d, generator=gen))[:, 0].numpy()
+    kl = kl_per_dimension(model, sub)
+    return {"codes": xy.astype(np.float32), "how": how, "labels": None if sub.y is None else sub.y.numpy(),
+            "classes": data.classes, "originals": x[:, 0].numpy(), "recons": recon, "prior": prior,
+            "kl_dims": None if kl is None else np.asarray(kl, dtype=np.float64), "latent_dim": d}
+
+
+METRIC_KEYS = ("recon", "kl", "loss", "elbo", "log_px", "active_units", "knn_acc", "prior_confidence")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def computed_metrics(path: str, mtime_ns: int, dataset: str, n_images: int = 1000, iw_samples: int = 100) -> dict:
+    """vae_core.metrics.evaluate on the first n_images exploration images (for checkpoints that
+    carry no metrics); marked with where they came from so the table can say so."""
+    from vae_core.metrics import evaluate
+
+    from .models import exploration_data, load_model
+    ckpt = load_model(path)
+    data = exploration_data(dataset).subset(n_images)
+    tc = ckpt.train_config
+    beta = tc.beta if tc else 1.0
+    m = evaluate(ckpt.model, data, iw_samples=iw_samples, beta=beta, seed=0,
+                 binarize=bool(tc and tc.binarize))
+    m["source"] = f"computed here on {len(data)} images, {iw_samples} importance samples"
+    return m
+
+
+def metrics_for(info: dict) -> dict:
+    """Stored metrics when the checkpoint has the basic ones, else computed (cached)."""
+    stored = info.get("metrics") or {}
+    if "recon" in stored and "kl" in stored:
+        return {**stored, "source": stored.get("source", "stored in the checkpoint")}
+    from pathlib import Path
+    p = Path(info["path"])
+    return computed_metrics(str(p), p.stat().st_mtime_ns, info["dataset"])
+
+
+# Which way is better for each column of the metrics table (None: a trade-off, not a score).
+BETTER = {"recon": "min", "kl": None, "loss": None, "elbo": "max", "log_px": "max",
+          "active_units": None, "knn_acc": "max", "prior_confidence": "max"}
+COLUMN_NAMES = {"recon": "distortion: recon (nats)", "kl": "rate: KL (nats)", "loss": "loss at its β",
+                "elbo": "ELBO", "log_px": "IW log p(x)", "active_units": "active units",
+                "knn_acc": "k-NN accuracy", "prior_confidence": "prior-sample confidence"}
+
+
+def best_rows(values: list, better: Optional[str]) -> set:
+    """Indices of the best finite value(s) in a column (ties all marked); empty for a trade-off."""
+    if better is None:
+        return set()
+    finite = [(i, v) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return set()
+    target = (min if better == "min" else max)(v for _, v in finite)
+    return {i for i, v in finite if v == target}
+
+
+def rate_distortion_figure(rows: list) -> go.Figure:
+    """One point per model: x = KL (rate), y = reconstruction (distortion), labelled with β.
+    The AE is drawn at rate 0 with an open marker (conceptual placement; see the page text)."""
+    fig = go.Figure()
+    vaes = sorted([r for r in rows if r["beta"] is not None], key=lambda r: r["beta"])
+    if vaes:
+        fig.add_trace(go.Scatter(x=[r["kl"] for r in vaes], y=[r["recon"] for r in vaes],
+                                 mode="lines+markers+text", name="VAE", text=[f"β={r['beta']:g}" for r in vaes],
+                                 textposition="top right", marker=dict(size=11, color=figures.VAE_COLOUR),
+                                 line=dict(color=figures.VAE_COLOUR, dash="dot"),
+                                 hovertemplate="%{text}<br>rate %{x:.2f} nats<br>distortion %{y:.2f} nats<extra></extra>"))
+    for r in rows:
+        if r["beta"] is None:
+            fig.add_trace(go.Scatter(x=[0.0], y=[r["recon"]], mode="markers+text", name=f"AE ({r['name']})",
+                                     text=["AE (rate 0, conceptual)"], textposition="middle right",
+                                     marker=dict(size=13, symbol="diamond-open", color=figures.AE_COLOUR,
+                                                 line=dict(width=2)),
+                                     hovertemplate="AE<br>distortion %{y:.2f} nats<extra></extra>"))
+    fig.update_layout(title="Rate–distortion: what each β buys", height=420,
+                      xaxis_title="rate: KL(q(z|x) ‖ p(z)), nats per image",
+                      yaxis_title="distortion: −log p(x|z), nats per image",
+                      margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(rangemode="tozero")
+    return fig
+
+
+def versus_beta_figure(rows: list, key: str, title: str, y_title: str) -> go.Figure:
+    vaes = sorted([r for r in rows if r["beta"] is not None and r.get(key) is not None], key=lambda r: r["beta"])
+    fig = go.Figure(go.Scatter(x=[r["beta"] for r in vaes], y=[r[key] for r in vaes], mode="lines+markers",
+                               marker=dict(size=9, color=figures.VAE_COLOUR), text=[r["name"] for r in vaes],
+                               hovertemplate="%{text}<br>β=%{x:g}: %{y:.3g}<extra></extra>"))
+    fig.update_layout(title=title, height=300, xaxis_title="β (log scale)", yaxis_title=y_title,
+                      margin=dict(l=10, r=10, t=50, b=10))
+    if vaes and min(r["beta"] for r in vaes) > 0:
+        fig.update_xaxes(type="log")
+    return fig

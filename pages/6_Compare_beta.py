@@ -1,0 +1,139 @@
+"""Side by side: the AE and VAEs trained with different β, and the rate–distortion trade-off."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from explorer import figures, models
+from explorer import training as tr
+
+st.title("Compare β")
+st.caption("One column per model: what its code space looks like, how well it reconstructs the same "
+           "test images, what it draws from the prior, and which latent dimensions it uses.")
+
+infos = models.list_models()
+by_name = {i["name"]: i for i in infos}
+fams = tr.families(infos)
+if not infos:
+    st.info("No models yet. Train some on the Train page (its β sweep saves a whole family at once).")
+    st.stop()
+
+family = tr.default_family(fams)
+if "cb_models" not in st.session_state:
+    st.session_state["cb_models"] = [i["name"] for i in fams[family]] if family else [infos[0]["name"]]
+
+
+def _use_family():
+    st.session_state["cb_models"] = [i["name"] for i in fams[st.session_state["cb_family"]]]
+
+
+c1, c2 = st.columns([1, 3])
+if fams:
+    c1.selectbox("Family", list(fams), index=list(fams).index(family), key="cb_family", on_change=_use_family,
+                 help="Models that share a name prefix, e.g. mnist-d2-ae and mnist-d2-vae-b4.")
+c2.multiselect("Models", list(by_name), key="cb_models", max_selections=8,
+               format_func=lambda n: f"{n} ({tr.short_label(by_name[n])})")
+chosen = sorted([by_name[n] for n in st.session_state["cb_models"] if n in by_name], key=tr.sort_key)
+if not chosen:
+    st.info("Choose at least one model.")
+    st.stop()
+datasets = sorted({i["dataset"] for i in chosen})
+if len(datasets) > 1:
+    st.warning(f"These models were trained on different datasets ({', '.join(datasets)}): showing only the "
+               f"{chosen[0]['dataset']} ones, so every column sees the same test images.")
+    chosen = [i for i in chosen if i["dataset"] == chosen[0]["dataset"]]
+dataset = chosen[0]["dataset"]
+
+# ---------------------------------------------------------------- small multiples
+with st.spinner("Encoding and decoding the test images…"):
+    views = []
+    for info in chosen:
+        p = info["path"]
+        views.append(tr.model_views(p, Path(p).stat().st_mtime_ns, dataset))
+
+cols = st.columns(len(chosen))
+for col, info, v in zip(cols, chosen, views):
+    with col:
+        st.markdown(f"**{tr.short_label(info)}**  \n`{info['name']}` · d={v['latent_dim']}")
+        fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=info["model_config"]["kind"] == "vae"
+                                    and v["latent_dim"] == 2, height=260, marker_size=2)
+        fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0))
+        st.plotly_chart(fig, key=f"cb_map_{info['name']}", config=figures.CONFIG)
+        st.caption(v["how"])
+        st.image(tr.recon_strip(v["originals"], [v["recons"]]), caption="test images / reconstructions",
+                 width="stretch")
+        st.image(figures.upscale(figures.tile(v["prior"][:, None], ncols=4), 200),
+                 caption="decoded from z ~ N(0, I)", width="stretch")
+        if v["kl_dims"] is not None:
+            kl = v["kl_dims"]
+            bar = figures.bar_kl(kl, np.argsort(-kl), title="")
+            bar.update_layout(height=180, margin=dict(l=0, r=0, t=10, b=0))
+            st.plotly_chart(bar, key=f"cb_kl_{info['name']}", config=figures.CONFIG)
+            st.caption(f"KL per dimension, largest first: {int((kl > 0.01).sum())} of {len(kl)} above 0.01 nats")
+        else:
+            st.caption("No KL: the AE's code is a point, not a distribution.")
+
+# ---------------------------------------------------------------- metrics
+rows = []
+computing = [i for i in chosen if not ("recon" in (i.get("metrics") or {}) and "kl" in i["metrics"])]
+with st.spinner(f"Computing metrics for {len(computing)} model(s) that carry none…") if computing else st.empty():
+    for info in chosen:
+        m = tr.metrics_for(info)
+        row = {"name": info["name"], "model": tr.short_label(info), "beta": tr.beta_of(info)}
+        row.update({k: m.get(k) for k in tr.METRIC_KEYS})
+        row["source"] = m.get("source", "")
+        rows.append(row)
+
+st.subheader("Rate and distortion")
+left, right = st.columns([3, 2])
+left.plotly_chart(tr.rate_distortion_figure(rows), key="cb_rd", config=figures.CONFIG)
+right.markdown(
+    "Each VAE pays a **rate**, the KL between its posterior and the prior (how many nats its code "
+    "carries about the image), to lower its **distortion**, the reconstruction cost. β sets the exchange "
+    "rate: a small β buys sharp reconstructions with an expensive code, a large β squeezes the code and "
+    "blurs the images. The points trace the trade-off curve.\n\n"
+    "**Where the AE sits.** The AE's objective has no KL term, so in its own bookkeeping its code costs "
+    "nothing: we draw it on the distortion axis, at rate 0. That placement is conceptual only. A "
+    "deterministic code is a single point, and the KL from a point mass to any continuous distribution is "
+    "infinite, so its true rate is not a finite number at all.")
+
+st.subheader("Every metric")
+table = pd.DataFrame(rows)
+shown = table[["model", "name"] + list(tr.METRIC_KEYS)].rename(columns=tr.COLUMN_NAMES)
+best = {tr.COLUMN_NAMES[k]: tr.best_rows(table[k].tolist(), tr.BETTER[k]) for k in tr.METRIC_KEYS}
+
+
+def _mark(col):
+    return ["background-color: #c8e6c9; font-weight: bold" if i in best.get(col.name, set()) else ""
+            for i in range(len(col))]
+
+
+st.dataframe(shown.style.apply(_mark).format(precision=3, na_rep="–"), hide_index=True, key="cb_table")
+marks = [f"{name}: {', '.join(table['model'][i] for i in sorted(rows_))}" for name, rows_ in best.items() if rows_]
+st.caption("Best per column (green): " + "; ".join(marks) + ". Rate and active units are a trade-off, not a "
+           "scores across β, so they are not marked. ELBO and log p(x) exist only for VAEs. Sources: "
+           + "; ".join(sorted({f'{r["model"]}: {r["source"]}' for r in rows})))
+
+a, b = st.columns(2)
+a.plotly_chart(tr.versus_beta_figure(rows, "active_units", "Active units vs β", "dimensions in use"),
+               key="cb_active", config=figures.CONFIG)
+b.plotly_chart(tr.versus_beta_figure(rows, "log_px", "Importance-weighted log p(x) vs β", "nats per image (higher is better)"),
+               key="cb_logpx", config=figures.CONFIG)
+
+st.subheader("Why β does this: three forces on the codes")
+st.markdown(
+    "Picture each training image's posterior as a small bubble in latent space: centred at μ, with radius σ. "
+    "Three forces act on these bubbles during training:\n\n"
+    "1. **Reconstruction pushes bubbles apart.** If two images' bubbles overlap, the decoder receives codes it "
+    "cannot attribute to either image, and reconstructions suffer. So this term spreads the bubbles and "
+    "shrinks them.\n"
+    "2. **The μ² part of the KL pulls every bubble towards the origin**, as if all of them should sit inside one "
+    "big bubble, the prior N(0, I). It is what packs the codes together with no empty gaps.\n"
+    "3. **The σ² − log σ² − 1 part holds each bubble at unit size:** it is zero at σ = 1 and grows "
+    "whether a bubble shrinks or swells. It stops the encoder from turning bubbles into points.\n\n"
+    "β scales forces 2 and 3 against force 1. With small β reconstruction wins: bubbles stay small and far "
+    "apart (the map looks like the AE's, reconstructions are sharp, prior samples land in gaps). With large β "
+    "the KL wins: bubbles swell and crowd into the unit circle, dimensions the data cannot pay for collapse to the "
+    "prior (fewer active units), reconstructions blur, and what is left is smooth enough that samples from the "
+    "prior decode to plausible digits. The AE has only force 1, which is why its map has holes.")
