@@ -7,7 +7,6 @@ from typing import Optional
 
 import numpy as np
 import streamlit as st
-import torch
 
 from vae_core.checkpoints import list_checkpoints, load_checkpoint
 from vae_core.data import load_exploration
@@ -92,10 +91,9 @@ def codes(_ckpt, key: str, dataset: str, n: int) -> dict:
 def reconstruct(_ckpt, key: str, dataset: str, indices: tuple) -> np.ndarray:
     """Decoded mean images of exploration images `indices` through their deterministic code
     (the VAE's posterior mean, the AE's z): [k, C, H, W] in [0, 1]."""
-    data = exploration_data(dataset)
-    x = data.x[list(indices)]
-    with torch.no_grad():
-        return _ckpt.model.decode_image(_ckpt.model.embed(x)).numpy()
+    from vae_core.latent import decode, encode_data
+    mu, _ = encode_data(_ckpt.model, exploration_data(dataset).x[list(indices)])
+    return decode(_ckpt.model, mu)
 
 
 def images(dataset: str, indices) -> np.ndarray:
@@ -106,3 +104,120 @@ def images(dataset: str, indices) -> np.ndarray:
 def labels(dataset: str) -> Optional[np.ndarray]:
     data = exploration_data(dataset)
     return None if data.y is None else data.y.numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def grid(_ckpt, key: str, dataset: str, n_codes: int, n: int, plane: str, dims: tuple,
+         span: str, quantile: float) -> dict:
+    """A decoded n x n grid over a plane (vae_core.latent.latent_grid) as plain arrays:
+    image [n*H, n*W], u [n], v [n] (ascending; the mosaic's top row is the largest v),
+    origin [d], basis [2, d], labels (axis names), cell (image height)."""
+    from vae_core.latent import latent_grid
+    c = codes(_ckpt, key, dataset, n_codes)
+    g = latent_grid(_ckpt.model, c["mu"], n=n, plane=plane, dims=dims, span=span, quantile=quantile)
+    return {"image": g.image, "u": g.u, "v": g.v, "origin": g.origin, "basis": g.basis,
+            "labels": g.labels, "cell": int(_ckpt.model_config.image_shape[1])}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def plane(_ckpt, key: str, dataset: str, n_codes: int, kind: str, dims: tuple) -> dict:
+    """The 2-D plane a view uses (vae_core.latent.latent_plane) and the codes projected on it:
+    origin [d], basis [2, d], labels, xy [n_codes, 2]."""
+    from vae_core.latent import latent_plane
+    c = codes(_ckpt, key, dataset, n_codes)
+    origin, basis, labels = latent_plane(c["mu"], kind, dims)
+    return {"origin": origin, "basis": basis, "labels": labels,
+            "xy": ((c["mu"] - origin) @ basis.T).astype(np.float32)}
+
+
+def to_plane(pl: dict, z: np.ndarray) -> np.ndarray:
+    """Codes z [N, d] in a plane's coordinates [N, 2] (orthogonal projection)."""
+    return ((np.asarray(z, dtype=np.float64) - pl["origin"]) @ pl["basis"].T).astype(np.float32)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def path(_ckpt, key: str, dataset: str, i0: int, i1: int, steps: int, method: str) -> dict:
+    """Interpolation between the codes of exploration images i0 and i1 (vae_core.latent.interpolate):
+    z [steps, d] and the decoded images [steps, C, H, W]."""
+    from vae_core.latent import decode, encode_data, interpolate
+    data = exploration_data(dataset)
+    mu, _ = encode_data(_ckpt.model, data.x[[int(i0), int(i1)]])
+    z = interpolate(mu[0], mu[1], steps=steps, method=method)
+    return {"z": z, "images": decode(_ckpt.model, z)}
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def nearest_code_distance(_ckpt, key: str, dataset: str, n_codes: int, z: np.ndarray) -> np.ndarray:
+    """For each code z [S, d], the Euclidean distance to the nearest code of the first n_codes
+    exploration images [S]: large values mean the point lies away from any data."""
+    mu = codes(_ckpt, key, dataset, n_codes)["mu"]
+    z = np.asarray(z, dtype=np.float32)
+    d2 = (z ** 2).sum(1)[:, None] - 2 * z @ mu.T + (mu ** 2).sum(1)[None, :]
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def samples(_ckpt, key: str, n: int, seed: int, temperature: float) -> dict:
+    """Prior samples z ~ N(0, T² I) and their decoded images (vae_core.latent.prior_samples)."""
+    from vae_core.latent import prior_samples
+    z, imgs = prior_samples(_ckpt.model, n=n, seed=seed, temperature=temperature)
+    return {"z": z, "images": imgs}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def traversal(_ckpt, key: str, z: tuple, dims: tuple, values: tuple) -> np.ndarray:
+    """One row per dimension in dims: z with that dimension set to each of values, decoded.
+    Returns images [len(dims) * len(values), C, H, W]."""
+    from vae_core.latent import traverse
+    return np.concatenate([traverse(_ckpt.model, np.asarray(z, np.float32), d, values) for d in dims])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def kl_per_dim(_ckpt, key: str, dataset: str, n_codes: int = 2000) -> Optional[np.ndarray]:
+    """Mean KL(q(z_i|x) || N(0, 1)) per dimension [d] in nats: the checkpoint's stored value
+    when present, else measured on the first n_codes exploration images. None for the AE."""
+    if _ckpt.model_config.kind != "vae":
+        return None
+    stored = (_ckpt.metrics or {}).get("kl_per_dim")
+    if stored and len(stored) == _ckpt.model_config.latent_dim:
+        return np.asarray(stored, dtype=np.float32)
+    from vae_core.metrics import kl_per_dimension
+    return np.asarray(kl_per_dimension(_ckpt.model, exploration_subset(dataset, n_codes)), dtype=np.float32)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def encode_images(_ckpt, key: str, x: np.ndarray) -> dict:
+    """Codes and reconstructions of images the user brought: x [N, C, H, W] in [0, 1] ->
+    mu [N, d], sigma [N, d] or None, recon [N, C, H, W]."""
+    from vae_core.latent import decode, encode_data
+    mu, logvar = encode_data(_ckpt.model, np.asarray(x, dtype=np.float32))
+    return {"mu": mu, "sigma": None if logvar is None else np.exp(0.5 * logvar),
+            "recon": decode(_ckpt.model, mu)}
+
+
+def maps_cache_dir(ckpt) -> Path:
+    """Where 2-D maps of a checkpoint are kept on disk: checkpoints/maps for the shipped models
+    (so precomputed maps ship with them), <user folder>/maps for the user's."""
+    shipped = paths.shipped_dir().resolve()
+    if Path(ckpt.path).resolve().parent == shipped:
+        return paths.maps_dir()
+    return paths.user_dir() / "maps"
+
+
+def map_cache_key(ckpt, dataset: str) -> str:
+    """The cache_key a checkpoint's maps are stored under (with vae_core.projections.project).
+    The codes' bytes are part of the file name's hash too, so new weights never hit old maps."""
+    return f"{ckpt.name}/{dataset}"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def map_2d(_ckpt, key: str, dataset: str, n: int, method: str, seed: int) -> np.ndarray:
+    """The 2-D map [n, 2] of the first n exploration codes: method "raw" (the first two latent
+    dimensions as they are) or "pca" / "tsne" / "umap" (vae_core.projections.project, read from
+    and written to the disk cache, so shipped maps appear at once)."""
+    mu = codes(_ckpt, key, dataset, n)["mu"]
+    if method == "raw":
+        return mu[:, :2].copy() if mu.shape[1] >= 2 else np.concatenate([mu, np.zeros_like(mu)], 1)
+    from vae_core.projections import project
+    return project(mu, method, seed=seed, cache_dir=maps_cache_dir(_ckpt),
+                   cache_key=map_cache_key(_ckpt, dataset))

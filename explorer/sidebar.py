@@ -10,7 +10,9 @@ never swaps the models on its own; the grid and map pages offer a one-click swit
 """
 from __future__ import annotations
 
+import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -175,16 +177,23 @@ _warm_lock = threading.Lock()
 _warm_started = False
 
 
-def start_umap_warmup() -> None:
+def start_umap_warmup(delay_s: float = 2.0) -> None:
     """Compile UMAP's numba code once per server in a background thread, so the first UMAP
-    map a user asks for does not pay for the compilation."""
+    map a user asks for does not pay for the compilation. It starts `delay_s` after the first
+    page so that page is not slowed by the import (which holds the GIL for seconds).
+    VAE_NO_UMAP_WARMUP=1 turns it off (tests)."""
     global _warm_started
     with _warm_lock:
-        if _warm_started:
+        if _warm_started or os.environ.get("VAE_NO_UMAP_WARMUP") == "1":
             return
         _warm_started = True
-    try:
-        from vae_core.projections import warmup_umap
-    except ImportError:
-        return
-    threading.Thread(target=warmup_umap, name="umap-warmup", daemon=True).start()
+
+    def run():
+        time.sleep(delay_s)
+        try:
+            from vae_core.projections import warmup_umap
+            warmup_umap()
+        except Exception:  # a failed warm-up only costs speed: UMAP compiles on first use instead
+            pass
+
+    threading.Thread(target=run, name="umap-warmup", daemon=True).start()

@@ -1,0 +1,143 @@
+"""Latent map: where each model puts the test images, coloured by class, VAE beside AE."""
+import numpy as np
+import streamlit as st
+
+from explorer import figures, models
+from explorer.sidebar import offer_2d_pair, sidebar
+
+st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="🗺️", layout="wide")
+st.title("Latent map")
+st.markdown("Every dot is a test image, placed at its code and coloured by its digit. Click a dot to "
+            "see the image and what each model makes of it.")
+
+sel = sidebar("map")
+if sel is None:
+    st.stop()
+offer_2d_pair(sel, "With d = 2 the map shows the latent space itself, with the VAE's posterior bubbles.")
+
+EXPLAIN = {
+    "raw": "**Raw 2-D**: the latent space itself, no projection. Distances and empty regions are real. "
+           "The circles are the prior N(0, I) at 1σ and 2σ; a VAE's codes should fill them, an AE's "
+           "may sit anywhere and at any scale.",
+    "pca": "**PCA** shows the flat plane along which the codes vary most. It is linear: straight lines "
+           "and relative distances in the plane are honest, but clusters apart in other directions "
+           "can overlap here, and the other d − 2 dimensions are hidden.",
+    "tsne": "**t-SNE** keeps each point's nearest neighbours together. Cluster sizes, the gaps between "
+            "clusters and empty space mean little: a blob can look separated or tight when it is not, "
+            "and a different seed can move clusters around. Use it to see which classes mix.",
+    "umap": "**UMAP** also keeps neighbourhoods and tends to keep more of the global layout than t-SNE, "
+            "but distances and densities are still distorted, and the empty space between clusters "
+            "is not evidence of holes in the latent space.",
+}
+LABELS = {"raw": "Raw 2-D", "pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+dims = {label: int(info["model_config"]["latent_dim"]) for label, _, info in sel.pair}
+all_2d = all(d == 2 for d in dims.values())
+methods = ["raw"] if all_2d else ["pca", "tsne", "umap"]
+data_n = len(models.exploration_data(sel.dataset))
+
+c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
+method = c1.segmented_control("Projection", methods, default=methods[0], key="map_method",
+                              format_func=LABELS.get, required=True,
+                              help="How codes with more than two dimensions are drawn on a plane.")
+method = method or methods[0]
+sizes = [n for n in (500, 1000, 2000, 5000, 10000) if n <= data_n] or [data_n]
+n_points = c2.select_slider("Points", sizes, value=2000 if 2000 in sizes else sizes[-1], key="map_n",
+                            help="How many test images to encode and draw.")
+seed = int(c3.number_input("Seed", 0, 9999, 0, key="map_seed",
+                           help="t-SNE and UMAP depend on it; raw and PCA do not.", disabled=method in ("raw", "pca")))
+has_bubbles = dims.get("VAE") == 2
+show_bubbles, n_bubbles = False, 0
+if has_bubbles:
+    with c4:
+        show_bubbles = st.toggle("Posterior bubbles (±σ)", value=True, key="map_bubbles",
+                                 help="An ellipse of one standard deviation around some of the VAE's posterior means.")
+        n_bubbles = st.slider("Bubbles drawn", 20, 400, 150, step=10, key="map_n_bubbles",
+                              disabled=not show_bubbles)
+else:
+    c4.caption("Posterior bubbles are drawn for a 2-D VAE: use the 2-D pair to see them.")
+st.caption(EXPLAIN[method])
+if any(d == 2 for d in dims.values()) and not all_2d:
+    st.caption("A model with d = 2 is drawn as it is: a projection of a plane would only distort it.")
+
+maps = {}
+slow = method in ("tsne", "umap")
+if slow:
+    status = st.status(f"Computing the {LABELS[method]} maps of {n_points} codes…", expanded=False)
+for i, (label, ckpt, info) in enumerate(sel.pair):
+    key = models.ckpt_key(ckpt)
+    m = "raw" if dims[label] == 2 else method
+    if slow:
+        status.update(label=f"{LABELS[method]}: mapping the {label}'s {n_points} codes ({i + 1}/{len(sel.pair)})…")
+    maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, m, seed)
+if slow:
+    status.update(label=f"{LABELS[method]} maps ready", state="complete")
+
+
+def axis_titles(label: str):
+    if dims[label] == 2:
+        return ("z0", "z1")
+    return {"pca": ("PC1", "PC2"), "tsne": ("t-SNE 1", "t-SNE 2"), "umap": ("UMAP 1", "UMAP 2")}[method]
+
+
+def picked_index() -> int | None:
+    """The data index of the last dot clicked on either map (None before any click)."""
+    for k in ("map_chart_VAE", "map_chart_AE"):
+        state = st.session_state.get(k)
+        pts = state.selection.points if state and state.selection else []
+        if pts and pts[0].get("customdata") is not None:
+            idx = pts[0]["customdata"]
+            idx = int(idx[0] if isinstance(idx, (list, tuple)) else idx)
+            if st.session_state.get(f"_seen_{k}") != idx:
+                st.session_state[f"_seen_{k}"] = idx
+                st.session_state["map_picked"] = idx
+    return st.session_state.get("map_picked")
+
+
+cols = st.columns(len(sel.pair))
+for col, (label, ckpt, info) in zip(cols, sel.pair):
+    c = models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)
+    bubbles = label == "VAE" and has_bubbles and show_bubbles
+    title = f"{label}: {info['name']}"
+    fig = figures.scatter_codes(
+        maps[label], c["labels"], models.exploration_data(sel.dataset).classes, title=title,
+        axis_titles=axis_titles(label), sigma=c["sigma"] if bubbles else None,
+        n_ellipses=n_bubbles if bubbles else 0, prior=dims[label] == 2,
+        marks=None, height=560)
+    picked = st.session_state.get("map_picked")
+    if picked is not None and picked < n_points:
+        xy = maps[label][picked]
+        fig.add_scatter(x=[xy[0]], y=[xy[1]], mode="markers", name=f"image {picked}",
+                        marker=dict(symbol="circle-open", size=18, color="black", line=dict(width=3)))
+    with col:
+        st.plotly_chart(fig, key=f"map_chart_{label}", on_select="rerun", selection_mode="points",
+                        config=figures.CONFIG)
+        spread = np.abs(maps[label]).max(axis=0)
+        if dims[label] == 2:
+            st.caption(f"Codes span about ±{spread[0]:.1f} × ±{spread[1]:.1f}. " +
+                       ("The VAE's codes are held near the prior's circles by the KL term."
+                        if label == "VAE" else
+                        "Nothing ties the AE's codes to any scale or to the origin."))
+
+idx = picked_index()
+st.subheader("The image you picked")
+if idx is None:
+    st.info("Click a dot on either map to see its image and both reconstructions here. "
+            "The interpolation page can start from the last two images you pick.", icon="👆")
+else:
+    picks = st.session_state.setdefault("map_picks", [])
+    if not picks or picks[-1] != idx:
+        picks.append(idx)
+        del picks[:-2]
+    imgs = [models.images(sel.dataset, [idx])[0]]
+    names = [f"test image {idx}" + (f" (class {models.labels(sel.dataset)[idx]})"
+                                    if models.labels(sel.dataset) is not None else "")]
+    for label, ckpt, info in sel.pair:
+        imgs.append(models.reconstruct(ckpt, models.ckpt_key(ckpt), sel.dataset, (idx,))[0])
+        names.append(f"{label} reconstruction")
+    for c, img, name in zip(st.columns(4), imgs, names):
+        c.image(figures.upscale(img, 168), caption=name)
+    if sel.pair[0][2]["model_config"]["latent_dim"] <= 8 and maps:
+        mu = models.codes(sel.vae, models.ckpt_key(sel.vae), sel.dataset, max(n_points, idx + 1))
+        st.caption("VAE posterior: μ = " + np.array2string(mu["mu"][idx], precision=2) +
+                   ", σ = " + np.array2string(mu["sigma"][idx], precision=2))
