@@ -418,3 +418,18 @@ def test_update_metrics_merges_and_keeps_weights(tmp_path, half):
     assert after.keys() == weights.keys()
     for k in weights:
         assert after[k].dtype == weights[k].dtype and torch.equal(after[k], weights[k]), k
+
+
+def test_half_save_refuses_weights_beyond_float16(tmp_path):
+    path = save(tmp_path / "keep", make_model(seed=1), half=True)
+    before = path.read_bytes()
+    big = make_model(seed=2)
+    with torch.no_grad():
+        big.head.weight[0, 0] = 1e6   # finite in float32, infinite in float16
+    with pytest.raises(CheckpointError, match="head.weight.*half=False"):
+        save(path, big, half=True)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["keep.safetensors"]
+    # In full precision it saves and loads.
+    full = save(tmp_path / "full", big)
+    assert load_checkpoint(full).model.head.weight[0, 0].item() == 1e6

@@ -73,6 +73,11 @@ def to_bytes(model, train_config: Optional[TrainConfig] = None, *, dataset: str 
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        for k, v in state.items():
+            # Beyond 65504 a weight turns infinite in float16, and loading would refuse the file.
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                raise CheckpointError(f"the model's weight {k} is too large for half precision: "
+                                      "save it with half=False")
     meta = {
         "format": FORMAT,
         "model_config": json.dumps(model.cfg.to_dict()),

@@ -1,0 +1,77 @@
+"""The sweep trains an AE and one VAE per beta and saves each under a predictable name."""
+import pytest
+import torch
+from safetensors import safe_open
+
+from vae_core import ModelConfig, TrainConfig
+from vae_core.checkpoints import load_checkpoint, read_info
+from vae_core.sweep import run_name, sweep
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def configs(**kw):
+    # image_shape is deliberately wrong: the sweep takes it from the data.
+    model = ModelConfig(kind="vae", arch="mlp", image_shape=(1, 28, 28), latent_dim=2, hidden=(16,))
+    train = TrainConfig(dataset="digits", epochs=1, batch_size=64, max_train=128, seed=5, device="cpu", **kw)
+    return model, train
+
+
+def test_run_names():
+    assert run_name("mnist", "ae", 0.0) == "mnist-ae"
+    assert run_name("mnist", "vae", 1.0) == "mnist-vae-b1"
+    assert run_name("mnist", "vae", 0.5) == "mnist-vae-b0.5"
+
+
+def test_sweep_writes_an_ae_and_one_vae_per_beta(tmp_path):
+    model_cfg, train_cfg = configs(warmup_epochs=0.5)
+    seen = []
+    paths = sweep(model_cfg, train_cfg, [1, 4.0], tmp_path, "dg",
+                  on_model=lambda name, i, n: seen.append((name, i, n)),
+                  evaluate=lambda model, tcfg: {"beta_seen": tcfg.beta, "kind": model.cfg.kind})
+    names = ["dg-ae", "dg-vae-b1", "dg-vae-b4"]
+    assert [p.name for p in paths] == [n + ".safetensors" for n in names]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+    assert seen == [(n, i, 3) for i, n in enumerate(names)]
+    for path, kind, beta in zip(paths, ["ae", "vae", "vae"], [0.0, 1.0, 4.0]):
+        info = read_info(path)
+        mc, tc = info["model_config"], info["train_config"]
+        assert mc.kind == kind and mc.image_shape == (1, 8, 8)
+        assert (mc.latent_dim, mc.hidden, mc.arch) == (2, (16,), "mlp")
+        assert tc.beta == beta
+        assert (tc.seed, tc.epochs, tc.warmup_epochs, tc.dataset) == (5, 1, 0.5, "digits")
+        assert info["dataset"] == "digits"
+        assert info["metrics"] == {"beta_seen": beta, "kind": kind}
+        assert len(info["history"]) == 1 and info["history"][0]["images"] == 128
+        with safe_open(str(path), framework="pt") as f:   # half precision by default
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        ck = load_checkpoint(path)
+        assert ck.model.cfg.kind == kind
+        assert ck.model.decode_image(torch.zeros(1, 2)).shape == (1, 1, 8, 8)
+    # The VAEs at different beta learned different weights from the same start.
+    a, b = (load_checkpoint(p).model.state_dict() for p in paths[1:])
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sweep_without_ae_in_full_precision(tmp_path):
+    model_cfg, train_cfg = configs()
+    paths = sweep(model_cfg, train_cfg, [0.5], tmp_path, "only", include_ae=False, half=False)
+    assert [p.name for p in paths] == ["only-vae-b0.5.safetensors"]
+    with safe_open(str(paths[0]), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_sweep_stops_after_the_model_in_progress(tmp_path):
+    model_cfg, train_cfg = configs()
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= 1
+
+    paths = sweep(model_cfg, train_cfg, [1, 2, 3], tmp_path, "halt", should_stop=stop)
+    # The stopped model is still saved (with its partial history); the rest are not trained.
+    assert [p.name for p in paths] == ["halt-ae.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["halt-ae.safetensors"]
+    info = read_info(paths[0])
+    assert info["history"][0]["images"] == 64
