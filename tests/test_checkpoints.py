@@ -147,6 +147,10 @@ def test_truncated_checkpoint_is_refused(tmp_path, keep):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing.safetensors")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        update_metrics(tmp_path / "nothing.safetensors", {"a": 1})
+    with pytest.raises(CheckpointError):
+        read_info(tmp_path / "nothing.safetensors")
 
 
 def test_pickle_is_refused_without_running_its_code(tmp_path):

@@ -75,3 +75,19 @@ def test_sweep_stops_after_the_model_in_progress(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["halt-ae.safetensors"]
     info = read_info(paths[0])
     assert info["history"][0]["images"] == 64
+
+
+def test_sweep_repeats_under_its_seed(tmp_path):
+    model_cfg, train_cfg = configs()
+    runs = []
+    for i, folder in enumerate([tmp_path / "a", tmp_path / "b"]):
+        torch.manual_seed(1000 + i)   # a different global RNG state before each sweep
+        torch.rand(17)
+        paths = sweep(model_cfg, train_cfg, [2], folder, "rep", half=False)
+        ckpts = [load_checkpoint(p) for p in paths]
+        runs.append(([c.model.state_dict() for c in ckpts],
+                     [[{k: v for k, v in r.items() if k != "seconds"} for r in c.history] for c in ckpts]))
+    (sa, ha), (sb, hb) = runs
+    assert ha == hb
+    for a, b in zip(sa, sb):
+        assert all(torch.equal(a[k], b[k]) for k in a)

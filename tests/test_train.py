@@ -108,6 +108,7 @@ def test_callback_gets_batch_and_epoch_events(digits):
     assert [(e.epoch, e.step) for e in batches[:4]] == [(1, 1), (1, 2), (1, 3), (1, 4)]
     assert all(e.steps_per_epoch == 4 for e in events)
     assert [e.record["epoch"] for e in epochs] == [1, 2]
+    assert [e.step for e in epochs] == [4, 4]   # the last, partial batch counts too
     assert events[4].kind == "epoch" and events[-1].kind == "epoch"
     assert all(e.record is None for e in batches)
     elapsed = [e.elapsed for e in events]

@@ -216,6 +216,8 @@ def list_checkpoints(*folders) -> list[dict]:
 def update_metrics(path, metrics: dict) -> Path:
     """Rewrite a checkpoint with new metrics merged in, keeping its weights' precision."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: check the path or list the folder's checkpoints")
     data = path.read_bytes()
     ckpt = from_bytes(data, str(path))
     half = any(v.dtype == torch.float16 for v in st_load(data).values())

@@ -169,7 +169,7 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
         for g in opt.param_groups:
             g["lr"] *= cfg.lr_decay
         if callback is not None:
-            callback(Progress("epoch", epoch, seen // cfg.batch_size, steps, tr[0], beta, record,
+            callback(Progress("epoch", epoch, math.ceil(seen / cfg.batch_size), steps, tr[0], beta, record,
                               elapsed=time.perf_counter() - start))
         if result.stopped:
             break
