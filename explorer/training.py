@@ -306,7 +306,7 @@ def rate_distortion_figure(rows: list) -> go.Figure:
     if vaes:
         fig.add_trace(go.Scatter(x=[r["kl"] for r in vaes], y=[r["recon"] for r in vaes],
                                  mode="lines+markers+text", name="VAE", text=[f"β={r['beta']:g}" for r in vaes],
-                                 textposition="top right", marker=dict(size=11, color=figures.VAE_COLOUR),
+                                 textposition="top center", marker=dict(size=11, color=figures.VAE_COLOUR),
                                  line=dict(color=figures.VAE_COLOUR, dash="dot"),
                                  hovertemplate="%{text}<br>rate %{x:.2f} nats<br>distortion %{y:.2f} nats<extra></extra>"))
     for r in rows:
@@ -320,7 +320,8 @@ def rate_distortion_figure(rows: list) -> go.Figure:
                       xaxis_title="rate: KL(q(z|x) ‖ p(z)), nats per image",
                       yaxis_title="distortion: −log p(x|z), nats per image",
                       margin=dict(l=10, r=10, t=50, b=10))
-    fig.update_xaxes(rangemode="tozero")
+    top = max([r["kl"] for r in vaes if r["kl"] is not None] or [1.0])
+    fig.update_xaxes(range=[-0.06 * top, 1.12 * top])   # room for the AE's marker at 0 and the labels
     return fig
 
 
@@ -332,5 +333,6 @@ def versus_beta_figure(rows: list, key: str, title: str, y_title: str) -> go.Fig
     fig.update_layout(title=title, height=300, xaxis_title="β (log scale)", yaxis_title=y_title,
                       margin=dict(l=10, r=10, t=50, b=10))
     if vaes and min(r["beta"] for r in vaes) > 0:
-        fig.update_xaxes(type="log")
+        betas = sorted({r["beta"] for r in vaes})
+        fig.update_xaxes(type="log", tickvals=betas, ticktext=[f"{b:g}" for b in betas])
     return fig

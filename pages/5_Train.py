@@ -9,6 +9,7 @@ from vae_core.checkpoints import to_bytes
 from vae_core.errors import VaeCoreError
 from vae_core.jobs import save_run
 
+st.set_page_config(page_title="Train · VAE Latent Explorer", page_icon="🏋️", layout="wide")
 st.title("Train a model")
 st.caption("Training runs on the server in the background: you can switch pages or refresh and "
            "come back (the address keeps a token that finds your job again). Stop keeps what was learned so far.")

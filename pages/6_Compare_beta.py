@@ -8,6 +8,7 @@ import streamlit as st
 from explorer import figures, models
 from explorer import training as tr
 
+st.set_page_config(page_title="Compare β · VAE Latent Explorer", page_icon="⚖️", layout="wide")
 st.title("Compare β")
 st.caption("One column per model: what its code space looks like, how well it reconstructs the same "
            "test images, what it draws from the prior, and which latent dimensions it uses.")
@@ -55,7 +56,7 @@ with st.spinner("Encoding and decoding the test images…"):
 cols = st.columns(len(chosen))
 for col, info, v in zip(cols, chosen, views):
     with col:
-        st.markdown(f"**{tr.short_label(info)}**  \n`{info['name']}` · d={v['latent_dim']}")
+        st.markdown(f"**{tr.short_label(info)}** · d={v['latent_dim']}", help=info["name"])
         fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=info["model_config"]["kind"] == "vae"
                                     and v["latent_dim"] == 2, height=260, marker_size=2)
         fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0))
@@ -111,9 +112,9 @@ def _mark(col):
 
 st.dataframe(shown.style.apply(_mark).format(precision=3, na_rep="–"), hide_index=True, key="cb_table")
 marks = [f"{name}: {', '.join(table['model'][i] for i in sorted(rows_))}" for name, rows_ in best.items() if rows_]
-st.caption("Best per column (green): " + "; ".join(marks) + ". Rate and active units are a trade-off, not a "
-           "scores across β, so they are not marked. ELBO and log p(x) exist only for VAEs. Sources: "
-           + "; ".join(sorted({f'{r["model"]}: {r["source"]}' for r in rows})))
+st.caption("Best per column (green): " + "; ".join(marks) + ". Rate, active units and the loss (each model "
+           "at its own β) are trade-offs rather than scores, so they are not marked. ELBO and log p(x) exist only "
+           "for VAEs. Sources: " + "; ".join(sorted({f'{r["model"]}: {r["source"]}' for r in rows})))
 
 a, b = st.columns(2)
 a.plotly_chart(tr.versus_beta_figure(rows, "active_units", "Active units vs β", "dimensions in use"),

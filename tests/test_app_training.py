@@ -1,0 +1,148 @@
+"""The Train and Compare-β pages under AppTest, on tiny digits models (seconds each)."""
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from vae_core.checkpoints import load_checkpoint, save_checkpoint
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.jobs import JobManager, JobSpec, default_manager
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN = str(REPO / "pages" / "5_Train.py")
+COMPARE = str(REPO / "pages" / "6_Compare_beta.py")
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A tiny shipped family digits-d2-{ae, vae-b0.5, vae-b4} with metrics, plus one VAE without."""
+    folder = tmp_path_factory.mktemp("shipped")
+    spec = JobSpec(ModelConfig(latent_dim=2, hidden=(32,)),
+                   TrainConfig(dataset="digits", epochs=3, batch_size=64), kinds=("ae", "vae"), betas=(0.5, 4),
+                   iw_samples=10, save_dir=str(folder), save_prefix="digits-d2")
+    job = JobManager().start("fixture", spec)
+    assert job.wait(120) and job.status == "finished", job.message
+    run = job.runs[-1]
+    save_checkpoint(folder / "digits-d2-vae-b2.safetensors", run.model, TrainConfig(dataset="digits", beta=2.0),
+                    dataset="digits", history=run.history)   # no metrics: the page computes them
+    return folder
+
+
+@pytest.fixture
+def dirs(shipped, tmp_path, monkeypatch):
+    user = tmp_path / "user"
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(shipped))
+    monkeypatch.setenv("VAE_USER_DIR", str(user))
+    yield shipped, user
+    for job in default_manager().running():
+        job.stop()
+        job.wait(30)
+
+
+def no_errors(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def start_training(at, **settings):
+    at.selectbox(key="tr_preset").set_value("Fast demo (8x8 digits, seconds)").run()
+    for key, value in settings.items():
+        widget = at.select_slider(key=key) if key == "tr_lr" else at.number_input(key=key)
+        widget.set_value(value)
+    at.run()
+    at.button(key="tr_train").click().run()
+    no_errors(at)
+    job = default_manager().get(at.session_state["train_owner"])
+    assert job is not None
+    return job
+
+
+def by_prefix(widgets, prefix):
+    return [w for w in widgets if w.key and w.key.startswith(prefix)]
+
+
+def test_train_save_and_the_model_is_listed(dirs):
+    shipped, user = dirs
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    no_errors(at)
+    job = start_training(at, tr_epochs=2)
+    assert job.wait(60)
+    at.run()
+    no_errors(at)
+    assert any("finished" in s.value for s in at.success)
+    assert at.get("plotly_chart"), "the loss curves are drawn"
+    names = by_prefix(at.text_input, "tr_name_")
+    assert len(names) == 2                                   # the AE and the VAE
+    names[1].set_value("../evil").run()
+    by_prefix(at.button, "tr_save_")[1].click().run()
+    assert any("Not saved" in e.value and "only hold" in e.value for e in at.error)
+    assert not user.exists() or not list(user.iterdir())
+    by_prefix(at.text_input, "tr_name_")[1].set_value("my-digits-vae").run()
+    by_prefix(at.button, "tr_save_")[1].click().run()
+    no_errors(at)
+    assert any("my-digits-vae" in s.value for s in at.success)
+    ckpt = load_checkpoint(user / "my-digits-vae.safetensors")
+    assert ckpt.model_config.kind == "vae" and len(ckpt.history) == 2
+    assert "my-digits-vae" in at.dataframe[-1].value["name"].tolist()       # "Your saved models"
+    # Saving the AE under the same name is refused rather than overwriting the VAE.
+    by_prefix(at.text_input, "tr_name_")[0].set_value("my-digits-vae").run()
+    by_prefix(at.button, "tr_save_")[0].click().run()
+    assert any("already exists" in e.value for e in at.error)
+    assert load_checkpoint(user / "my-digits-vae.safetensors").model_config.kind == "vae"
+    # The comparison page lists it at once.
+    cmp_ = AppTest.from_file(COMPARE, default_timeout=60).run()
+    assert any("my-digits-vae" in o for o in cmp_.multiselect(key="cb_models").options)
+
+
+def test_stop_keeps_the_model(dirs):
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    job = start_training(at, tr_epochs=200)
+    t0 = time.time()
+    while job.done_steps < 5 and time.time() - t0 < 30:
+        time.sleep(0.02)
+    at.run()
+    at.button(key="tr_stop").click().run()
+    assert job.wait(30) and job.status == "stopped"
+    at.run()
+    no_errors(at)
+    assert any("stopped" in i.value for i in at.info)
+    assert by_prefix(at.button, "tr_save_"), "a stopped model can still be saved"
+    assert job.done_steps < 200 * job.runs[0].steps_per_epoch
+
+
+def test_diverging_run_shows_a_message(dirs):
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    job = start_training(at, tr_epochs=3, tr_lr=10.0)
+    assert job.wait(60)
+    at.run()
+    no_errors(at)
+    assert job.status == "diverged"
+    assert any("diverged" in e.value and "learning rate" in e.value for e in at.error)
+
+
+def test_bad_settings_are_explained(dirs):
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.text_input(key="tr_hidden").set_value("512, lots").run()
+    at.button(key="tr_train").click().run()
+    no_errors(at)
+    assert any("hidden sizes" in e.value and "512,256" in e.value for e in at.error)
+    assert default_manager().get(at.session_state["train_owner"]) is None
+
+
+def test_compare_page_default_family_and_chosen_set(dirs):
+    at = AppTest.from_file(COMPARE, default_timeout=120).run()
+    no_errors(at)
+    assert at.multiselect(key="cb_models").value == [
+        "digits-d2-ae", "digits-d2-vae-b0.5", "digits-d2-vae-b2", "digits-d2-vae-b4"]
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["AE", "β=0.5", "β=2", "β=4"]
+    # Rate grows as β falls; the AE has no rate of its own.
+    kl = dict(zip(table["model"], table["rate: KL (nats)"]))
+    assert kl["AE"] == 0 and kl["β=0.5"] > kl["β=4"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "computed here" in captions and "stored in the checkpoint" in captions
+    assert "Best per column" in captions
+    assert any("conceptual" in m.value for m in at.markdown)
+    at.multiselect(key="cb_models").set_value(["digits-d2-ae", "digits-d2-vae-b4"]).run()
+    no_errors(at)
+    assert at.dataframe[0].value["model"].tolist() == ["AE", "β=4"]
