@@ -205,3 +205,17 @@ def test_configs_round_trip_through_dicts():
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     tc = TrainConfig(dataset="digits", epochs=3, beta=4.0, warmup_epochs=1.5)
     assert TrainConfig.from_dict(tc.to_dict()) == tc
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers():
+    import json
+
+    import numpy as np
+    mc = ModelConfig(latent_dim=np.int64(3), image_shape=(np.int64(1), 8, 8), hidden=np.array([16, 8]),
+                     gaussian_sigma=np.float32(0.25))
+    tc = TrainConfig(epochs=np.int64(2), seed=np.int64(7), max_train=np.int32(100), beta=np.float32(4.0))
+    assert (mc.latent_dim, mc.hidden, tc.seed, tc.beta) == (3, (16, 8), 7, 4.0)
+    assert type(mc.latent_dim) is int and type(tc.seed) is int and type(tc.beta) is float
+    json.dumps(mc.to_dict()), json.dumps(tc.to_dict())   # a checkpoint can hold them
+    with pytest.raises(ConfigError, match="257"):
+        ModelConfig(latent_dim=np.int64(257))

@@ -10,6 +10,18 @@ ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
 
 
+def _plain_numbers(cfg) -> None:
+    """Turn NumPy scalars into Python numbers, in place.
+
+    Widgets and arrays hand out np.int64 and np.float32: without this, validation refuses
+    them with a puzzling message, or they pass and JSON cannot store them in a checkpoint.
+    """
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if type(v).__module__ == "numpy" and hasattr(v, "item") and getattr(v, "ndim", None) == 0:
+            setattr(cfg, f.name, v.item())
+
+
 @dataclass
 class ModelConfig:
     kind: str = "vae"              # "vae" (Gaussian posterior, sampled z) or "ae" (deterministic code)
@@ -22,6 +34,7 @@ class ModelConfig:
     gaussian_sigma: float = 0.1    # the fixed pixel standard deviation for likelihood="gaussian"
 
     def __post_init__(self):
+        _plain_numbers(self)
         for name in ("image_shape", "hidden", "channels"):
             value = getattr(self, name)
             try:
@@ -85,6 +98,7 @@ class TrainConfig:
     max_train: int = 0             # use only the first N training images (0: all)
 
     def __post_init__(self):
+        _plain_numbers(self)
         self.validate()
 
     def validate(self) -> None:
