@@ -221,3 +221,70 @@ def map_2d(_ckpt, key: str, dataset: str, n: int, method: str, seed: int) -> np.
     from vae_core.projections import project
     return project(mu, method, seed=seed, cache_dir=maps_cache_dir(_ckpt),
                    cache_key=map_cache_key(_ckpt, dataset))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def typical_gap(_ckpt, key: str, dataset: str, n_codes: int) -> float:
+    """The median distance from a code to its nearest other code among the first n_codes
+    exploration codes: the scale against which "far from the data" is judged for this model."""
+    mu = codes(_ckpt, key, dataset, n_codes)["mu"].astype(np.float64)
+    sq = (mu ** 2).sum(1)
+    d2 = sq[:, None] - 2 * mu @ mu.T + sq[None, :]
+    np.fill_diagonal(d2, np.inf)
+    return float(np.median(np.sqrt(np.maximum(d2.min(axis=1), 0.0))))
+
+
+def prepare_drawing(pixels: np.ndarray, image_shape: tuple) -> np.ndarray:
+    """A user's drawing or upload -> one image [1, C, H, W] in [0, 1] laid out like MNIST.
+
+    pixels: [h, w] grey or [h, w, 3|4] colour, uint8 or floats in [0, 1]. A light stroke on a
+    dark ground is the format the models know; a dark-on-light picture is inverted. The ink's
+    bounding box is scaled to fit 20/28 of the frame and centred by its centre of mass, the way
+    MNIST digits were prepared. Raises DataError for an empty (all-dark or all-light) picture.
+    """
+    from PIL import Image
+
+    from vae_core.errors import DataError
+    a = np.asarray(pixels)
+    if a.dtype != np.uint8:
+        a = (np.clip(a.astype(np.float32), 0, 1) * 255).astype(np.uint8)
+    if a.ndim == 3:
+        rgb = a[..., :3].astype(np.float32).mean(axis=2)
+        if a.shape[2] == 4:
+            # Transparent pixels (an untouched canvas) become a ground that contrasts with the ink.
+            alpha = a[..., 3].astype(np.float32) / 255.0
+            opaque = rgb[alpha > 0.5]
+            bg = 255.0 if opaque.size and np.median(opaque) < 128 else 0.0
+            rgb = rgb * alpha + bg * (1 - alpha)
+        a = rgb
+    a = a.astype(np.float32) / 255.0
+    if a.ndim != 2:
+        raise DataError(f"the picture has shape {np.asarray(pixels).shape}: give a grey or colour image")
+    if np.median(a) > 0.5:                       # dark ink on a light ground
+        a = 1.0 - a
+    ink = a > 0.2
+    if ink.sum() < 5:
+        raise DataError("the drawing is empty (no strokes found): draw a digit, light on dark, "
+                        "or upload a picture of one")
+    if ink.mean() > 0.9:
+        raise DataError("the picture is almost all ink: draw a digit with a light stroke on the dark canvas")
+    ys, xs = np.nonzero(ink)
+    crop = a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    c, h, w = image_shape
+    box = max(1, int(round(max(h, w) * 20 / 28)))
+    scale = box / max(crop.shape)
+    new = (max(1, int(round(crop.shape[1] * scale))), max(1, int(round(crop.shape[0] * scale))))
+    small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize(new, Image.LANCZOS),
+                       dtype=np.float32) / 255.0
+    out = np.zeros((h, w), np.float32)
+    # Centre of mass to the frame's centre, as MNIST did.
+    tot = small.sum()
+    cy = (np.arange(small.shape[0])[:, None] * small).sum() / tot
+    cx = (np.arange(small.shape[1])[None, :] * small).sum() / tot
+    top = int(round(h / 2 - cy - 0.5))
+    left = int(round(w / 2 - cx - 0.5))
+    top = min(max(top, 0), h - small.shape[0])
+    left = min(max(left, 0), w - small.shape[1])
+    out[top:top + small.shape[0], left:left + small.shape[1]] = small
+    out = np.clip(out, 0, 1)
+    return np.repeat(out[None, None], c, axis=1)
