@@ -9,7 +9,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Tests read MNIST from the offline copy beside the repository and never download.
 os.environ.setdefault("VAE_DATA_DIR", str((REPO / ".." / "shared" / "data").resolve()))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny test models run faster on one thread than two (less synchronisation), and the
+# Streamlit server of the browser tests keeps the other core.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
