@@ -213,7 +213,7 @@ def test_ctrl_c_stops_and_saves_the_model_so_far(tiny_npz, tmp_path):
 
 # ---------------------------------------------------------------- mistakes: one line, no traceback
 
-@pytest.mark.parametrize("args, words", [
+BAD = [
     (["train", "--dataset", "digits", "--beta", "-1", "--out", "x"], ["beta", "-1"]),
     (["train", "--dataset", "digits", "--latent-dim", "0", "--out", "x"], ["latent size 0"]),
     (["train", "--dataset", "no-such-set", "--out", "x"], ["no-such-set", "mnist"]),
@@ -229,11 +229,30 @@ def test_ctrl_c_stops_and_saves_the_model_so_far(tiny_npz, tmp_path):
     (["evaluate", "no-such.safetensors"], ["no-such.safetensors"]),
     (["project", "no-such.safetensors", "--out", "m.npz"], ["no-such.safetensors"]),
     (["frobnicate"], ["frobnicate"]),
-])
+]
+
+
+@pytest.mark.parametrize("args, words", BAD[:4] + BAD[-3:-1])
 def test_bad_arguments_exit_with_one_clear_line(args, words, tmp_path):
     run = cli(*args, cwd=tmp_path)
     assert_one_line_error(run, *words)
     assert not list(tmp_path.iterdir())     # nothing was written
+
+
+@pytest.mark.parametrize("args, words", BAD)
+def test_bad_arguments_in_process(args, words, tmp_path, monkeypatch, capsys):
+    """Every mistake through main() itself (the subprocess test above covers a sample of them:
+    a new interpreter per case would cost seconds each)."""
+    from vae_core.cli import main
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as e:       # argparse's own checks exit from inside parse_args
+        code = e.code
+    out, err = capsys.readouterr()
+    run = subprocess.CompletedProcess(args, code, out, err)
+    assert_one_line_error(run, *words)
+    assert not list(tmp_path.iterdir())
 
 
 def test_corrupt_checkpoint_is_one_line(tmp_path):

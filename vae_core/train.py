@@ -86,6 +86,18 @@ def _forward(model, x, gen=None):
     return ForwardOutput(model.decode(z), mu, logvar, z)
 
 
+def _adam(model, lr: float) -> torch.optim.Adam:
+    """Adam with one fused kernel per weight where PyTorch has it (CPU and CUDA, float weights).
+
+    The fused update is the same Adam rule as the foreach one, within float rounding; for a small
+    MLP on a CPU the foreach version's dozen passes over the weights cost a third of each step.
+    """
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):   # a device or dtype without the fused kernel
+        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
 def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
         callback: Optional[Callable[[Progress], Optional[bool]]] = None,
         should_stop: Optional[Callable[[], bool]] = None) -> FitResult:
@@ -104,7 +116,7 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
     test = test.to(device) if test is not None else None
     if test is not None and cfg.binarize:
         test = binarized(test, cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    opt = _adam(model, cfg.lr)
     n = x_train.shape[0]
     steps = math.ceil(n / cfg.batch_size)
     result = FitResult()
@@ -120,7 +132,7 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
         seen = 0
         for step in range(steps):
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = x_train[idx]
+            x = x_train.index_select(0, idx)   # a plain row gather: faster than x_train[idx]
             if cfg.binarize:
                 x = torch.bernoulli(x, generator=gen)
             beta = beta_at(cfg, epoch - 1 + step / steps) if is_vae else 0.0
