@@ -1,0 +1,64 @@
+"""Train a tiny model from the Train page in a real headless Chromium against `streamlit run`."""
+import pytest
+
+from browser_support import (ARTIFACTS, browser, errors_shown, launch_chromium, open_page, page,  # noqa: F401
+                             screenshot, start_server, stop_server, wait_healthy, wait_rendered)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app with empty model folders, so saving writes only into a temporary folder."""
+    shipped = tmp_path_factory.mktemp("shipped")
+    user = tmp_path_factory.mktemp("user")
+    ARTIFACTS.mkdir(exist_ok=True)
+    proc, url = start_server(env={"VAE_CHECKPOINT_DIR": str(shipped), "VAE_USER_DIR": str(user)},
+                             log_path=ARTIFACTS / "streamlit-training.log")
+    try:
+        wait_healthy(url, proc, timeout=90)
+        yield url, user
+    finally:
+        stop_server(proc)
+
+
+def test_train_from_the_page_shows_live_curves_stops_and_saves(server, page):  # noqa: F811
+    url, user = server
+    open_page(page, url, "Train", until=".st-key-tr_train")
+    page.locator(".st-key-tr_preset").click()
+    page.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click()
+    wait_rendered(page)
+    epochs = page.locator(".st-key-tr_epochs input")
+    epochs.fill("200")
+    epochs.press("Enter")
+    wait_rendered(page)
+    page.locator(".st-key-tr_train button").click()
+
+    # The fragment polls the job: the curves and the Stop button appear while it trains.
+    page.wait_for_selector(".st-key-tr_curves .js-plotly-plot", timeout=60_000)
+    assert page.locator(".st-key-tr_stop button").count() == 1
+    assert page.locator("[data-testid=stProgress]").count() == 1
+    screenshot(page, "train-live")
+    assert "trainer=" in page.url                      # the token that finds the job after a refresh
+
+    page.wait_for_function(  # at least one finished epoch: per-epoch lines join the per-batch ones
+        "() => document.querySelectorAll('.st-key-tr_curves .scatterlayer .trace').length >= 4", timeout=60_000)
+    page.locator(".st-key-tr_stop button").click()
+    page.get_by_text("Training was stopped").wait_for(timeout=60_000)
+    wait_rendered(page)
+    assert not errors_shown(page)
+
+    # A refresh starts a new session: the URL token reconnects it to the finished job.
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_text("Training was stopped").wait_for(timeout=60_000)
+    wait_rendered(page)
+    name = page.locator("[class*='st-key-tr_name_0_'] input")
+    name.fill("browser-ae")
+    name.press("Enter")
+    wait_rendered(page)
+    page.locator("[class*='st-key-tr_save_0_'] button").click()
+    page.get_by_text("Saved as browser-ae").wait_for(timeout=30_000)
+    wait_rendered(page)
+    screenshot(page, "train-finished")
+    assert (user / "browser-ae.safetensors").is_file()
+    assert not errors_shown(page)
