@@ -150,8 +150,8 @@ def path(_ckpt, key: str, dataset: str, i0: int, i1: int, steps: int, method: st
 def nearest_code_distance(_ckpt, key: str, dataset: str, n_codes: int, z: np.ndarray) -> np.ndarray:
     """For each code z [S, d], the Euclidean distance to the nearest code of the first n_codes
     exploration images [S]: large values mean the point lies away from any data."""
-    mu = codes(_ckpt, key, dataset, n_codes)["mu"]
-    z = np.asarray(z, dtype=np.float32)
+    mu = codes(_ckpt, key, dataset, n_codes)["mu"].astype(np.float64)
+    z = np.asarray(z, dtype=np.float64)
     d2 = (z ** 2).sum(1)[:, None] - 2 * z @ mu.T + (mu ** 2).sum(1)[None, :]
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 

@@ -1,0 +1,249 @@
+"""The explorer pages run under Streamlit's AppTest on tiny models with the shipped names, and
+driving their main widgets changes what they show."""
+import io
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:          # the pages import `explorer` from the repository root
+    sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from vae_core.checkpoints import save_checkpoint  # noqa: E402
+from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
+from vae_core.data import load_exploration  # noqa: E402
+from vae_core.models import build_model  # noqa: E402
+from vae_core.train import fit  # noqa: E402
+
+PAGES = ["app.py", "pages/1_Latent_map.py", "pages/2_Latent_grid.py", "pages/3_Interpolation.py",
+         "pages/4_Sampling.py"]
+
+
+def _train_tiny(kind: str, d: int, data, beta: float = 1.0):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, latent_dim=d, hidden=(64,), image_shape=(1, 28, 28)))
+    cfg = TrainConfig(dataset="mnist", epochs=1, batch_size=100, beta=beta if kind == "vae" else 0.0, seed=0)
+    fit(model, data, None, cfg)
+    return model, cfg
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A checkpoint folder like the shipped one: the default MNIST pairs (d = 20 and d = 2) as tiny
+    MLPs trained one epoch on 1,000 exploration images, and the exploration data."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    (root / "data").mkdir()
+    shutil.copy(REPO / "checkpoints" / "data" / "mnist-test.npz", root / "data" / "mnist-test.npz")
+    data = load_exploration("mnist", root / "data").subset(1000)
+    for d in (20, 2):
+        for kind in ("vae", "ae"):
+            model, cfg = _train_tiny(kind, d, data)
+            name = f"mnist-d{d}-vae-b1" if kind == "vae" else f"mnist-d{d}-ae"
+            save_checkpoint(root / name, model, cfg, dataset="mnist", history=[{"epoch": 1, "train_loss": 1.0,
+                                                                                  "test_loss": 1.0}])
+    return root
+
+
+@pytest.fixture
+def app_env(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(model_dir))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    return model_dir
+
+
+def run_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / page), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def plotly_spec(at: AppTest, key: str) -> dict:
+    """The JSON figure of the plotly chart drawn with `key`."""
+    for el in at.get("plotly_chart"):
+        if el.proto.id.endswith("-" + key):
+            return json.loads(el.proto.spec)
+    raise AssertionError(f"no plotly chart with key {key!r}; keys: "
+                         f"{[e.proto.id.rsplit('-', 1)[-1] for e in at.get('plotly_chart')]}")
+
+
+def values(v) -> np.ndarray:
+    """A plotly data array from its JSON: a list, or plotly's typed form {dtype, bdata}."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def image_of(at: AppTest, key: str) -> str:
+    """The pixels of the image figure drawn with `key`, as a comparable string."""
+    trace = plotly_spec(at, key)["data"][0]
+    return json.dumps(trace.get("z") or trace.get("source"), sort_keys=True)
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_on_the_default_models(app_env, page):
+    at = run_page(page)
+    no_errors(at)
+    assert at.session_state["sel_vae"] == "mnist-d20-vae-b1"
+    assert at.session_state["sel_ae"] == "mnist-d20-ae"
+    assert len(at.get("plotly_chart")) >= 1
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_explains_an_empty_checkpoint_folder(tmp_path, monkeypatch, page):
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    at = run_page(page)
+    texts = " ".join(w.value for w in at.warning)
+    assert "No trained models" in texts and "Train" in texts
+
+
+def test_home_shows_other_reconstructions_on_request(app_env):
+    at = run_page("app.py")
+    assert any("ELBO" in l.value for l in at.latex)
+    before = image_of(at, "home_recon")
+    at.button(key="home_shuffle").click().run()
+    no_errors(at)
+    assert image_of(at, "home_recon") != before
+
+
+def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_path):
+    at = run_page("app.py")
+    at.selectbox(key="sb_vae").set_value("mnist-d2-vae-b1").run()
+    assert at.selectbox(key="sb_ae").value == "mnist-d2-ae"      # the partner AE follows
+    at.switch_page("pages/2_Latent_grid.py").run()
+    no_errors(at)
+    assert at.selectbox(key="sb_vae").value == "mnist-d2-vae-b1"
+    assert at.selectbox(key="sb_ae").value == "mnist-d2-ae"
+    # A model saved into the user folder (as the Train page does) is offered on the next run.
+    model = build_model(ModelConfig(kind="vae", latent_dim=3, hidden=(16,)))
+    save_checkpoint(Path(os.environ["VAE_USER_DIR"]) / "my-new-vae", model, TrainConfig(dataset="mnist"),
+                    dataset="mnist")
+    at.run()
+    assert any(o.startswith("my-new-vae") for o in at.selectbox(key="sb_vae").options)
+
+
+def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
+    at = run_page("pages/1_Latent_map.py")
+    n_before = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if t["type"] == "scattergl")
+    at.select_slider(key="map_n").set_value(500).run()
+    no_errors(at)
+    n_after = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if t["type"] == "scattergl")
+    assert (n_before, n_after) == (2000, 500)
+    at.button(key="use_2d_pair").click().run()
+    no_errors(at)
+    names = [t.get("name") for t in plotly_spec(at, "map_chart_VAE")["data"]]
+    assert "prior 1σ" in names and "prior 2σ" in names
+    # ±σ ellipses are line traces without a legend entry, one per class present
+    assert sum(1 for t in plotly_spec(at, "map_chart_VAE")["data"] if t.get("showlegend") is False) >= 2
+
+
+def test_latent_map_tsne_projection_runs(app_env):
+    at = run_page("pages/1_Latent_map.py")
+    at.select_slider(key="map_n").set_value(500).run()
+    pca = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
+    at.segmented_control(key="map_method").set_value("tsne").run()
+    no_errors(at)
+    assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
+    tsne = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
+    assert tsne.shape == pca.shape and not np.allclose(tsne, pca)
+
+
+def test_grid_changes_with_size_range_and_plane(app_env):
+    at = run_page("pages/2_Latent_grid.py")
+    first = image_of(at, "grid_fig_VAE")
+    at.slider(key="grid_n").set_value(5).run()
+    no_errors(at)
+    small = image_of(at, "grid_fig_VAE")
+    assert small != first
+    at.segmented_control(key="grid_span").set_value("data").run()
+    assert image_of(at, "grid_fig_AE") != small
+    at.radio(key="grid_plane").set_value("pca").run()
+    no_errors(at)
+    assert plotly_spec(at, "grid_map_VAE")["layout"]["xaxis"]["title"]["text"] == "PC1"
+
+
+def test_interpolation_slider_moves_the_decoded_images(app_env):
+    at = run_page("pages/3_Interpolation.py")
+    before = list(at.image[1].value) + list(at.image[2].value)
+    at.slider(key="interp_t").set_value(0).run()
+    no_errors(at)
+    after = list(at.image[1].value) + list(at.image[2].value)
+    assert before != after
+    strip = image_of(at, "interp_strip")
+    at.segmented_control(key="interp_method").set_value("slerp").run()
+    at.slider(key="interp_steps").set_value(5).run()
+    no_errors(at)
+    assert image_of(at, "interp_strip") != strip
+    dist = plotly_spec(at, "interp_dist")["data"]
+    ys = [values(t["y"]) for t in dist]
+    assert [len(y) for y in ys] == [5, 5]
+    # Endpoints are codes of real images, so their distance to the nearest code is zero.
+    assert all(abs(y[0]) < 1e-3 and abs(y[-1]) < 1e-3 for y in ys), ys
+
+
+def test_interpolation_from_the_map_uses_the_last_two_picks(app_env):
+    at = run_page("pages/3_Interpolation.py")
+    at.session_state["map_picks"] = [5, 9]
+    at.segmented_control(key="interp_mode").set_value("map").run()
+    no_errors(at)
+    captions = " ".join(c for im in at.image for c in im.captions)
+    assert "image 5" in captions and "image 9" in captions
+
+
+def test_sampling_resample_temperature_and_traversal(app_env):
+    at = run_page("pages/4_Sampling.py")
+    s0 = image_of(at, "samp_fig_VAE")
+    at.button(key="samp_resample").click().run()
+    no_errors(at)
+    s1 = image_of(at, "samp_fig_VAE")
+    assert s1 != s0
+    at.slider(key="samp_temp").set_value(0.3).run()
+    assert image_of(at, "samp_fig_VAE") != s1
+    t0 = image_of(at, "trav_fig_VAE")
+    at.slider(key="trav_range").set_value(1.0).run()
+    no_errors(at)
+    assert image_of(at, "trav_fig_VAE") != t0
+    # Dimensions are offered in order of decreasing KL.
+    options = at.selectbox(key="trav_dim").options
+    kls = [float(o.split("KL ")[1].split()[0]) for o in options]
+    assert kls == sorted(kls, reverse=True)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
+    at = run_page("pages/4_Sampling.py")
+    img = np.zeros((100, 100), np.uint8)
+    img[15:85, 45:58] = 255                       # a "1"
+    at.file_uploader(key="draw_upload").set_value(("one.png", _png(img), "image/png")).run()
+    no_errors(at)
+    captions = " ".join(c for im in at.image for c in im.captions)
+    assert "VAE reconstruction" in captions and "AE reconstruction" in captions
+    plotly_spec(at, "draw_map_VAE")                # placed on the map
+    codes = at.session_state["draw_codes"]
+    assert len(codes["VAE"]) == 20 and np.isfinite(codes["AE"]).all()
+    at.file_uploader(key="draw_upload").set_value(("black.png", _png(np.zeros((50, 50), np.uint8)), "image/png")).run()
+    no_errors(at)
+    assert any("empty" in w.value for w in at.warning)
