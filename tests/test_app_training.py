@@ -146,3 +146,29 @@ def test_compare_page_default_family_and_chosen_set(dirs):
     at.multiselect(key="cb_models").set_value(["digits-d2-ae", "digits-d2-vae-b4"]).run()
     no_errors(at)
     assert at.dataframe[0].value["model"].tolist() == ["AE", "β=4"]
+
+
+def test_sweep_from_the_page_lands_in_the_comparison(dirs):
+    shipped, user = dirs
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.selectbox(key="tr_preset").set_value("Fast demo (8x8 digits, seconds)").run()
+    at.number_input(key="tr_epochs").set_value(2).run()
+    at.text_input(key="tr_sweep_betas").set_value("0.5, 2")
+    at.text_input(key="tr_sweep_prefix").set_value("mysweep")
+    at.button(key="tr_sweep_start").click().run()
+    no_errors(at)
+    job = default_manager().get(at.session_state["train_owner"])
+    assert job.wait(120) and job.status == "finished", job.message
+    at.run()
+    no_errors(at)
+    assert at.dataframe[0].value["model"].tolist() == ["AE", "VAE β=0.5", "VAE β=2"]   # progress per model
+    assert sorted(p.name for p in user.iterdir()) == [
+        "mysweep-ae.safetensors", "mysweep-vae-b0.5.safetensors", "mysweep-vae-b2.safetensors"]
+    cmp_ = AppTest.from_file(COMPARE, default_timeout=120).run()
+    assert "mysweep" in cmp_.selectbox(key="cb_family").options
+    cmp_.selectbox(key="cb_family").set_value("mysweep").run()
+    no_errors(cmp_)
+    assert cmp_.dataframe[0].value["name"].tolist() == ["mysweep-ae", "mysweep-vae-b0.5", "mysweep-vae-b2"]
+    # A second sweep with the same prefix is refused before it starts: nothing is overwritten.
+    at.button(key="tr_sweep_start").click().run()
+    assert any("already exists" in e.value for e in at.error)

@@ -1,0 +1,156 @@
+"""Training in the app vs on the command line, and how smooth exploring stays while a job trains.
+
+(a) The same config trained by vae_core.train.fit in this thread (the command line's path) and by
+    vae_core.jobs (the app's path: a background thread, live snapshots every 0.5 s, test codes
+    every epoch), alternated so load drifts hit both. Goal: the job within 10 % per epoch.
+(b) Slider-like work of an explorer page, timed alone and while a job trains in a background
+    thread of this process (as on the server): decoding a batch of codes with a d = 20 model and
+    turning it into a PNG mosaic, and full AppTest reruns of pages/3_Interpolation.py after moving
+    its slider. Goal: p95 under 100 ms for the decode path.
+
+Usage: VAE_DATA_DIR=/work/shared/data python bench/bench_training_app.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
+from vae_core.jobs import JobManager, JobSpec, _dataset  # noqa: E402
+from vae_core.models import build_model  # noqa: E402
+from vae_core.train import fit  # noqa: E402
+
+
+def pct(xs, q):
+    return float(np.percentile(np.asarray(xs) * 1000, q))
+
+
+def bench_epochs(quick: bool, threads: int) -> None:
+    mcfg = ModelConfig(latent_dim=2, hidden=(512,))
+    tcfg = TrainConfig(dataset="mnist", epochs=2 if quick else 3, batch_size=128,
+                       max_train=10000 if quick else 20000, device="cpu")
+    train, test = _dataset("mnist")
+    mcfg = dataclasses.replace(mcfg, image_shape=train.image_shape)
+    manager = JobManager(max_running=1, train_threads=threads)
+    cli, app = [], []
+    rounds = 2 if quick else 3
+    for r in range(rounds):
+        torch.set_num_threads(threads)
+        torch.manual_seed(tcfg.seed)
+        model = build_model(mcfg)
+        res = fit(model, train, test, tcfg)
+        cli.append(res.seconds / len(res.history))
+        job = manager.start(f"bench-{r}", JobSpec(mcfg, tcfg, kinds=("vae",), evaluate=False))
+        job.wait()
+        run = job.runs[0]
+        app.append(run.seconds / len(run.history))
+        assert run.history[-1]["train_loss"] == res.history[-1]["train_loss"], "same seed, same run"
+    c, a = statistics.median(cli), statistics.median(app)
+    print(f"(a) per-epoch seconds, {tcfg.max_train} MNIST images, 784-512-2 MLP, batch 128, {threads} thread(s), "
+          f"median of {rounds} rounds")
+    print(f"    command-line fit : {c:.3f} s   (rounds: {', '.join(f'{v:.3f}' for v in cli)})")
+    print(f"    app job          : {a:.3f} s   (rounds: {', '.join(f'{v:.3f}' for v in app)})")
+    print(f"    job / fit        : {a / c:.3f}  (goal <= 1.10; identical final losses checked)")
+
+
+def decode_work(model, rng) -> None:
+    from explorer import figures
+    z = torch.from_numpy(rng.standard_normal((64, model.cfg.latent_dim)).astype(np.float32))
+    imgs = model.decode_image(z).numpy()
+    figures.png_bytes(figures.tile(imgs, ncols=8), scale=2)
+
+
+def time_decode(model, n: int) -> list:
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        decode_work(model, rng)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def make_shipped(folder: Path) -> None:
+    """An untrained mnist-d20 pair with the shipped names: enough for timing the page."""
+    from vae_core.checkpoints import save_checkpoint
+    for kind, name in (("vae", "mnist-d20-vae-b1"), ("ae", "mnist-d20-ae")):
+        torch.manual_seed(0)
+        m = build_model(ModelConfig(kind=kind, latent_dim=20, hidden=(512,)))
+        save_checkpoint(folder / f"{name}.safetensors", m, TrainConfig(), dataset="mnist")
+    data = REPO / "checkpoints" / "data"
+    (folder / "data").mkdir(exist_ok=True)
+    for f in data.glob("*.npz"):
+        (folder / "data" / f.name).symlink_to(f)
+
+
+def time_apptest(n: int) -> list:
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(REPO / "pages" / "3_Interpolation.py"), default_timeout=120).run()
+    if at.exception:
+        raise RuntimeError(at.exception[0].value)
+    out = []
+    for i in range(n):
+        slider = at.slider(key="interp_t")
+        slider.set_value((slider.value + 1) % 11)
+        t = time.perf_counter()
+        at.run()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_exploring(quick: bool, threads: int) -> None:
+    n = 40 if quick else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        shipped = Path(tmp)
+        make_shipped(shipped)
+        os.environ["VAE_CHECKPOINT_DIR"] = str(shipped)
+        os.environ["VAE_USER_DIR"] = str(shipped / "user")
+        from vae_core.checkpoints import load_checkpoint
+        model = load_checkpoint(shipped / "mnist-d20-vae-b1.safetensors").model
+        time_decode(model, 5)
+        torch.set_num_threads(2)
+        alone = time_decode(model, n)
+        app_alone = time_apptest(n // 4)
+        manager = JobManager(max_running=1, train_threads=threads)
+        spec = JobSpec(ModelConfig(latent_dim=2, hidden=(512,)),
+                       TrainConfig(dataset="mnist", epochs=50, batch_size=128, device="cpu"), evaluate=False)
+        job = manager.start("bench-explore", spec)
+        while job.done_steps < 5:
+            time.sleep(0.05)
+        try:
+            busy = time_decode(model, n)
+            app_busy = time_apptest(n // 4)
+        finally:
+            job.stop()
+            job.wait()
+    print(f"(b) slider-like reruns while a job trains (training thread count {threads}; ms)")
+    print(f"    decode 64 codes (d=20, 784-512 MLP) + PNG mosaic: alone p50 {pct(alone, 50):.1f} p95 {pct(alone, 95):.1f};"
+          f" while training p50 {pct(busy, 50):.1f} p95 {pct(busy, 95):.1f}  (goal p95 < 100)")
+    print(f"    AppTest full rerun of pages/3_Interpolation.py after a slider move: alone p50 {pct(app_alone, 50):.0f} "
+          f"p95 {pct(app_alone, 95):.0f}; while training p50 {pct(app_busy, 50):.0f} p95 {pct(app_busy, 95):.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer images and repetitions")
+    ap.add_argument("--threads", type=int, default=1, help="training threads (the app's default is 1)")
+    args = ap.parse_args()
+    print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    bench_epochs(args.quick, args.threads)
+    bench_exploring(args.quick, args.threads)
+
+
+if __name__ == "__main__":
+    main()
