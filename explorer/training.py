@@ -146,6 +146,9 @@ def curves_figure(job) -> go.Figure:
                 fig.add_trace(go.Scatter(x=ep, y=ys, mode="lines+markers", name=f"{run.label} {split}",
                                          legendgroup=run.label, showlegend=col == 1,
                                          line=dict(color=colour, dash=dash)), 1, col)
+    if not any(r.kind == "vae" and r.history for r in job.runs):
+        fig.add_annotation(text="no KL yet: the AE has no KL term,<br>a VAE's appears after its first epoch",
+                           xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="nats per image", col=1)
     fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10),

@@ -110,6 +110,23 @@ def test_stop_keeps_the_model(dirs):
     assert job.done_steps < 200 * job.runs[0].steps_per_epoch
 
 
+def test_a_failed_save_keeps_the_model_for_download(dirs, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the user folder should be")
+    monkeypatch.setenv("VAE_USER_DIR", str(blocker / "user"))
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    job = start_training(at, tr_epochs=1)
+    assert job.wait(60)
+    at.run()
+    by_prefix(at.text_input, "tr_name_")[0].set_value("kept").run()
+    by_prefix(at.button, "tr_save_")[0].click().run()
+    no_errors(at)
+    assert any("Not saved" in e.value and "could not write" in e.value for e in at.error)
+    assert by_prefix(at.button, "tr_save_"), "the save form is still there to try again"
+    assert default_manager().get(at.session_state["train_owner"]).runs[0].model is not None
+    assert len(by_prefix(at.get("download_button"), "tr_dl_")) == 2
+
+
 def test_diverging_run_shows_a_message(dirs):
     at = AppTest.from_file(TRAIN, default_timeout=60).run()
     job = start_training(at, tr_epochs=3, tr_lr=10.0)
