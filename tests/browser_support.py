@@ -66,11 +66,59 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+DEFAULT_PAIR = ("mnist-d20-vae-b1", "mnist-d20-ae")
+
+
+def make_tiny_checkpoints(folder: Path) -> Path:
+    """Tiny MLP models under the shipped names (the d = 20 and d = 2 MNIST pairs), each trained one
+    epoch on 1,000 exploration images, plus the exploration data: a stand-in for checkpoints/
+    that takes a few seconds to build."""
+    import shutil
+
+    import torch
+
+    from vae_core.checkpoints import save_checkpoint
+    from vae_core.config import ModelConfig, TrainConfig
+    from vae_core.data import load_exploration
+    from vae_core.models import build_model
+    from vae_core.train import fit
+
+    folder = Path(folder)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "checkpoints" / "data" / "mnist-test.npz", folder / "data" / "mnist-test.npz")
+    data = load_exploration("mnist", folder / "data").subset(1000)
+    for d in (20, 2):
+        for kind in ("vae", "ae"):
+            torch.manual_seed(0)
+            model = build_model(ModelConfig(kind=kind, latent_dim=d, hidden=(64,)))
+            cfg = TrainConfig(dataset="mnist", epochs=1, batch_size=100, beta=1.0 if kind == "vae" else 0.0)
+            fit(model, data, None, cfg)
+            name = f"mnist-d{d}-vae-b1" if kind == "vae" else f"mnist-d{d}-ae"
+            save_checkpoint(folder / name, model, cfg, dataset="mnist",
+                            history=[{"epoch": 1, "train_loss": 1.0, "test_loss": 1.0}])
+    return folder
+
+
+def checkpoints_for_tests(tmp_root: Path) -> Path:
+    """The shipped checkpoints/ when it holds the default pair (the real product), else tiny
+    stand-ins with the same names in tmp_root (a fresh clone before the pretrained models land)."""
+    shipped = REPO / "checkpoints"
+    if all((shipped / f"{n}.safetensors").is_file() for n in DEFAULT_PAIR):
+        return shipped
+    return make_tiny_checkpoints(tmp_root)
+
+
 @pytest.fixture(scope="session")
-def streamlit_server():
-    """The app served by `streamlit run` for the whole session; yields its base URL."""
+def streamlit_server(tmp_path_factory):
+    """The app served by `streamlit run` for the whole session; yields its base URL.
+
+    Models come from checkpoints_for_tests(); models trained during the tests go to a
+    temporary user folder, never into the repository."""
     ARTIFACTS.mkdir(exist_ok=True)
-    proc, url = start_server(log_path=ARTIFACTS / "streamlit-server.log")
+    ckpt_dir = checkpoints_for_tests(tmp_path_factory.mktemp("browser-checkpoints"))
+    user_dir = tmp_path_factory.mktemp("browser-user-models")
+    env = {"VAE_CHECKPOINT_DIR": str(ckpt_dir), "VAE_USER_DIR": str(user_dir)}
+    proc, url = start_server(env=env, log_path=ARTIFACTS / "streamlit-server.log")
     try:
         wait_healthy(url, proc, timeout=90)
         yield url
@@ -138,7 +186,7 @@ def wait_rendered(page, timeout_ms: int = 60_000, until: str | None = None, sett
 def open_page(page, base_url: str, path: str = "", timeout_ms: int = 60_000,
               until: str | None = None) -> None:
     """Open a page of the app (path "" is the home page, else e.g. "Latent_map") and wait for it."""
-    page.goto(f"{base_url}/{path}", wait_until="domcontentloaded")
+    page.goto(f"{base_url}/{path}", wait_until="domcontentloaded", timeout=timeout_ms)
     wait_rendered(page, timeout_ms, until=until)
 
 
@@ -151,8 +199,9 @@ def errors_shown(page) -> list[str]:
 
 
 def nudge_slider(page, key: str, presses: int = 1, key_name: str = "ArrowRight") -> None:
-    """Move the slider whose widget key is `key` with the keyboard, as a user would."""
-    thumb = page.locator(f".st-key-{key} [role=slider]").first
+    """Move the slider whose widget key is `key` with the keyboard, as a user would (Streamlit's
+    slider thumb is an <input type=range>; older versions drew a [role=slider] div)."""
+    thumb = page.locator(f".st-key-{key} input[type=range], .st-key-{key} [role=slider]").first
     thumb.focus()
     for _ in range(presses):
         thumb.press(key_name)

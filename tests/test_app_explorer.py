@@ -3,13 +3,11 @@ driving their main widgets changes what they show."""
 import io
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:          # the pages import `explorer` from the repository root
@@ -17,39 +15,21 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from browser_support import make_tiny_checkpoints  # noqa: E402
+
 from vae_core.checkpoints import save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
-from vae_core.data import load_exploration  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
-from vae_core.train import fit  # noqa: E402
 
 PAGES = ["app.py", "pages/1_Latent_map.py", "pages/2_Latent_grid.py", "pages/3_Interpolation.py",
          "pages/4_Sampling.py"]
 
 
-def _train_tiny(kind: str, d: int, data, beta: float = 1.0):
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, latent_dim=d, hidden=(64,), image_shape=(1, 28, 28)))
-    cfg = TrainConfig(dataset="mnist", epochs=1, batch_size=100, beta=beta if kind == "vae" else 0.0, seed=0)
-    fit(model, data, None, cfg)
-    return model, cfg
-
-
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A checkpoint folder like the shipped one: the default MNIST pairs (d = 20 and d = 2) as tiny
-    MLPs trained one epoch on 1,000 exploration images, and the exploration data."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    (root / "data").mkdir()
-    shutil.copy(REPO / "checkpoints" / "data" / "mnist-test.npz", root / "data" / "mnist-test.npz")
-    data = load_exploration("mnist", root / "data").subset(1000)
-    for d in (20, 2):
-        for kind in ("vae", "ae"):
-            model, cfg = _train_tiny(kind, d, data)
-            name = f"mnist-d{d}-vae-b1" if kind == "vae" else f"mnist-d{d}-ae"
-            save_checkpoint(root / name, model, cfg, dataset="mnist", history=[{"epoch": 1, "train_loss": 1.0,
-                                                                                  "test_loss": 1.0}])
-    return root
+    MLPs, and the exploration data."""
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.fixture

@@ -1,0 +1,95 @@
+"""The explorer in a real headless Chromium against `streamlit run app.py`: every page renders with
+no error, and moving a slider with the keyboard changes the picture it drives."""
+import time
+
+import pytest
+
+from browser_support import (browser, errors_shown, nudge_slider, open_page, page,  # noqa: F401
+                             screenshot, streamlit_server, wait_rendered)
+
+pytestmark = pytest.mark.browser
+
+CHART = "[data-testid=stPlotlyChart]"
+
+
+def element_shot(pg, key: str) -> bytes:
+    """Screenshot bytes of the element drawn with widget/element key `key` (retried while a rerun
+    replaces the element)."""
+    from playwright.sync_api import Error
+    for attempt in range(50):
+        try:
+            loc = pg.locator(f".st-key-{key}").first
+            loc.scroll_into_view_if_needed(timeout=5000)
+            return loc.screenshot(animations="disabled", timeout=5000)
+        except Error:
+            time.sleep(0.2)
+    raise AssertionError(f"the element {key} never settled on the page")
+
+
+def images_src(pg) -> list:
+    return [img.get_attribute("src") for img in pg.locator("[data-testid=stImage] img").all()]
+
+
+def wait_changed(read, before, timeout_s: float = 30.0):
+    """Poll read() until it differs from `before`; returns the new value (or the old on timeout)."""
+    t0 = time.monotonic()
+    now = read()
+    while now == before and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.1)
+        now = read()
+    return now
+
+
+def test_home_page_renders_equations_and_both_models(streamlit_server, page):
+    open_page(page, streamlit_server, "", until=CHART)
+    assert errors_shown(page) == []
+    assert page.locator("[data-testid=stHeading]", has_text="VAE Latent Explorer").count() == 1
+    assert page.locator(".katex").count() >= 4                   # the equations are typeset
+    assert page.get_by_text("mnist-d20-vae-b1").count() >= 1
+    assert page.get_by_text("mnist-d20-ae").count() >= 1
+    screenshot(page, "home")
+
+
+@pytest.mark.parametrize("path, slider, element, presses", [
+    ("Latent_grid", "grid_n", "grid_fig_VAE", 2),
+    ("Interpolation", "interp_t", None, 2),
+    ("Sampling", "samp_temp", "samp_fig_VAE", 3),
+    ("Latent_map", "map_n", "map_chart_VAE", 1),
+])
+def test_page_renders_and_a_slider_changes_its_picture(streamlit_server, page, path, slider, element, presses):
+    open_page(page, streamlit_server, path, until=CHART)
+    assert errors_shown(page) == []
+    screenshot(page, f"{path}-before")
+    if element is None:
+        read = lambda: images_src(page)          # noqa: E731
+    else:
+        read = lambda: element_shot(page, element)   # noqa: E731
+    before = read()
+    assert before, f"nothing to compare on {path}"
+    nudge_slider(page, slider, presses, "ArrowLeft" if path == "Latent_map" else "ArrowRight")
+    after = wait_changed(read, before)
+    wait_rendered(page)
+    assert after != before, f"moving {slider} did not change the picture on {path}"
+    assert errors_shown(page) == []
+    screenshot(page, f"{path}-after")
+
+
+def selected(pg, key: str) -> str:
+    """What a selectbox shows: its text and the value of its input, if it draws one."""
+    box = pg.locator(f".st-key-{key}").first
+    inputs = [i.input_value() for i in box.locator("input").all()]
+    return box.inner_text() + " " + " ".join(inputs)
+
+
+def test_selection_holds_when_moving_between_pages(streamlit_server, page):
+    open_page(page, streamlit_server, "", until=CHART)
+    box = page.locator(".st-key-sb_vae")
+    box.click()
+    page.get_by_role("option", name="mnist-d2-vae-b1").first.click()
+    wait_rendered(page)
+    page.locator("[data-testid=stSidebarNav] a", has_text="Latent grid").click()
+    wait_rendered(page, until=CHART)
+    assert "mnist-d2-vae-b1" in selected(page, "sb_vae")
+    assert "mnist-d2-ae" in selected(page, "sb_ae")
+    assert errors_shown(page) == []
+    screenshot(page, "grid-2d-pair")
