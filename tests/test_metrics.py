@@ -235,3 +235,18 @@ def test_evaluate_collects_json_numbers(tiny_models, digit_classifier, digits, k
     else:
         assert out["log_px"] is None and out["elbo"] is None and out["kl_per_dim"] is None
         assert out["kl"] == 0.0
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian_learned"])
+def test_model_log_lik_matches_recon_nll(likelihood):
+    from vae_core.losses import recon_nll
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="vae", image_shape=(1, 8, 8), latent_dim=3, hidden=(16,),
+                                    likelihood=likelihood)).eval()
+    x = torch.rand(5, 1, 8, 8)                          # grey levels, not only 0/1
+    z = 3 * torch.randn(4, 5, 3)                        # [S, B, d], large enough for big logits
+    with torch.no_grad():
+        got = metrics.model_log_lik(model)(x, z)
+        want = torch.stack([-recon_nll(model.decode(z[i]), x, likelihood, model.cfg.gaussian_sigma,
+                                       model.x_logvar) for i in range(4)])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import ImageData
@@ -129,6 +130,12 @@ def model_log_lik(model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     def log_lik(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         s, b, d = z.shape
         logits = model.decode(z.reshape(s * b, d))
+        if cfg.likelihood == "bernoulli":
+            # log Bernoulli(x; sigmoid(l)) = x l - softplus(l), the same value as recon_nll's
+            # cross-entropy but without repeating x S times: about 2x faster, and this is
+            # the inner loop of a million-sample estimate.
+            lf = logits.view(s, b, -1)
+            return torch.einsum("sbp,bp->sb", lf, x.reshape(b, -1)) - F.softplus(lf).sum(dim=-1)
         xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
         nll = recon_nll(logits, xs, cfg.likelihood, cfg.gaussian_sigma, model.x_logvar)
         return -nll.view(s, b)
