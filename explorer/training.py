@@ -32,19 +32,20 @@ _TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 MODEL_CHOICES = {"VAE": ("vae",), "AE": ("ae",), "AE and VAE (same seed)": ("ae", "vae")}
 
 # Widget defaults: a 2-D MNIST VAE that learns a readable map in about a minute on 2 cores
-# (784-512-2 MLP, 60,000 images, 10 epochs at ~5 s each with one training thread; see bench/).
+# with one training thread (784-512-2 MLP, 30,000 images, 10 epochs; measured by
+# `python bench/bench_training_app.py --default-config`).
 DEFAULTS = {
     "dataset": "mnist", "models": "VAE", "beta": 1.0, "warmup": 0.0, "free_bits": 0.0,
     "latent": 2, "arch": "mlp", "hidden": "512", "channels": "32,64", "likelihood": "bernoulli",
-    "epochs": 10, "lr": 1e-3, "batch": 128, "seed": 0, "max_train": 0,
+    "epochs": 10, "lr": 1e-3, "batch": 128, "seed": 0, "max_train": 30000,
 }
 PRESETS = {
     "MNIST 2-D VAE (about a minute)": {},
     "Fast demo (8x8 digits, seconds)": {"dataset": "digits", "models": "AE and VAE (same seed)",
                                         "hidden": "128", "epochs": 30, "batch": 64},
-    "β-VAE with β = 4": {"beta": 4.0, "latent": 10, "epochs": 10, "max_train": 30000},
-    "AE vs VAE, same seed": {"models": "AE and VAE (same seed)", "epochs": 6, "max_train": 30000},
-    "Posterior collapse (β = 8, d = 20)": {"beta": 8.0, "latent": 20, "epochs": 6, "max_train": 30000},
+    "β-VAE with β = 4": {"beta": 4.0, "latent": 10},
+    "AE vs VAE, same seed": {"models": "AE and VAE (same seed)", "epochs": 6},
+    "Posterior collapse (β = 8, d = 20)": {"beta": 8.0, "latent": 20, "epochs": 6},
 }
 
 
