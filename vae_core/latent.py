@@ -31,8 +31,12 @@ def encode_data(model, data: Union[ImageData, torch.Tensor, np.ndarray],
 
     For the AE, mu is the code z and logvar is None.
     """
-    x = data.x if isinstance(data, ImageData) else torch.as_tensor(np.asarray(data) if not
-                                                                    isinstance(data, torch.Tensor) else data)
+    if isinstance(data, ImageData):
+        x = data.x
+    elif isinstance(data, torch.Tensor):
+        x = data
+    else:
+        x = torch.as_tensor(np.asarray(data))
     x = x.float()
     if x.ndim == 3:                                   # [N, H, W] without the channel axis
         x = x.unsqueeze(1)
