@@ -257,7 +257,7 @@ METRIC_KEYS = ("recon", "kl", "loss", "elbo", "log_px", "active_units", "knn_acc
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def computed_metrics(path: str, mtime_ns: int, dataset: str, n_images: int = 1000, iw_samples: int = 100) -> dict:
+def computed_metrics(path: str, mtime_ns: int, dataset: str, n_images: int = 500, iw_samples: int = 50) -> dict:
     """vae_core.metrics.evaluate on the first n_images exploration images (for checkpoints that
     carry no metrics); marked with where they came from so the table can say so."""
     from vae_core.metrics import evaluate
