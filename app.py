@@ -2,6 +2,8 @@
 
 Run with `streamlit run app.py`; the other views are in pages/.
 """
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -68,7 +70,7 @@ h = rows[0].shape[-2]
 fig = figures.image_figure(grid, height=90 * len(rows) + 40,
                            y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], row_names))
 st.plotly_chart(fig, key="home_recon", config=figures.CONFIG)
-st.download_button("Download these reconstructions (PNG)", figures.png_bytes(grid, scale=4),
+st.download_button("Download these reconstructions (PNG)", partial(figures.png_bytes, grid, scale=4),
                    file_name="reconstructions.png", mime="image/png", key="home_recon_png")
 st.session_state["home_shown"] = idx
 
@@ -116,7 +118,7 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
 
 st.subheader("Where to go next")
 links = st.columns(4)
-links[0].page_link("pages/1_Latent_map.py", label="Latent map", icon="🗺️")
-links[1].page_link("pages/2_Latent_grid.py", label="Latent grid", icon="🔲")
-links[2].page_link("pages/3_Interpolation.py", label="Interpolation", icon="↔️")
-links[3].page_link("pages/4_Sampling.py", label="Sampling & traversal", icon="🎲")
+links[0].page_link("pages/1_Latent_map.py", label="Latent map", icon=":material/scatter_plot:")
+links[1].page_link("pages/2_Latent_grid.py", label="Latent grid", icon=":material/grid_on:")
+links[2].page_link("pages/3_Interpolation.py", label="Interpolation", icon=":material/swap_horiz:")
+links[3].page_link("pages/4_Sampling.py", label="Sampling & traversal", icon=":material/casino:")

@@ -71,20 +71,21 @@ def image_figure(img: np.ndarray, title: str = "", height: int = 320,
     """One image ([H, W] or [C, H, W] in [0, 1]) as a plotly figure that zooms and saves as PNG.
 
     x_ticks / y_ticks: (positions in pixels, labels) to label a mosaic with latent coordinates.
+    The figure is built in one constructor call: plotly validates each update_* call anew,
+    which costs milliseconds on every slider move.
     """
     arr = to_grey(img)
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
-    fig = go.Figure(go.Image(z=arr, hovertemplate="pixel (%{x}, %{y})<extra></extra>"))
-    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center") if title else None,
-                      height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
-    fig.update_xaxes(showticklabels=bool(x_ticks), showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=bool(y_ticks), showgrid=False, zeroline=False, scaleanchor="x")
+    xaxis = dict(showticklabels=bool(x_ticks), showgrid=False, zeroline=False)
+    yaxis = dict(showticklabels=bool(y_ticks), showgrid=False, zeroline=False, scaleanchor="x")
     if x_ticks:
-        fig.update_xaxes(tickvals=list(x_ticks[0]), ticktext=list(x_ticks[1]), tickangle=0)
+        xaxis.update(tickvals=list(x_ticks[0]), ticktext=list(x_ticks[1]), tickangle=0)
     if y_ticks:
-        fig.update_yaxes(tickvals=list(y_ticks[0]), ticktext=list(y_ticks[1]))
-    return fig
+        yaxis.update(tickvals=list(y_ticks[0]), ticktext=list(y_ticks[1]))
+    layout = dict(title=dict(text=title, x=0.5, xanchor="center") if title else None, height=height,
+                  margin=dict(l=10, r=10, t=40 if title else 10, b=10), xaxis=xaxis, yaxis=yaxis)
+    return go.Figure(data=[go.Image(z=arr, hovertemplate="pixel (%{x}, %{y})<extra></extra>")], layout=layout)
 
 
 def mosaic_ticks(values: Sequence[float], cell: int, pad: int = 1, every: int = 1) -> tuple:
@@ -204,3 +205,18 @@ def line_chart(ys: dict, x: Optional[Sequence] = None, title: str = "", y_title:
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis_title=y_title, xaxis_title=x_title)
     return fig
+
+
+def scatter_codes_shared(*args, **kwargs) -> go.Figure:
+    """scatter_codes, built once per distinct input and shared by every session (building a
+    figure of thousands of points costs tens of milliseconds on each rerun otherwise).
+    The figure returned must not be changed: call scatter_codes for one to add traces to."""
+    return _scatter_shared(*args, **kwargs)
+
+
+def _make_shared():
+    import streamlit as st
+    return st.cache_resource(show_spinner=False, max_entries=64)(scatter_codes)
+
+
+_scatter_shared = _make_shared()

@@ -77,7 +77,7 @@ def empty_message() -> None:
         f"models you train are saved in `{paths.user_dir()}`.\n\n"
         "Train a pair on the **Train** page, or from a terminal:\n\n"
         "`python -m vae_core train --dataset digits --kind vae --latent-dim 2`\n\n"
-        "(set `VAE_CHECKPOINT_DIR` to use another folder of checkpoints).", icon="📂")
+        "(set `VAE_CHECKPOINT_DIR` to use another folder of checkpoints).", icon=":material/folder_open:")
 
 
 def _on_vae_change() -> None:
@@ -168,7 +168,7 @@ def offer_2d_pair(sel: Selection, why: str) -> None:
     aes = [i for i in sel.infos if i["model_config"]["kind"] == "ae"]
     ae = partner_ae(pick, aes)
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
-    c1.info(f"These models have {sel.latent_dim} latent dimensions. {why}", icon="💡")
+    c1.info(f"These models have {sel.latent_dim} latent dimensions. {why}", icon=":material/lightbulb:")
     c2.button(f"Use the 2-D pair ({pick})", key="use_2d_pair", on_click=select_pair,
               args=(pick, ae))
 

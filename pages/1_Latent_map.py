@@ -123,7 +123,7 @@ idx = picked_index()
 st.subheader("The image you picked")
 if idx is None:
     st.info("Click a dot on either map to see its image and both reconstructions here. "
-            "The interpolation page can start from the last two images you pick.", icon="👆")
+            "The interpolation page can start from the last two images you pick.", icon=":material/touch_app:")
 else:
     picks = st.session_state.setdefault("map_picks", [])
     if not picks or picks[-1] != idx:

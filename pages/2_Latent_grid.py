@@ -1,4 +1,6 @@
 """Latent grid: decode an n x n grid of codes over a 2-D plane, VAE beside AE."""
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -71,7 +73,7 @@ def grid_view():
         fig.update_yaxes(title=g["labels"][1])
         with col:
             st.plotly_chart(fig, key=f"grid_fig_{label}", config=figures.CONFIG)
-            st.download_button(f"Download the {label} mosaic (PNG)", figures.png_bytes(g["image"], scale=2),
+            st.download_button(f"Download the {label} mosaic (PNG)", partial(figures.png_bytes, g["image"], scale=2),
                                file_name=f"grid-{info['name']}-{n}x{n}.png", mime="image/png",
                                key=f"grid_png_{label}")
             if show_map:
@@ -80,7 +82,7 @@ def grid_view():
                 u, v = g["u"], g["v"]
                 inside = ((pl["xy"][:, 0] >= u[0]) & (pl["xy"][:, 0] <= u[-1]) &
                           (pl["xy"][:, 1] >= v[0]) & (pl["xy"][:, 1] <= v[-1])).mean()
-                mfig = figures.scatter_codes(pl["xy"], c["labels"], models.exploration_data(sel.dataset).classes,
+                mfig = figures.scatter_codes_shared(pl["xy"], c["labels"], models.exploration_data(sel.dataset).classes,
                                              title=f"{label} codes in this plane", axis_titles=g["labels"],
                                              rect=(u[0], u[-1], v[0], v[-1]), prior=(d == 2),
                                              height=420, marker_size=3)

@@ -1,4 +1,6 @@
 """Interpolation: walk in a straight line (or along an arc) between the codes of two images."""
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -57,7 +59,7 @@ else:
     picks = st.session_state.get("map_picks", [])
     if len(picks) < 2:
         st.info("Click two dots on the **Latent map** page first; the last two you click are used here. "
-                "Until then, the first two test images are shown.", icon="🗺️")
+                "Until then, the first two test images are shown.", icon=":material/scatter_plot:")
         i0, i1 = 0, 1
     else:
         i0, i1 = int(picks[-2]), int(picks[-1])
@@ -109,7 +111,7 @@ fig = figures.image_figure(strip, height=110 * len(rows) + 50,
                            y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], names))
 fig.update_xaxes(title="step")
 st.plotly_chart(fig, key="interp_strip", config=figures.CONFIG)
-st.download_button("Download the strip (PNG)", figures.png_bytes(strip, scale=3),
+st.download_button("Download the strip (PNG)", partial(figures.png_bytes, strip, scale=3),
                    file_name=f"interpolation-{i0}-{i1}-{method}.png", mime="image/png", key="interp_png")
 
 # ------------------------------------------------------------------ the path on the map
@@ -126,7 +128,7 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     pl = models.plane(ckpt, key, sel.dataset, N_CODES, "pca", (0, 1))
     c = models.codes(ckpt, key, sel.dataset, N_CODES)
     p2 = models.to_plane(pl, paths[label]["z"])
-    fig = figures.scatter_codes(pl["xy"], c["labels"], data.classes, title=f"{label}: {info['name']}",
+    fig = figures.scatter_codes_shared(pl["xy"], c["labels"], data.classes, title=f"{label}: {info['name']}",
                                 axis_titles=pl["labels"], prior=dim == 2, path=p2, height=460,
                                 marker_size=3)
     col.plotly_chart(fig, key=f"interp_map_{label}", config=figures.CONFIG)

@@ -1,5 +1,7 @@
 """Sampling and traversal: decode codes drawn from the prior, move along one latent dimension at a
 time, and encode a digit you draw."""
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -33,7 +35,7 @@ with tab_samples:
         temp = c2.slider("Temperature T", 0.1, 2.0, 1.0, step=0.1, key="samp_temp",
                          help="The standard deviation of the codes drawn: below 1 stays near the centre "
                               "(cleaner, less varied), above 1 reaches the prior's tails.")
-        if c3.button("Resample", key="samp_resample", icon="🎲"):
+        if c3.button("Resample", key="samp_resample", icon=":material/casino:"):
             st.session_state["samp_seed"] = st.session_state.get("samp_seed", 0) + 1
         seed = st.session_state.get("samp_seed", 0)
         cols = st.columns(len(sel.pair))
@@ -44,7 +46,7 @@ with tab_samples:
             with col:
                 st.plotly_chart(figures.image_figure(mosaic, title=f"{label}: {info['name']}", height=480),
                                 key=f"samp_fig_{label}", config=figures.CONFIG)
-                st.download_button(f"Download the {label} samples (PNG)", figures.png_bytes(mosaic, scale=2),
+                st.download_button(f"Download the {label} samples (PNG)", partial(figures.png_bytes, mosaic, scale=2),
                                    file_name=f"samples-{info['name']}-T{temp:g}-seed{seed}.png",
                                    mime="image/png", key=f"samp_png_{label}")
         st.caption(f"The same random codes (seed {seed}) go into both decoders. "
@@ -121,7 +123,7 @@ with tab_traverse:
                                                 [f"z{i}" for i in top]),
                                        x_ticks=figures.mosaic_ticks(values, h, every=2))
             st.plotly_chart(fig, key="trav_top", config=figures.CONFIG)
-            st.download_button("Download (PNG)", figures.png_bytes(grid, scale=3), file_name="traversals.png",
+            st.download_button("Download (PNG)", partial(figures.png_bytes, grid, scale=3), file_name="traversals.png",
                                mime="image/png", key="trav_png")
 
     traverse_view()
@@ -159,12 +161,12 @@ with tab_draw:
     with right:
         if pixels is None:
             st.info("Nothing drawn yet: draw a digit on the black square (or upload one) and it will be "
-                    "encoded here.", icon="✏️")
+                    "encoded here.", icon=":material/draw:")
         else:
             try:
                 x = models.prepare_drawing(pixels, tuple(sel.vae.model_config.image_shape))
             except DataError as e:
-                st.warning(str(e), icon="✏️")
+                st.warning(str(e), icon=":material/draw:")
                 x = None
             if x is not None:
                 cols = st.columns(1 + len(sel.pair))

@@ -1,0 +1,175 @@
+"""How fast the explorer answers a slider move, and how soon the first page is ready.
+
+    python bench/bench_app.py              # both parts
+    python bench/bench_app.py --no-browser # server side only
+
+1. Server side (streamlit.testing.v1.AppTest): the time of `slider.set_value(v).run()` on the
+   interpolation, grid and sampling pages, over many moves. AppTest reruns the whole script, so
+   this is an upper bound on what the server does for a move inside an st.fragment (which reruns
+   only the fragment). Goal: p95 < 100 ms. Reference, in the same run: the rerun time of a
+   script that draws one slider and nothing else (Streamlit's own floor).
+2. Browser (Playwright + /usr/bin/chromium against `streamlit run app.py`): the time from a
+   keyboard slider move to the new image on screen (goal 300 ms), and from launching
+   `streamlit run` to the home page's first figure drawn (goal 10 s).
+
+Models: the shipped checkpoints/ when they hold the default pair, else tiny stand-ins with the
+same names (tests/browser_support.make_tiny_checkpoints). The machine's load is printed: on a
+shared CPU the numbers move with it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+GOAL_SERVER_MS, GOAL_BROWSER_MS, GOAL_START_S = 100.0, 300.0, 10.0
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def report(name, ms, goal):
+    p50, p95 = pct(ms, 50), pct(ms, 95)
+    verdict = "meets" if p95 <= goal else "MISSES"
+    print(f"  {name:<44} n={len(ms):3d}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
+          f"({verdict} the p95 goal of {goal:.0f} ms)")
+    return p95
+
+
+# ---------------------------------------------------------------- server side
+
+def server_side(moves: int) -> None:
+    from streamlit.testing.v1 import AppTest
+    print(f"\nServer side: AppTest reruns after a slider move ({moves} moves each; full-script "
+          "reruns, an upper bound for a fragment rerun)")
+
+    ref = AppTest.from_string("import streamlit as st\nst.slider('x', 0, 100, 0, key='x')\n", default_timeout=60)
+    ref.run()
+    ms = []
+    for i in range(moves):
+        t0 = time.perf_counter()
+        ref.slider(key="x").set_value((i * 7) % 101).run()
+        ms.append(1000 * (time.perf_counter() - t0))
+    report("reference: a script with one slider", ms, GOAL_SERVER_MS)
+
+    cases = [
+        ("pages/3_Interpolation.py", "interp_t", list(range(11))),
+        ("pages/2_Latent_grid.py", "grid_n", [10, 11, 12, 13, 14, 15, 16]),
+        ("pages/4_Sampling.py", "trav_range", [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]),
+        ("pages/4_Sampling.py", "samp_temp", [0.5, 0.7, 0.9, 1.0, 1.2]),
+    ]
+    for page, key, values in cases:
+        at = AppTest.from_file(str(REPO / page), default_timeout=120)
+        t0 = time.perf_counter()
+        at.run()
+        first = time.perf_counter() - t0
+        if at.exception:
+            print(f"  {page}: exception {at.exception[0].value}")
+            continue
+        cold = []
+        for v in values:                         # first visit of each value: cache misses
+            t0 = time.perf_counter()
+            at.slider(key=key).set_value(v).run()
+            cold.append(1000 * (time.perf_counter() - t0))
+        warm = []
+        for i in range(moves):                    # moving back and forth over visited values
+            t0 = time.perf_counter()
+            at.slider(key=key).set_value(values[i % len(values)]).run()
+            warm.append(1000 * (time.perf_counter() - t0))
+        print(f"  {page} (first run {first:.2f} s)")
+        report(f"  {key}: first visit of each value", cold, GOAL_SERVER_MS)
+        report(f"  {key}: any move", cold + warm, GOAL_SERVER_MS)
+
+
+# ---------------------------------------------------------------- browser
+
+def browser_side(moves: int, env: dict) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import launch_chromium, start_server, stop_server, wait_healthy, wait_rendered
+
+    print("\nBrowser: `streamlit run app.py` in headless Chromium")
+    t_launch = time.perf_counter()
+    proc, url = start_server(env=env)
+    try:
+        t_health = wait_healthy(url, proc, timeout=180)
+        with sync_playwright() as p:
+            b = launch_chromium(p)
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded", timeout=180_000)
+            page.wait_for_selector("[data-testid=stPlotlyChart] .main-svg", timeout=180_000)
+            ready = time.perf_counter() - t_launch
+            verdict = "meets" if ready <= GOAL_START_S else "MISSES"
+            print(f"  server healthy after {t_health:.1f} s; home page's first figure drawn "
+                  f"{ready:.1f} s after launch ({verdict} the goal of {GOAL_START_S:.0f} s)")
+            wait_rendered(page, timeout_ms=180_000)
+
+            # Interpolation: the walk's images are <img> elements; wait for a new src.
+            page.goto(f"{url}/Interpolation", wait_until="domcontentloaded")
+            wait_rendered(page, timeout_ms=180_000, until="[data-testid=stImage] img")
+            js_src = "() => Array.from(document.querySelectorAll('[data-testid=stImage] img')).map(i => i.src).join('|')"
+            _browser_moves(page, "interp_t", js_src, moves, "interpolation step → new images")
+
+            # Grid: the mosaic is a plotly image; wait for its pixels (the <image> href) to change.
+            page.goto(f"{url}/Latent_grid", wait_until="domcontentloaded")
+            wait_rendered(page, timeout_ms=180_000, until=".st-key-grid_fig_VAE .main-svg")
+            js_grid = "() => { const i = document.querySelector('.st-key-grid_fig_VAE image'); return i ? i.getAttribute('href').length + ':' + i.getAttribute('href').slice(-64) : ''; }"
+            _browser_moves(page, "grid_n", js_grid, max(6, moves // 2), "grid size → new mosaic",
+                           back_and_forth=True)
+            b.close()
+    finally:
+        stop_server(proc)
+
+
+def _browser_moves(page, key, js_value, moves, name, back_and_forth=False):
+    thumb = page.locator(f".st-key-{key} input[type=range], .st-key-{key} [role=slider]").first
+    thumb.focus()
+    ms = []
+    for i in range(moves):
+        before = page.evaluate(js_value)
+        direction = "ArrowRight" if not back_and_forth or (i // 3) % 2 == 0 else "ArrowLeft"
+        if not back_and_forth and i and i % 5 == 0:
+            direction = "Home"
+        t0 = time.perf_counter()
+        thumb.press(direction)
+        page.wait_for_function(f"prev => ({js_value})() !== prev", arg=before, timeout=60_000, polling="raf")
+        ms.append(1000 * (time.perf_counter() - t0))
+        time.sleep(0.3)                       # let the rerun finish before the next move
+    report(name, ms, GOAL_BROWSER_MS)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--moves", type=int, default=30)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+    torch.set_num_threads(1)
+    from browser_support import DEFAULT_PAIR, checkpoints_for_tests
+    tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    ckpts = checkpoints_for_tests(tmp / "checkpoints")
+    which = "shipped checkpoints/" if ckpts == REPO / "checkpoints" else "tiny stand-ins (no shipped default pair)"
+    env = {"VAE_CHECKPOINT_DIR": str(ckpts), "VAE_USER_DIR": str(tmp / "user")}
+    os.environ.update(env)
+    os.environ["VAE_NO_UMAP_WARMUP"] = "1"      # AppTest runs in this process: keep the CPU for it
+    print(f"models: {which} ({', '.join(DEFAULT_PAIR)}); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
+    server_side(args.moves)
+    if not args.no_browser:
+        env["VAE_NO_UMAP_WARMUP"] = "0"          # the served app warms UMAP up, as in production
+        browser_side(max(5, args.moves // 2), env)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
