@@ -169,7 +169,10 @@ def _configs(args, kind: str, beta: float):
     from .config import ModelConfig, TrainConfig
     if args.max_train < 0:
         raise CliError(f"--max-train {args.max_train} is negative: use 0 (all) or a positive count")
-    tcfg = TrainConfig(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    dataset = args.dataset
+    if dataset.endswith(".npz") and Path(dataset).is_file():
+        dataset = str(Path(dataset).resolve())   # the checkpoint then finds its data from any folder
+    tcfg = TrainConfig(dataset=dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        beta=beta, warmup_epochs=args.warmup_epochs, free_bits=args.free_bits,
                        binarize=args.binarize, seed=args.seed, device=args.device,
                        lr_decay=args.lr_decay, max_train=args.max_train)
@@ -262,19 +265,13 @@ class _Bar:
 def _test_split(name: str, data_dir: Optional[Path] = None):
     """The test split of a checkpoint's dataset; a shipped `<name>-test.npz` is used when the raw
     files are not on this machine (so shipped MNIST models evaluate offline)."""
-    from .data import SOURCES, data_dir as raw_dir, load_dataset, load_exploration
-    from .errors import DataError
+    from .data import IDX_FILES, SOURCES, data_dir as raw_dir, load_dataset, load_exploration
     if not name:
         raise CliError("the checkpoint does not say which dataset it was trained on: retrain it with this version")
-    if name in SOURCES and data_dir is not None and (Path(data_dir) / f"{name}-test.npz").is_file() \
-            and not (raw_dir(name) / "t10k-images-idx3-ubyte.gz").exists():
+    shipped = data_dir is not None and (Path(data_dir) / f"{name}-test.npz").is_file()
+    if name in SOURCES and shipped and not (raw_dir(name) / IDX_FILES["test"][0]).exists():
         return load_exploration(name, data_dir)
-    try:
-        return load_dataset(name, "test", allow_download=data_dir is None)
-    except DataError:
-        if data_dir is not None and (Path(data_dir) / f"{name}-test.npz").is_file():
-            return load_exploration(name, data_dir)
-        raise
+    return load_dataset(name, "test")
 
 
 def _train_split(name: str):
