@@ -136,7 +136,7 @@ else:
         imgs.append(models.reconstruct(ckpt, models.ckpt_key(ckpt), sel.dataset, (idx,))[0])
         names.append(f"{label} reconstruction")
     for c, img, name in zip(st.columns(4), imgs, names):
-        c.image(figures.upscale(img, 168), caption=name)
+        c.image(figures.upscale(img, 168), output_format="PNG", caption=name)
     if sel.pair[0][2]["model_config"]["latent_dim"] <= 8 and maps:
         mu = models.codes(sel.vae, models.ckpt_key(sel.vae), sel.dataset, max(n_points, idx + 1))
         st.caption("VAE posterior: μ = " + np.array2string(mu["mu"][idx], precision=2) +

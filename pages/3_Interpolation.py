@@ -90,11 +90,11 @@ def walk():
     t = st.slider("Step along the path", 0, steps - 1, steps // 2, key="interp_t",
                   help="0 is the start image's code, the last step the end image's.")
     cols = st.columns(2 + len(sel.pair))
-    cols[0].image(figures.upscale(ends[0], 140), caption=f"start: {describe(i0)}")
+    cols[0].image(figures.upscale(ends[0], 140), output_format="PNG", caption=f"start: {describe(i0)}")
     for col, (label, ckpt, info) in zip(cols[1:], sel.pair):
-        col.image(figures.upscale(paths[label]["images"][t], 140),
+        col.image(figures.upscale(paths[label]["images"][t], 140), output_format="PNG",
                   caption=f"{label} at step {t} of {steps - 1}")
-    cols[-1].image(figures.upscale(ends[1], 140), caption=f"end: {describe(i1)}")
+    cols[-1].image(figures.upscale(ends[1], 140), output_format="PNG", caption=f"end: {describe(i1)}")
     st.session_state["interp_shown_t"] = t
 
 

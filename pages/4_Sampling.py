@@ -136,7 +136,7 @@ with tab_draw:
                 "copes with something new.")
     try:
         from streamlit_drawable_canvas import st_canvas
-    except ImportError:          # the canvas is optional: uploading a picture always works
+    except Exception:  # not installed, or built for another Streamlit: uploading a picture always works
         st_canvas = None
     left, right = st.columns([1, 2])
     pixels, source = None, None
@@ -170,11 +170,11 @@ with tab_draw:
                 x = None
             if x is not None:
                 cols = st.columns(1 + len(sel.pair))
-                cols[0].image(figures.upscale(x[0], 140), caption=f"{source}, as the model sees it")
+                cols[0].image(figures.upscale(x[0], 140), output_format="PNG", caption=f"{source}, as the model sees it")
                 enc = {}
                 for col, (label, ckpt, info) in zip(cols[1:], sel.pair):
                     enc[label] = models.encode_images(ckpt, models.ckpt_key(ckpt), x)
-                    col.image(figures.upscale(enc[label]["recon"][0], 140), caption=f"{label} reconstruction")
+                    col.image(figures.upscale(enc[label]["recon"][0], 140), output_format="PNG", caption=f"{label} reconstruction")
                 st.session_state["draw_codes"] = {k: v["mu"][0].tolist() for k, v in enc.items()}
                 mcols = st.columns(len(sel.pair))
                 for col, (label, ckpt, info) in zip(mcols, sel.pair):
