@@ -277,3 +277,9 @@ def test_project_refuses_an_unknown_output_type(trained, tmp_path):
 
 def test_evaluate_refuses_negative_iw_samples(trained):
     assert_one_line_error(main_in_process("evaluate", trained[0], "--iw-samples", "-5"), "-5")
+
+
+def test_divergence_is_one_line(tiny_npz, tmp_path):
+    run = main_in_process("train", "--dataset", tiny_npz, "--lr", "1e6", "--epochs", 3, *TINY_IN, "--quiet",
+                          "--out", tmp_path / "boom")
+    assert_one_line_error(run, "learning rate")

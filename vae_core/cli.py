@@ -341,6 +341,7 @@ def _set_threads(n: Optional[int]) -> None:
 def cmd_train(args) -> int:
     from .checkpoints import save_checkpoint
     from .data import load_dataset
+    from .errors import TrainingDiverged
     from .models import build_model
     from .train import fit
     _set_threads(args.threads)
@@ -359,6 +360,15 @@ def cmd_train(args) -> int:
     with _ctrl_c_stops() as stop_asked:
         try:
             result = fit(model, train, test, tcfg, callback=bar, should_stop=stop_asked)
+        except TrainingDiverged as e:
+            bar.close()
+            # fit restored the last finished epoch's weights: keep them, then report the divergence.
+            if e.result is not None and e.result.history:
+                path = save_checkpoint(out, model, tcfg, dataset=tcfg.dataset, history=e.result.history,
+                                       half=args.half)
+                raise TrainingDiverged(f"{e} The model of epoch {len(e.result.history)} was saved to {path}.",
+                                       e.result) from None
+            raise
         finally:
             bar.close()
     if not result.history:
