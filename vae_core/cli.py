@@ -115,7 +115,15 @@ def _add_model_and_training(p: argparse.ArgumentParser, sweep: bool = False) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m vae_core",
-                     description="Train, evaluate and map VAEs and plain auto-encoders.")
+                     description="Train, evaluate and map VAEs and plain auto-encoders.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""examples:
+  python -m vae_core train --dataset mnist --beta 4 --latent-dim 2 --epochs 20 --out user_models/b4.safetensors
+  python -m vae_core evaluate user_models/b4.safetensors --json --write
+  python -m vae_core sweep --dataset mnist --betas 0.5,1,2,4,8 --out-dir user_models --prefix mnist-d2 --latent-dim 2
+  python -m vae_core project user_models/b4.safetensors --method umap --points 5000 --out b4-umap.npz
+
+MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_core/<name>/
+(downloaded there when missing).""")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("train", help="train one model and save a checkpoint",
