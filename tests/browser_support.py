@@ -156,7 +156,7 @@ def page(browser):
         context.close()
 
 
-def wait_rendered(page, timeout_ms: int = 60_000, until: str | None = None, settle_s: float = 0.8) -> None:
+def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, settle_s: float = 0.8) -> None:
     """Wait until the script has finished: `until` (a selector, when given) is on the page, no
     element is stale, no spinner shows, and the number of elements has not changed for settle_s."""
     page.wait_for_selector("[data-testid=stMainBlockContainer] [data-testid=stElementContainer]",
@@ -183,7 +183,7 @@ def wait_rendered(page, timeout_ms: int = 60_000, until: str | None = None, sett
     raise TimeoutError(f"the page was still changing after {timeout_ms / 1000:.0f} s")
 
 
-def open_page(page, base_url: str, path: str = "", timeout_ms: int = 60_000,
+def open_page(page, base_url: str, path: str = "", timeout_ms: int = 120_000,
               until: str | None = None) -> None:
     """Open a page of the app (path "" is the home page, else e.g. "Latent_map") and wait for it."""
     page.goto(f"{base_url}/{path}", wait_until="domcontentloaded", timeout=timeout_ms)

@@ -227,3 +227,15 @@ def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
     at.file_uploader(key="draw_upload").set_value(("black.png", _png(np.zeros((50, 50), np.uint8)), "image/png")).run()
     no_errors(at)
     assert any("empty" in w.value for w in at.warning)
+
+
+def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
+    at = run_page("pages/1_Latent_map.py")
+    assert not at.image                               # nothing picked yet: a hint instead
+    at.session_state["map_picked"] = 7                # what a click on a dot stores
+    at.run()
+    no_errors(at)
+    captions = [c for im in at.image for c in im.captions]
+    assert any("test image 7" in c for c in captions)
+    assert any("VAE reconstruction" in c for c in captions) and any("AE reconstruction" in c for c in captions)
+    assert at.session_state["map_picks"][-1] == 7     # offered to the interpolation page

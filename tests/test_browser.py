@@ -93,3 +93,21 @@ def test_selection_holds_when_moving_between_pages(streamlit_server, page):
     assert "mnist-d2-ae" in selected(page, "sb_ae")
     assert errors_shown(page) == []
     screenshot(page, "grid-2d-pair")
+
+
+def test_a_digit_drawn_on_the_canvas_is_encoded_by_both_models(streamlit_server, page):
+    open_page(page, streamlit_server, "Sampling", until=CHART)
+    page.get_by_role("tab", name="Draw your own digit").click()
+    canvas = page.locator(".st-key-draw_canvas canvas").last
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    for i in range(20):                       # a vertical stroke: a "1"
+        page.mouse.move(box["x"] + 140, box["y"] + 40 + 10 * i)
+    page.mouse.up()
+    page.get_by_text("VAE reconstruction").wait_for(timeout=60_000)
+    wait_rendered(page)
+    assert page.get_by_text("AE reconstruction").count() >= 1
+    assert errors_shown(page) == []
+    screenshot(page, "draw")
