@@ -18,6 +18,8 @@ Threads: `torch.set_num_threads` is per OS thread in PyTorch's OpenMP backend, b
 set also becomes the default of threads created afterwards. A training thread sets it to
 `train_threads` (default 1, env VAE_TRAIN_THREADS): on a 2-core server this leaves one core to
 the other sessions' slider reruns, whose small decodes gain little from a second thread anyway.
+The training thread also lowers its own scheduling priority (nice + 10, Linux) so that, when the
+cores are contended, the scheduler serves interactive reruns first.
 """
 from __future__ import annotations
 
@@ -209,11 +211,22 @@ def fixed_indices(data: ImageData, n: int) -> np.ndarray:
 _SEED_LOCK = threading.Lock()
 
 
+def _lower_priority(step: int) -> None:
+    """Raise the calling thread's nice value by `step` (Linux: a thread id works as a pid here),
+    so the scheduler serves the sessions' reruns before a training thread. Best effort."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except (AttributeError, OSError):
+        pass
+
+
 class JobManager:
     """The registry of jobs of one server process, keyed by owner token."""
 
     def __init__(self, max_running: int = 2, train_threads: int = 1,
-                 keep_s: float = 3600.0, abandon_s: float = 1800.0, max_kept: int = 32):
+                 keep_s: float = 3600.0, abandon_s: float = 1800.0, max_kept: int = 32, nice: int = 10):
+        self.nice = nice
         self.max_running = max_running
         self.train_threads = train_threads
         self.keep_s = keep_s
@@ -290,6 +303,8 @@ class JobManager:
     def _work(self, job: Job) -> None:
         if self.train_threads:
             torch.set_num_threads(self.train_threads)
+        if self.nice:
+            _lower_priority(self.nice)
         try:
             train, test = _dataset(job.spec.train.dataset)
             self._prepare(job, train, test)
