@@ -64,6 +64,28 @@ def partner_ae(vae_name: str, aes: list) -> Optional[str]:
     return None
 
 
+def preferred_vae(vaes: list, aes: list) -> Optional[str]:
+    """The default VAE: mnist-d20-vae-b1 when present, else a β = 1 VAE with a partner AE, else
+    any VAE with a partner AE, else the first."""
+    names = [v["name"] for v in vaes]
+    if DEFAULT_VAE in names:
+        return DEFAULT_VAE
+    paired = [n for n in names if partner_ae(n, aes)]
+    for n in paired:
+        if n.endswith("-vae-b1"):
+            return n
+    return paired[0] if paired else (names[0] if names else None)
+
+
+def preferred_ae(vae: dict, aes: list) -> Optional[str]:
+    """The AE shown beside a VAE: its partner, else one with the same latent size, else the first."""
+    partner = partner_ae(vae["name"], aes)
+    if partner:
+        return partner
+    same = [a["name"] for a in aes if a["model_config"]["latent_dim"] == vae["model_config"]["latent_dim"]]
+    return same[0] if same else (aes[0]["name"] if aes else None)
+
+
 def _default(options: list, preferred: Optional[str]) -> Optional[str]:
     if preferred in options:
         return preferred
@@ -84,9 +106,9 @@ def _on_vae_change() -> None:
     # A new VAE brings its partner AE along, so the pair stays comparable.
     vae = st.session_state.get("sb_vae")
     aes = st.session_state.get("_sb_aes", [])
-    partner = partner_ae(vae, aes) if vae else None
-    if partner:
-        st.session_state["sb_ae"] = partner
+    vaes = {v["name"]: v for v in st.session_state.get("_sb_vaes", [])}
+    if vae in vaes and aes:
+        st.session_state["sb_ae"] = preferred_ae(vaes[vae], aes)
 
 
 def select_pair(vae: str, ae: Optional[str]) -> None:
@@ -126,11 +148,12 @@ def sidebar(page: str = "") -> Optional[Selection]:
         aes = [i for i in mine if i["model_config"]["kind"] == "ae"]
         by_name = {i["name"]: i for i in mine}
         st.session_state["_sb_aes"] = aes
+        st.session_state["_sb_vaes"] = vaes
         if not vaes:
             st.warning(f"No VAE was trained on {dataset}: train one on the Train page.")
             return None
         vae_names = [i["name"] for i in vaes]
-        _sync("sb_vae", "sel_vae", vae_names, DEFAULT_VAE)
+        _sync("sb_vae", "sel_vae", vae_names, preferred_vae(vaes, aes))
         vae_name = st.selectbox("VAE", vae_names, key="sb_vae", on_change=_on_vae_change,
                                 format_func=lambda n: describe(by_name[n]),
                                 help="The variational model: each image becomes a Gaussian bubble in latent space.")
@@ -138,7 +161,7 @@ def sidebar(page: str = "") -> Optional[Selection]:
         ae_name = None
         if aes:
             ae_names = [i["name"] for i in aes]
-            _sync("sb_ae", "sel_ae", ae_names, partner_ae(vae_name, aes) or DEFAULT_AE)
+            _sync("sb_ae", "sel_ae", ae_names, preferred_ae(by_name[vae_name], aes))
             ae_name = st.selectbox("AE", ae_names, key="sb_ae",
                                    format_func=lambda n: describe(by_name[n]),
                                    help="The plain auto-encoder: each image becomes one point.")
