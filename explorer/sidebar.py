@@ -200,7 +200,7 @@ _warm_lock = threading.Lock()
 _warm_started = False
 
 
-def start_umap_warmup(delay_s: float = 2.0) -> None:
+def start_umap_warmup(delay_s: float = 8.0) -> None:
     """Compile UMAP's numba code once per server in a background thread, so the first UMAP
     map a user asks for does not pay for the compilation. It starts `delay_s` after the first
     page so that page is not slowed by the import (which holds the GIL for seconds).

@@ -23,44 +23,45 @@ d = sel.latent_dim
 kl = models.kl_per_dim(sel.vae, models.ckpt_key(sel.vae), sel.dataset)
 
 
-@st.fragment
-def grid_view():
-    c1, c2, c3 = st.columns([2, 2, 3])
-    n = c1.slider("Grid size (n × n)", 3, 30, 15, key="grid_n")
-    span = c2.segmented_control("Range", ["prior", "data"], default="prior", required=True, key="grid_span",
-                                format_func={"prior": "Prior quantiles", "data": "Data range"}.get,
-                                help="Prior: each axis runs between two quantiles of N(0, 1), the region "
-                                     "samples come from. Data: between percentiles of the codes themselves.") or "prior"
-    q = c3.slider("Tail left out at each end", 0.005, 0.2, 0.05, step=0.005, format="%.3f", key="grid_q",
-                  help="0.05 spans the prior's 5% to 95% quantiles (±1.64) or the codes' 5th to 95th percentiles.")
-    plane, dims = "dims", (0, 1)
-    if d > 2:
-        p1, p2, p3 = st.columns([2, 2, 2])
-        plane = p1.radio("Plane (d > 2)", ["dims", "pca"], key="grid_plane", horizontal=True,
-                         format_func={"dims": "Two dimensions", "pca": "Principal plane"}.get,
-                         help="Two dimensions: the others stay at the data mean. Principal plane: "
-                              "the two directions along which each model's codes vary most.")
-        order = list(np.argsort(-kl)) if kl is not None else list(range(d))
-        if plane == "dims":
-            i = p2.selectbox("Horizontal axis", range(d), index=int(order[0]), key="grid_dim_u",
-                             format_func=lambda k: f"z{k}" + (f" (KL {kl[k]:.2f})" if kl is not None else ""))
-            j = p3.selectbox("Vertical axis", range(d), index=int(order[1]), key="grid_dim_v",
-                             format_func=lambda k: f"z{k}" + (f" (KL {kl[k]:.2f})" if kl is not None else ""))
-            if i == j:
-                st.warning("Choose two different dimensions.")
-                return
-            dims = (int(i), int(j))
-            p2.caption("Defaults: the VAE's two dimensions with the most KL (the most informative). "
-                       "The AE's dimensions have no such order.")
-        else:
-            p2.caption("Each model gets its own principal plane, through the mean of its codes.")
-    show_map = st.toggle("Show where the grid lies on the codes", value=True, key="grid_show_map")
+# Range and plane change both the mosaics and the map: a full rerun. The grid size changes only the
+# mosaics, so its slider lives in a fragment with them and a move never resends the maps.
+c1, c2 = st.columns([2, 3])
+span = c1.segmented_control("Range", ["prior", "data"], default="prior", required=True, key="grid_span",
+                            format_func={"prior": "Prior quantiles", "data": "Data range"}.get,
+                            help="Prior: each axis runs between two quantiles of N(0, 1), the region "
+                                 "samples come from. Data: between percentiles of the codes themselves.") or "prior"
+q = c2.slider("Tail left out at each end", 0.005, 0.2, 0.05, step=0.005, format="%.3f", key="grid_q",
+              help="0.05 spans the prior's 5% to 95% quantiles (±1.64) or the codes' 5th to 95th percentiles.")
+plane, dims = "dims", (0, 1)
+if d > 2:
+    p1, p2, p3 = st.columns([2, 2, 2])
+    plane = p1.radio("Plane (d > 2)", ["dims", "pca"], key="grid_plane", horizontal=True,
+                     format_func={"dims": "Two dimensions", "pca": "Principal plane"}.get,
+                     help="Two dimensions: the others stay at the data mean. Principal plane: "
+                          "the two directions along which each model's codes vary most.")
+    order = list(np.argsort(-kl)) if kl is not None else list(range(d))
+    if plane == "dims":
+        i = p2.selectbox("Horizontal axis", range(d), index=int(order[0]), key="grid_dim_u",
+                         format_func=lambda k: f"z{k}" + (f" (KL {kl[k]:.2f})" if kl is not None else ""))
+        j = p3.selectbox("Vertical axis", range(d), index=int(order[1]), key="grid_dim_v",
+                         format_func=lambda k: f"z{k}" + (f" (KL {kl[k]:.2f})" if kl is not None else ""))
+        if i == j:
+            st.warning("Choose two different dimensions.")
+            st.stop()
+        dims = (int(i), int(j))
+        p2.caption("Defaults: the VAE's two dimensions with the most KL (the most informative). "
+                   "The AE's dimensions have no such order.")
+    else:
+        p2.caption("Each model gets its own principal plane, through the mean of its codes.")
 
+
+@st.fragment
+def mosaics(span: str, q: float, plane: str, dims: tuple):
+    n = st.slider("Grid size (n × n)", 3, 30, 15, key="grid_n")
     grids = {}
     with st.spinner("Decoding the grids…"):
         for label, ckpt, info in sel.pair:
             grids[label] = models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, n, plane, dims, span, q)
-
     cols = st.columns(len(sel.pair))
     for col, (label, ckpt, info) in zip(cols, sel.pair):
         g = grids[label]
@@ -76,23 +77,29 @@ def grid_view():
             st.download_button(f"Download the {label} mosaic (PNG)", partial(figures.png_bytes, g["image"], scale=2),
                                file_name=f"grid-{info['name']}-{n}x{n}.png", mime="image/png",
                                key=f"grid_png_{label}")
-            if show_map:
-                pl = models.plane(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, plane, dims)
-                c = models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES)
-                u, v = g["u"], g["v"]
-                inside = ((pl["xy"][:, 0] >= u[0]) & (pl["xy"][:, 0] <= u[-1]) &
-                          (pl["xy"][:, 1] >= v[0]) & (pl["xy"][:, 1] <= v[-1])).mean()
-                mfig = figures.scatter_codes_shared(pl["xy"], c["labels"], models.exploration_data(sel.dataset).classes,
-                                             title=f"{label} codes in this plane", axis_titles=g["labels"],
-                                             rect=(u[0], u[-1], v[0], v[-1]), prior=(d == 2),
-                                             height=420, marker_size=3)
-                st.plotly_chart(mfig, key=f"grid_map_{label}", config=figures.CONFIG)
-                st.caption(f"{inside:.0%} of {N_CODES} test codes fall inside the dashed box." +
-                           (" Codes are projected onto the plane; other dimensions are not at the mean for them."
-                            if d > 2 else ""))
 
 
-grid_view()
+mosaics(span, q, plane, dims)
+
+if st.toggle("Show where the grid lies on the codes", value=True, key="grid_show_map"):
+    cols = st.columns(len(sel.pair))
+    for col, (label, ckpt, info) in zip(cols, sel.pair):
+        key = models.ckpt_key(ckpt)
+        g = models.grid(ckpt, key, sel.dataset, N_CODES, 2, plane, dims, span, q)   # the extent only
+        pl = models.plane(ckpt, key, sel.dataset, N_CODES, plane, dims)
+        c = models.codes(ckpt, key, sel.dataset, N_CODES)
+        u, v = g["u"], g["v"]
+        inside = ((pl["xy"][:, 0] >= u[0]) & (pl["xy"][:, 0] <= u[-1]) &
+                  (pl["xy"][:, 1] >= v[0]) & (pl["xy"][:, 1] <= v[-1])).mean()
+        mfig = figures.scatter_codes_shared(pl["xy"], c["labels"], models.exploration_data(sel.dataset).classes,
+                                            title=f"{label} codes in this plane", axis_titles=g["labels"],
+                                            rect=(u[0], u[-1], v[0], v[-1]), prior=(d == 2),
+                                            height=420, marker_size=3)
+        with col:
+            st.plotly_chart(mfig, key=f"grid_map_{label}", config=figures.CONFIG)
+            st.caption(f"{inside:.0%} of {N_CODES} test codes fall inside the dashed box." +
+                       (" Codes are projected onto the plane; other dimensions are not at the mean for them."
+                        if d > 2 else ""))
 
 with st.expander("What to look for, and what can mislead"):
     st.markdown(

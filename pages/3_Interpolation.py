@@ -56,7 +56,7 @@ elif mode == "random":
     rng = np.random.default_rng(st.session_state.get("interp_seed", 0))
     i0, i1 = (int(v) for v in rng.choice(len(data), 2, replace=False))
 else:
-    picks = st.session_state.get("map_picks", [])
+    picks = [p for p in st.session_state.get("map_picks", []) if 0 <= int(p) < len(data)]
     if len(picks) < 2:
         st.info("Click two dots on the **Latent map** page first; the last two you click are used here. "
                 "Until then, the first two test images are shown.", icon=":material/scatter_plot:")
