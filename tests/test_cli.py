@@ -112,13 +112,19 @@ def test_train_writes_a_loadable_checkpoint_with_its_history(trained, tiny_npz):
     assert "saved" in run.stderr
 
 
-def test_train_is_repeatable_with_a_seed(trained, tiny_npz, tmp_path):
+def test_train_is_repeatable_with_a_seed(tiny_npz, tmp_path):
+    import torch
     from vae_core.checkpoints import load_checkpoint
-    out, _ = trained
-    again = tmp_path / "again.safetensors"
-    run = cli("train", "--dataset", tiny_npz, "--epochs", 2, "--beta", 2, *TINY, "--quiet", "--out", again)
-    assert run.returncode == 0, run.stderr
-    a, b = load_checkpoint(out).history, load_checkpoint(again).history
+    # In this process (two runs with the same thread count), not against the subprocess above:
+    # float sums may differ between thread counts.
+    runs = []
+    for name in ("again", "and-again"):
+        run = main_in_process("train", "--dataset", tiny_npz, "--epochs", 2, "--beta", 2, *TINY_IN, "--quiet",
+                              "--out", tmp_path / name)
+        assert run.returncode == 0, run.stderr
+        runs.append(load_checkpoint(tmp_path / f"{name}.safetensors"))
+    a, b = runs[0].history, runs[1].history
+    assert all(torch.equal(runs[0].model.state_dict()[k], v) for k, v in runs[1].model.state_dict().items())
     assert [h["train_loss"] for h in a] == [h["train_loss"] for h in b]
 
 
@@ -248,7 +254,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("args, words", [BAD[0], BAD[2], BAD[-3]])
+@pytest.mark.parametrize("args, words", [BAD[0], BAD[-3]])
 def test_bad_arguments_exit_with_one_clear_line(args, words, tmp_path):
     run = cli(*args, cwd=tmp_path)
     assert_one_line_error(run, *words)
