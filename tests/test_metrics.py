@@ -209,7 +209,28 @@ def test_prior_sample_quality_ranges(tiny_models, digit_classifier, kind):
     assert sum(q["prior_class_hist"]) == pytest.approx(1.0)
     assert 0.0 <= q["prior_class_entropy"] <= math.log(10) + 1e-9
     assert q["prior_class_entropy_norm"] == pytest.approx(q["prior_class_entropy"] / math.log(10))
+    assert 1.0 - 1e-9 <= q["prior_classifier_score"] <= 10.0 + 1e-9
     assert q == metrics.prior_sample_quality(tiny_models[kind], digit_classifier, n=300, seed=0)
+
+
+def test_classifier_score_is_high_for_real_digits_and_low_for_one_repeated_image(digit_classifier, digits):
+    """The score of real images (every class, confidently) beats a 'sampler' that always gives one image."""
+    class Fixed(torch.nn.Module):
+        def __init__(self, images):
+            super().__init__()
+            self.cfg = ModelConfig(kind="ae", image_shape=(1, 8, 8), latent_dim=1, hidden=(4,))
+            self.images = images
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def decode(self, z):                     # logits whose sigmoid is the stored images
+            x = self.images[torch.arange(len(z)) % len(self.images)].clamp(1e-4, 1 - 1e-4)
+            return torch.log(x) - torch.log1p(-x)
+
+    real = metrics.prior_sample_quality(Fixed(digits[1].x), digit_classifier, n=300)
+    one = metrics.prior_sample_quality(Fixed(digits[1].x[:1]), digit_classifier, n=300)
+    assert real["prior_classifier_score"] > 2.5      # 3.4 with this small classifier
+    assert one["prior_classifier_score"] < 1.5
+    assert one["prior_class_entropy"] == 0.0
 
 
 def test_prior_sample_quality_rejects_other_image_shapes(digit_classifier):

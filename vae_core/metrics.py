@@ -305,7 +305,11 @@ def prior_sample_quality(model, classifier: DigitClassifier, n: int = 1000, seed
     prior_confidence: mean_n max_c p(c|x), prior_confident_frac: fraction with max_c p > 0.9,
     prior_class_hist: fraction of samples predicted as each class [n_classes],
     prior_class_entropy: -sum_c h_c log h_c of that histogram (nats; log 10 = 2.303 when every
-    class is equally common), prior_class_entropy_norm: the same divided by log(n_classes).
+    class is equally common), prior_class_entropy_norm: the same divided by log(n_classes),
+    prior_classifier_score: exp(H(mean p) - mean H(p)) in [1, n_classes], the Inception Score
+    (Salimans et al., 2016) computed with this classifier.
+    Confidence alone can favour a sampler that draws a few classes well (an AE whose codes
+    lie far from N(0, I) often does); read it together with the entropy or the score.
     """
     if tuple(classifier.image_shape) != tuple(model.cfg.image_shape):
         raise ConfigError(f"the classifier reads images of shape {classifier.image_shape} but the model "
@@ -325,11 +329,18 @@ def prior_sample_quality(model, classifier: DigitClassifier, n: int = 1000, seed
     hist = torch.bincount(pred, minlength=classifier.n_classes).double() / n
     nz = hist[hist > 0]
     entropy = float(-(nz * nz.log()).sum())
+    # The Inception Score's form with a digit classifier: exp(H(mean_x p(c|x)) - mean_x H(p(c|x))),
+    # from 1 (one blurry class) to n_classes (every class, each sample certain). It rewards
+    # confident and diverse samples at once, which neither number above does on its own.
+    marginal = p.mean(dim=0)
+    h_marg = float(-(marginal * marginal.clamp_min(1e-30).log()).sum())
+    h_cond = float(-(p * p.clamp_min(1e-30).log()).sum(dim=1).mean())
     return {"prior_confidence": float(conf.mean()),
             "prior_confident_frac": float((conf > 0.9).double().mean()),
             "prior_class_hist": [float(v) for v in hist],
             "prior_class_entropy": entropy,
             "prior_class_entropy_norm": entropy / math.log(classifier.n_classes),
+            "prior_classifier_score": math.exp(h_marg - h_cond),
             "prior_samples": int(n)}
 
 
