@@ -195,18 +195,26 @@ def encode_images(_ckpt, key: str, x: np.ndarray) -> dict:
             "recon": decode(_ckpt.model, mu)}
 
 
-def maps_cache_dir(ckpt) -> Path:
-    """Where 2-D maps of a checkpoint are kept on disk: checkpoints/maps for the shipped models
-    (so precomputed maps ship with them), <user folder>/maps for the user's."""
-    shipped = paths.shipped_dir().resolve()
-    if Path(ckpt.path).resolve().parent == shipped:
-        return paths.maps_dir()
+def maps_cache_dir(ckpt, codes_: np.ndarray, method: str, seed: int, dataset: str) -> Path:
+    """Where a 2-D map is read from and written to: the shipped checkpoints/maps when it holds
+    this very map (precomputed for a shipped model), else <user folder>/maps, so the app never
+    writes into the shipped folder."""
+    from vae_core.projections import cache_path
+    shipped = paths.maps_dir()
+    if cache_path(shipped, np.asarray(codes_, dtype=np.float32), method, seed,
+                  map_cache_key(ckpt, dataset), {}).is_file():
+        return shipped
     return paths.user_dir() / "maps"
 
 
 def map_cache_key(ckpt, dataset: str) -> str:
     """The cache_key a checkpoint's maps are stored under (with vae_core.projections.project).
-    The codes' bytes are part of the file name's hash too, so new weights never hit old maps."""
+    The codes' bytes are part of the file name's hash too, so new weights never hit old maps.
+
+    To ship a map the app finds: codes = vae_core.latent.encode_data(model,
+    load_exploration(dataset, checkpoints/data).subset(n))[0] as float32 (n = 2000 is the
+    page's default; 500, 1000, 5000, 10000 are offered), then project(codes, method, seed=0,
+    cache_dir=checkpoints/maps, cache_key=f"{name}/{dataset}") with no extra parameters."""
     return f"{ckpt.name}/{dataset}"
 
 
@@ -219,7 +227,7 @@ def map_2d(_ckpt, key: str, dataset: str, n: int, method: str, seed: int) -> np.
     if method == "raw":
         return mu[:, :2].copy() if mu.shape[1] >= 2 else np.concatenate([mu, np.zeros_like(mu)], 1)
     from vae_core.projections import project
-    return project(mu, method, seed=seed, cache_dir=maps_cache_dir(_ckpt),
+    return project(mu, method, seed=seed, cache_dir=maps_cache_dir(_ckpt, mu, method, seed, dataset),
                    cache_key=map_cache_key(_ckpt, dataset))
 
 
