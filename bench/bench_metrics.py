@@ -77,7 +77,8 @@ def main():
         terms = evaluate_terms(model, test)
         print(f"{kind.upper():3s} ({args.epochs} epochs on {args.max_train or len(train)} images, {wall:.0f} s, test recon {terms['recon']:.1f}): "
               f"mean confidence {q['prior_confidence']:.3f}, confident (>0.9) {q['prior_confident_frac']:.3f}, "
-              f"class entropy {q['prior_class_entropy']:.3f} of {2.302585:.3f} nats; "
+              f"class entropy {q['prior_class_entropy']:.3f} of {2.302585:.3f} nats, "
+              f"classifier score {q['prior_classifier_score']:.2f} of 10; "
               f"hist {[round(h, 3) for h in q['prior_class_hist']]}")
 
 
