@@ -122,7 +122,9 @@ def browser_side(moves: int, env: dict) -> None:
             # Grid: the mosaic is a plotly image; wait for its pixels (the <image> href) to change.
             page.goto(f"{url}/Latent_grid", wait_until="domcontentloaded")
             wait_rendered(page, timeout_ms=180_000, until=".st-key-grid_fig_VAE .main-svg")
-            js_grid = "() => { const i = document.querySelector('.st-key-grid_fig_VAE image'); return i ? i.getAttribute('href').length + ':' + i.getAttribute('href').slice(-64) : ''; }"
+            js_grid = ("() => { const i = document.querySelector('.st-key-grid_fig_VAE image'); "
+                       "const h = i ? (i.getAttribute('href') || i.getAttribute('xlink:href') || '') : ''; "
+                       "return h.length + ':' + h.slice(-64); }")
             _browser_moves(page, "grid_n", js_grid, max(6, moves // 2), "grid size → new mosaic",
                            back_and_forth=True)
             b.close()
