@@ -208,14 +208,15 @@ def maps_cache_dir(ckpt, codes_: np.ndarray, method: str, seed: int, dataset: st
 
 
 def map_cache_key(ckpt, dataset: str) -> str:
-    """The cache_key a checkpoint's maps are stored under (with vae_core.projections.project).
-    The codes' bytes are part of the file name's hash too, so new weights never hit old maps.
+    """The cache_key a checkpoint's maps are stored under (with vae_core.projections.project):
+    the digest of its weights and the dataset; the number of points enters through the codes'
+    shape. New weights never hit old maps, and a map computed on one machine is found on
+    another even where the last bits of the codes differ.
 
-    To ship a map the app finds: codes = vae_core.latent.encode_data(model,
-    load_exploration(dataset, checkpoints/data).subset(n))[0] as float32 (n = 2000 is the
-    page's default; 500, 1000, 5000, 10000 are offered), then project(codes, method, seed=0,
-    cache_dir=checkpoints/maps, cache_key=f"{name}/{dataset}") with no extra parameters."""
-    return f"{ckpt.name}/{dataset}"
+    To ship a map the app finds: codes of load_exploration(dataset, checkpoints/data).subset(n),
+    then project(codes, method, seed=0, cache_dir=checkpoints/maps, cache_key=this) with no
+    extra parameters (`python -m vae_core maps` does this)."""
+    return f"{ckpt.digest}/{dataset}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

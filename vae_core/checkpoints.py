@@ -6,6 +6,7 @@ crash mid-save leaves the previous file whole.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ class Checkpoint:
     history: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     path: Optional[Path] = None
+    digest: str = ""          # a hash of the weights alone: the model's identity for caches
 
     @property
     def name(self) -> str:
@@ -170,7 +172,18 @@ def from_bytes(data: bytes, where: str = "the file") -> Checkpoint:
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     return Checkpoint(model, info["model_config"], info["train_config"], info["dataset"],
-                      info["history"], info["metrics"])
+                      info["history"], info["metrics"], digest=weights_digest(state))
+
+
+def weights_digest(state: dict) -> str:
+    """sha256 of the weights as stored (names, dtypes, shapes, bytes); metadata does not count,
+    so storing new metrics keeps a model's identity."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k]
+        h.update(f"{k}:{v.dtype}:{tuple(v.shape)};".encode())
+        h.update(v.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:24]
 
 
 def load_checkpoint(path) -> Checkpoint:

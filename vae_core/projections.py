@@ -74,14 +74,20 @@ _METHODS = {"pca": _pca, "tsne": _tsne, "umap": _umap}
 
 
 def cache_path(cache_dir, codes: np.ndarray, method: str, seed: int, cache_key, params: dict) -> Path:
-    """The .npz file that holds this map: named by a hash of the checkpoint identity (cache_key),
-    the method, its settings, the seed and the codes' bytes, so any change gives a new file."""
+    """The .npz file that holds this map: named by a hash of the method, its settings, the seed,
+    the codes' shape and either cache_key or, without one, the codes' bytes.
+
+    A cache_key must identify the codes exactly (the app uses the checkpoint's weights digest,
+    the dataset and the number of points): unlike the codes' bytes it does not change with
+    the last bits of floating-point arithmetic on another CPU, so shipped maps stay valid.
+    """
     h = hashlib.sha256()
-    h.update(json.dumps({"key": str(cache_key), "method": method, "seed": int(seed),
-                         "params": {k: params[k] for k in sorted(params)}},
+    h.update(json.dumps({"key": None if cache_key is None else str(cache_key), "method": method,
+                         "seed": int(seed), "params": {k: params[k] for k in sorted(params)}},
                         sort_keys=True, default=str).encode())
     h.update(str((codes.shape, codes.dtype.str)).encode())
-    h.update(np.ascontiguousarray(codes).tobytes())
+    if cache_key is None:
+        h.update(np.ascontiguousarray(codes).tobytes())
     return Path(cache_dir) / f"{method}-{h.hexdigest()[:32]}.npz"
 
 

@@ -12,7 +12,7 @@ COLUMNS = [  # (header, metrics key, format)
     ("active units", "active_units", "{:d}"),
     ("kNN acc", "knn_acc", "{:.3f}"),
     ("prior conf.", "prior_confidence", "{:.3f}"),
-    ("prior >0.9", "prior_confident_frac", "{:.3f}"),
+    ("prior score", "prior_classifier_score", "{:.2f}"),
     ("prior class entropy", "prior_class_entropy_norm", "{:.3f}"),
 ]
 
