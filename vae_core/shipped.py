@@ -1,0 +1,59 @@
+"""Building what ships in checkpoints/: classifiers, metrics, precomputed maps, the table.
+
+checkpoints/rebuild.sh runs these through `python -m vae_core` after the sweeps.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .checkpoints import load_checkpoint
+from .data import load_exploration
+
+MAP_METHODS = ("pca", "tsne", "umap")
+MAP_POINTS = (500, 1000, 2000, 5000)   # the latent-map page offers these; 2,000 is its default
+
+
+def map_key(digest: str, dataset: str) -> str:
+    """The cache key of a model's maps: its weights' digest and the dataset (the app uses the same)."""
+    return f"{digest}/{dataset}"
+
+
+def precompute_maps(folder, methods=MAP_METHODS, points=MAP_POINTS, seed: int = 0,
+                    log: Optional[Callable[[str], None]] = None) -> int:
+    """Write the 2-D maps of every checkpoint with d > 2 in `folder` into folder/maps, as the
+    app would compute them, so a shipped model's first map appears at once. Returns the count."""
+    from .latent import encode_data
+    from .projections import project
+    folder = Path(folder)
+    count = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        ckpt = load_checkpoint(path)
+        if ckpt.model_config.latent_dim <= 2:
+            continue                       # a 2-D latent space is its own map
+        data = load_exploration(ckpt.dataset, folder / "data")
+        for n in points:
+            codes = np.asarray(encode_data(ckpt.model, data.subset(n))[0], dtype=np.float32)
+            for method in methods:
+                t = time.perf_counter()
+                project(codes, method, seed=seed, cache_dir=folder / "maps",
+                        cache_key=map_key(ckpt.digest, ckpt.dataset))
+                count += 1
+                if log:
+                    log(f"{ckpt.name} {method} n={n}: {time.perf_counter() - t:.1f} s")
+    return count
+
+
+def write_table(readme, table: str) -> None:
+    """Replace the table between the <!-- table --> markers of a README with `table`."""
+    readme = Path(readme)
+    text = readme.read_text()
+    new, n = re.subn(r"(<!-- table -->\n)(?:.*?\n)?(<!-- /table -->)",
+                     lambda m: m.group(1) + table.rstrip("\n") + "\n" + m.group(2), text, flags=re.S)
+    if n != 1:
+        raise ValueError(f"{readme} has no <!-- table --> ... <!-- /table --> block to fill")
+    readme.write_text(new)
