@@ -19,9 +19,9 @@ python -m vae_core sweep --dataset digits --hidden 128 --latent-dim 2 --epochs 1
 
 # The digit classifier that scores decoded prior samples, then every model's metrics.
 python -m vae_core classifier --dataset mnist --out $OUT/classifiers/mnist-classifier.safetensors
-python -m vae_core classifier --dataset digits --out $OUT/classifiers/digits-classifier.safetensors
+python -m vae_core classifier --dataset digits --epochs 60 --out $OUT/classifiers/digits-classifier.safetensors
 for f in $OUT/*.safetensors; do
-  python -m vae_core evaluate "$f" --iw-samples 1000 --write --quiet
+  python -m vae_core evaluate "$f" --iw-samples 1000 --write
 done
 # Precomputed 2-D maps of the exploration set for the app, and the table of metrics.
 python -m vae_core maps $OUT

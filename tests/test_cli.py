@@ -289,3 +289,34 @@ def test_divergence_is_one_line(tiny_npz, tmp_path):
     run = main_in_process("train", "--dataset", tiny_npz, "--lr", "1e6", "--epochs", 3, *TINY_IN, "--quiet",
                           "--out", tmp_path / "boom")
     assert_one_line_error(run, "learning rate")
+
+
+def test_classifier_maps_and_table_build_a_shipped_folder(tiny_npz, tmp_path):
+    """The steps of checkpoints/rebuild.sh after the sweeps, on tiny data: a classifier that
+    evaluate then uses by default, maps for every model with d > 2, and the README table."""
+    folder = tmp_path / "ckpts"
+    run = main_in_process("sweep", "--dataset", tiny_npz, "--epochs", 1, "--betas", "1", "--latent-dim", 3,
+                          "--hidden", 16, "--quiet", "--out-dir", folder, "--prefix", "bars")
+    assert run.returncode == 0, run.stderr
+    clf = folder / "classifiers" / "bars.npz-classifier.safetensors"
+    run = main_in_process("classifier", "--dataset", tiny_npz, "--epochs", 1, "--out", clf)
+    assert run.returncode == 0, run.stderr
+    assert clf.is_file() and "test accuracy" in run.stdout
+    run = main_in_process("evaluate", folder / "bars-vae-b1.safetensors", "--json", "--iw-samples", 5, "--write")
+    assert run.returncode == 0, run.stderr
+    assert 1.0 <= json.loads(run.stdout)["prior_classifier_score"] <= 3.0   # 3 classes at most
+
+    run = main_in_process("maps", folder)
+    assert run.returncode == 0, run.stderr
+    assert len(list((folder / "maps").glob("*.npz"))) == 2 * 3   # two models with d = 3, three methods
+
+    readme = folder / "README.md"
+    readme.write_text("# Models\n\n<!-- table -->\nold\n<!-- /table -->\n\nMore text.\n")
+    run = main_in_process("table", folder, "--readme", readme)
+    assert run.returncode == 0, run.stderr
+    text = readme.read_text()
+    assert "old" not in text and "More text." in text
+    assert "| bars-vae-b1 |" in text and "| bars-ae |" in text
+    no_markers = tmp_path / "plain.md"
+    no_markers.write_text("no table here\n")
+    assert_one_line_error(main_in_process("table", folder, "--readme", no_markers), "<!-- table -->")

@@ -143,7 +143,32 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
                    help="use only the first N test images (default: all)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--write", action="store_true", help="store the metrics in the checkpoint")
+    p.add_argument("--classifier", default=None, metavar="PATH",
+                   help="digit classifier that scores decoded prior samples (default: the checkpoint's "
+                        "folder/classifiers/<dataset>-classifier.safetensors when it exists)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("classifier", help="train the digit classifier that scores prior samples",
+                       description="Train a small classifier on a labelled dataset's real images and save it; "
+                                   "evaluate uses it to measure how recognisable decoded prior samples are.")
+    p.add_argument("--dataset", default="mnist", metavar="NAME", help="(default: mnist)")
+    p.add_argument("--epochs", type=int, default=5, help="(default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--out", required=True, metavar="PATH", help="the classifier to write (.safetensors)")
+    p.set_defaults(func=cmd_classifier)
+
+    p = sub.add_parser("maps", help="precompute the 2-D maps the app shows for a folder's models",
+                       description="Write PCA, t-SNE and UMAP maps of the exploration set for every "
+                                   "checkpoint with d > 2 into FOLDER/maps, where the app finds them.")
+    p.add_argument("folder", metavar="FOLDER")
+    p.set_defaults(func=cmd_maps)
+
+    p = sub.add_parser("table", help="a Markdown table of a folder's checkpoints and metrics",
+                       description="Print the table, or with --readme fill it in between the "
+                                   "<!-- table --> and <!-- /table --> lines of that file.")
+    p.add_argument("folder", metavar="FOLDER")
+    p.add_argument("--readme", default=None, metavar="FILE")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("sweep", help="train the AE and VAEs at several betas",
                        description="Train the AE and one VAE per beta with one shared config and seed.")
@@ -312,7 +337,7 @@ def _json_safe(value):
 
 
 def _evaluate(model, tcfg, dataset: str, iw_samples: int, seed: int = 0, max_test: int = 0,
-              data_dir: Optional[Path] = None) -> dict:
+              data_dir: Optional[Path] = None, classifier=None) -> dict:
     from .metrics import evaluate
     test = _test_split(dataset, data_dir)
     if max_test:
@@ -321,7 +346,7 @@ def _evaluate(model, tcfg, dataset: str, iw_samples: int, seed: int = 0, max_tes
     binarize = bool(tcfg is not None and tcfg.binarize)
     beta = tcfg.beta if (tcfg is not None and model.cfg.kind == "vae") else 1.0
     metrics = _json_safe(evaluate(model, test, train=train, iw_samples=iw_samples, beta=beta, seed=seed,
-                                  binarize=binarize))
+                                  binarize=binarize, classifier=classifier))
     # Same keys whether or not labelled training data was at hand (null: not measured).
     metrics.setdefault("knn_acc", None)
     return metrics
@@ -402,10 +427,13 @@ def cmd_evaluate(args) -> int:
     _check_iw(args.iw_samples)
     if args.max_test < 0:
         raise CliError(f"--max-test {args.max_test} is negative: use 0 (all) or a positive count")
+    from .metrics import load_classifier
     ckpt = load_checkpoint(args.checkpoint)
-    data_dir = Path(args.checkpoint).resolve().parent / "data"
+    folder = Path(args.checkpoint).resolve().parent
+    clf_path = Path(args.classifier) if args.classifier else folder / "classifiers" / f"{Path(ckpt.dataset).name}-classifier.safetensors"
+    classifier = load_classifier(clf_path) if (args.classifier or clf_path.is_file()) else None
     metrics = _evaluate(ckpt.model, ckpt.train_config, ckpt.dataset, args.iw_samples, seed=args.seed,
-                        max_test=args.max_test, data_dir=data_dir)
+                        max_test=args.max_test, data_dir=folder / "data", classifier=classifier)
     if args.write:
         update_metrics(ckpt.path, metrics)
     if args.json:
@@ -458,6 +486,44 @@ def cmd_sweep(args) -> int:
     if stopped:
         print(f"stopped early: {len(paths)} checkpoint(s) saved", file=sys.stderr)
     return EXIT_STOPPED if stopped else 0
+
+
+def cmd_classifier(args) -> int:
+    from .data import load_dataset
+    from .metrics import classifier_accuracy, save_classifier, train_classifier
+    if args.epochs < 1:
+        raise CliError(f"--epochs {args.epochs} is invalid: use 1 or more")
+    train, test = load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
+    clf = train_classifier(train, epochs=args.epochs, seed=args.seed)
+    acc = classifier_accuracy(clf, test)
+    path = save_classifier(clf, args.out, {"dataset": args.dataset, "test_accuracy": acc})
+    print(f"{path}: test accuracy {acc:.4f}")
+    return 0
+
+
+def cmd_maps(args) -> int:
+    from .shipped import precompute_maps
+    if not Path(args.folder).is_dir():
+        raise CliError(f"{args.folder} is not a folder: give the folder that holds the checkpoints")
+    n = precompute_maps(args.folder, log=lambda line: print(line, file=sys.stderr))
+    print(f"{n} maps in {Path(args.folder) / 'maps'}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    from .report import markdown_table
+    from .shipped import write_table
+    if not Path(args.folder).is_dir():
+        raise CliError(f"{args.folder} is not a folder: give the folder that holds the checkpoints")
+    table = markdown_table(args.folder)
+    if args.readme:
+        try:
+            write_table(args.readme, table)
+        except ValueError as e:
+            raise CliError(str(e)) from e
+    else:
+        print(table)
+    return 0
 
 
 def cmd_project(args) -> int:
