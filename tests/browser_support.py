@@ -200,11 +200,21 @@ def errors_shown(page) -> list[str]:
 
 def nudge_slider(page, key: str, presses: int = 1, key_name: str = "ArrowRight") -> None:
     """Move the slider whose widget key is `key` with the keyboard, as a user would (Streamlit's
-    slider thumb is an <input type=range>; older versions drew a [role=slider] div)."""
+    slider thumb is an <input type=range>; older versions drew a [role=slider] div). Waits until
+    the slider shows its new value; a key press the page dropped while busy is pressed again."""
     thumb = page.locator(f".st-key-{key} input[type=range], .st-key-{key} [role=slider]").first
-    thumb.focus()
-    for _ in range(presses):
-        thumb.press(key_name)
+    for _ in range(3):
+        before = thumb.get_attribute("aria-valuetext") or thumb.get_attribute("aria-valuenow")
+        thumb.focus()
+        for _ in range(presses):
+            thumb.press(key_name)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:
+            now = thumb.get_attribute("aria-valuetext") or thumb.get_attribute("aria-valuenow")
+            if now != before:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"the slider {key} did not move with {key_name}")
 
 
 def element_bytes(page, selector: str) -> bytes:

@@ -30,7 +30,7 @@ def images_src(pg) -> list:
     return [img.get_attribute("src") for img in pg.locator("[data-testid=stImage] img").all()]
 
 
-def wait_changed(read, before, timeout_s: float = 30.0):
+def wait_changed(read, before, timeout_s: float = 120.0):
     """Poll read() until it differs from `before`; returns the new value (or the old on timeout)."""
     t0 = time.monotonic()
     now = read()
