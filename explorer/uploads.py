@@ -1,0 +1,93 @@
+"""Checking and saving files a user uploads: checkpoints (.safetensors) and image sets (.npz).
+
+Plain functions, bytes in and a result or a vae_core error out, so the page stays a thin script
+and the checks can be tested without a browser. Nothing here writes anything until a checkpoint
+has passed every check of vae_core.checkpoints.from_bytes.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from vae_core.checkpoints import MAX_CHECKPOINT_BYTES, SUFFIX, Checkpoint, check_name, from_bytes, path_in
+from vae_core.data import npz_arrays
+from vae_core.errors import CheckpointError, DataError
+
+# Matches server.maxUploadSize in .streamlit/config.toml. The browser enforces that setting, but a
+# client need not be a browser, so the size is checked again here before anything is parsed.
+APP_UPLOAD_LIMIT_BYTES = min(50 * 1024 * 1024, MAX_CHECKPOINT_BYTES)
+
+
+def _check_size(n_bytes: int, what: str) -> None:
+    if n_bytes > APP_UPLOAD_LIMIT_BYTES:
+        raise CheckpointError(f"{what} is {n_bytes / 2**20:.1f} MB, over this app's upload limit of "
+                              f"{APP_UPLOAD_LIMIT_BYTES // 2**20} MB: the models here are a few MB, "
+                              "so this is probably not one of them")
+    if n_bytes == 0:
+        raise CheckpointError(f"{what} is empty (0 bytes): choose the .safetensors file itself")
+
+
+def check_checkpoint(data: bytes, filename: str = "the file") -> Checkpoint:
+    """Validate an uploaded checkpoint's bytes; returns the rebuilt Checkpoint (model in eval mode).
+
+    Raises CheckpointError (too large, not safetensors, truncated, not ours, weights that do not
+    fit the config, NaN or infinite weights). safetensors holds no code, so parsing runs none.
+    """
+    _check_size(len(data), filename)
+    return from_bytes(bytes(data), filename)
+
+
+def suggest_name(filename: str) -> str:
+    """A save name from an upload's file name: its stem with unsafe characters replaced by '-'."""
+    stem = Path(filename or "").name
+    if stem.endswith(SUFFIX):
+        stem = stem[:-len(SUFFIX)]
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._")
+    return (safe or "uploaded-model")[:80]
+
+
+def save_upload(data: bytes, name: str, folder, filename: str = "the file") -> Path:
+    """Check the bytes again and write them, unchanged, as `folder`/`name`.safetensors.
+
+    Refuses a bad name or an existing file (never overwrites) with a CheckpointError naming the fix.
+    Returns the new file's path.
+    """
+    check_checkpoint(data, filename)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = path_in(folder, name)
+    if path.exists():
+        raise CheckpointError(f"a model named {path.name[:-len(SUFFIX)]!r} already exists: choose another "
+                              "name (nothing was overwritten)")
+    # Exclusive create: two sessions saving the same name at once cannot overwrite each other.
+    tmp = path.with_name("." + path.name + ".upload")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(bytes(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)          # fails if the name appeared meanwhile, unlike os.replace
+    except FileExistsError as e:
+        raise CheckpointError(f"a model named {path.name[:-len(SUFFIX)]!r} already exists: choose another "
+                              "name (nothing was overwritten)") from e
+    except OSError as e:
+        raise CheckpointError(f"could not write {path} ({e.strerror or e}): free some disk space or "
+                              "set VAE_USER_DIR to a folder you can write to") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_dataset(data: bytes, filename: str = "the file") -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Validate an uploaded .npz of images: returns (x [N, H, W] float32 in [0, 1], y [N] int64 or None).
+
+    Raises DataError with the reason and the fix; pickled objects inside are refused, never loaded.
+    """
+    if len(data) > APP_UPLOAD_LIMIT_BYTES:
+        raise DataError(f"{filename} is {len(data) / 2**20:.1f} MB, over this app's upload limit of "
+                        f"{APP_UPLOAD_LIMIT_BYTES // 2**20} MB: upload a subset of the images")
+    return npz_arrays(io.BytesIO(bytes(data)))
