@@ -46,8 +46,10 @@ def suggest_name(filename: str) -> str:
     stem = Path(filename or "").name
     if stem.endswith(SUFFIX):
         stem = stem[:-len(SUFFIX)]
-    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-._")
-    return (safe or "uploaded-model")[:80]
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "-" for c in stem)
+    while ".." in safe:
+        safe = safe.replace("..", ".")
+    return (safe.strip("-._")[:80].strip("-._") or "uploaded-model")
 
 
 def save_upload(data: bytes, name: str, folder, filename: str = "the file") -> Path:
@@ -90,4 +92,9 @@ def check_dataset(data: bytes, filename: str = "the file") -> tuple[np.ndarray, 
     if len(data) > APP_UPLOAD_LIMIT_BYTES:
         raise DataError(f"{filename} is {len(data) / 2**20:.1f} MB, over this app's upload limit of "
                         f"{APP_UPLOAD_LIMIT_BYTES // 2**20} MB: upload a subset of the images")
+    # numpy reads any non-zip bytes as a (refused) pickle and says so, which misleads for a file
+    # that is simply not an .npz: name the real problem first.
+    if not bytes(data[:4]) in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise DataError(f"{filename} is not a readable .npz file (an .npz is a zip archive): "
+                        "save it with numpy.savez(path, x=images, y=labels)")
     return npz_arrays(io.BytesIO(bytes(data)))

@@ -1,0 +1,246 @@
+"""Uploads: every bad checkpoint is refused with its reason and leaves every folder as it was; a
+good one is saved once under a safe name and shows up in the model list; image sets are checked.
+
+The checks are driven twice: as plain functions (explorer/uploads.py) and through the page under
+AppTest, whose file_uploader takes bytes as a browser would send them.
+"""
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from explorer import uploads
+from vae_core.errors import CheckpointError, DataError
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "checkpoints" / "digits-d2-vae-b1.safetensors"
+PAGE = str(REPO / "pages" / "7_Upload.py")
+
+
+def _metadata(data: bytes) -> dict:
+    n = struct.unpack("<Q", data[:8])[0]
+    return json.loads(data[8:8 + n])["__metadata__"]
+
+
+@pytest.fixture(scope="module")
+def good() -> bytes:
+    return SOURCE.read_bytes()
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    """A private copy of two shipped checkpoints (the 'shipped' folder) and an empty user folder,
+    so that the background job writing into checkpoints/ cannot disturb the before/after check."""
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    shipped.mkdir()
+    user.mkdir()
+    for name in ("digits-d2-vae-b1", "digits-d2-ae"):
+        shutil.copy(REPO / "checkpoints" / f"{name}.safetensors", shipped)
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(shipped))
+    monkeypatch.setenv("VAE_USER_DIR", str(user))
+    return shipped, user
+
+
+def snapshot(*folders) -> dict:
+    """Every file under the folders (hidden ones included) with its sha256."""
+    out = {}
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+class Touch:
+    """Unpickling this opens (so creates) the marker file: proof that a loader ran pickle code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def nan_weights(good: bytes) -> bytes:
+    state = st_load(good)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    return st_save(state, metadata=_metadata(good))
+
+
+def edited_latent_dim(good: bytes) -> bytes:
+    meta = _metadata(good)
+    cfg = json.loads(meta["model_config"])
+    cfg["latent_dim"] = cfg["latent_dim"] + 3
+    meta["model_config"] = json.dumps(cfg)
+    return st_save(st_load(good), metadata=meta)
+
+
+def bad_files(good: bytes, marker: Path) -> dict:
+    """name -> (bytes, a phrase the refusal must contain)."""
+    return {
+        "random": (np.random.default_rng(0).bytes(5000), "not a checkpoint or is truncated"),
+        "truncated": (good[:len(good) // 2], "not a checkpoint or is truncated"),
+        "pickle": (pickle.dumps(Touch(marker)), "not a checkpoint or is truncated"),
+        "nan": (nan_weights(good), "NaN or infinite"),
+        "latent_dim": (edited_latent_dim(good), "do not fit its config"),
+        "empty": (b"", "empty"),
+    }
+
+
+def test_the_pickle_would_run_code_if_unpickled(tmp_path):
+    # The control for the pickle case below: this file really does create its marker when unpickled.
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(Touch(marker)))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("case", ["random", "truncated", "pickle", "nan", "latent_dim", "empty"])
+def test_bad_checkpoint_is_refused_and_nothing_changes(case, good, folders, tmp_path):
+    shipped, user = folders
+    marker = tmp_path / "pickle-ran"
+    data, phrase = bad_files(good, marker)[case]
+    before = snapshot(shipped, user)
+    with pytest.raises(CheckpointError, match=phrase):
+        uploads.check_checkpoint(data, f"{case}.safetensors")
+    with pytest.raises(CheckpointError, match=phrase):
+        uploads.save_upload(data, f"my-{case}", user, f"{case}.safetensors")
+    assert snapshot(shipped, user) == before
+    assert not marker.exists(), "reading the upload ran pickled code"
+
+
+def test_oversize_upload_is_refused_before_parsing(good, folders):
+    shipped, user = folders
+    before = snapshot(shipped, user)
+    # A valid checkpoint padded past the limit: refused for its size alone.
+    data = good + b"\0" * (uploads.APP_UPLOAD_LIMIT_BYTES + 1 - len(good))
+    with pytest.raises(CheckpointError, match=f"over this app's upload limit of {uploads.APP_UPLOAD_LIMIT_BYTES // 2**20} MB"):
+        uploads.save_upload(data, "big", user)
+    assert snapshot(shipped, user) == before
+
+
+def test_valid_upload_is_saved_once_and_listed(good, folders):
+    from explorer import models
+
+    shipped, user = folders
+    ckpt = uploads.check_checkpoint(good, SOURCE.name)
+    assert ckpt.model_config.latent_dim == 2
+    path = uploads.save_upload(good, "my-digits", user)
+    assert path == user / "my-digits.safetensors"
+    assert path.read_bytes() == good
+    listed = {m["name"]: m["source"] for m in models.list_models()}
+    assert listed.get("my-digits") == "yours"
+
+    # the same name again is refused, and the first file is untouched
+    other = (REPO / "checkpoints" / "digits-d2-ae.safetensors").read_bytes()
+    before = snapshot(shipped, user)
+    with pytest.raises(CheckpointError, match="already exists: choose another name"):
+        uploads.save_upload(other, "my-digits", user)
+    assert snapshot(shipped, user) == before
+    assert sorted(os.listdir(user)) == ["my-digits.safetensors"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "  ", ".hidden", "x" * 81])
+def test_unsafe_names_are_refused(name, good, folders, tmp_path):
+    shipped, user = folders
+    before = snapshot(tmp_path)
+    with pytest.raises(CheckpointError):
+        uploads.save_upload(good, name, user)
+    assert snapshot(tmp_path) == before
+
+
+def test_suggested_name_is_accepted():
+    from vae_core.checkpoints import check_name
+    for filename in ["my model (2).safetensors", "../../etc/passwd", "", "ü.safetensors", "a..b.safetensors", "-" * 100 + "x" * 100]:
+        assert check_name(uploads.suggest_name(filename)) == uploads.suggest_name(filename)
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_dataset_checks():
+    x = (np.random.default_rng(0).random((20, 8, 8)) * 255).astype(np.uint8)
+    got_x, got_y = uploads.check_dataset(_npz(x=x, y=np.arange(20) % 10))
+    assert got_x.shape == (20, 8, 8) and got_x.max() <= 1.0 and list(got_y[:3]) == [0, 1, 2]
+    with pytest.raises(DataError, match="Python objects"):
+        uploads.check_dataset(_npz(x=np.array([{"a": 1}] * 3, dtype=object)))
+    with pytest.raises(DataError, match="not a readable .npz"):
+        uploads.check_dataset(b"not a zip at all")
+
+
+# ------------------------------------------------------------------ the page under AppTest
+
+def _page():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_page_refuses_bad_files_and_shows_why(good, folders, tmp_path):
+    shipped, user = folders
+    marker = tmp_path / "pickle-ran"
+    before = snapshot(shipped, user)
+    at = _page()
+    for case, (data, phrase) in bad_files(good, marker).items():
+        at.file_uploader(key="upload_ckpt").upload(f"{case}.safetensors", data)
+        at.run()
+        assert not at.exception, case
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and phrase in errors[0] and "nothing was saved" in errors[0], (case, errors)
+        assert not at.success, case
+    assert snapshot(shipped, user) == before
+    assert not marker.exists()
+
+
+def test_page_saves_a_valid_checkpoint_and_refuses_its_name_twice(good, folders):
+    shipped, user = folders
+    at = _page()
+    assert "none yet" in at.caption[-1].value
+    at.file_uploader(key="upload_ckpt").upload(SOURCE.name, good)
+    at.run()
+    assert not at.exception and not at.error
+    assert "valid checkpoint" in at.success[0].value and "2-dimensional" in at.success[0].value
+    at.text_input(key="upload_name").input("mine")
+    at.button[0].click()
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Saved as **mine**" in s.value for s in at.success)
+    assert (user / "mine.safetensors").read_bytes() == good
+    assert "mine" in at.caption[-1].value
+
+    at.button[0].click()
+    at.run()
+    assert [e.value for e in at.error] == ["Not saved: a model named 'mine' already exists: choose another "
+                                           "name (nothing was overwritten)"]
+    assert sorted(os.listdir(user)) == ["mine.safetensors"]
+
+
+def test_page_shows_an_uploaded_image_set(folders):
+    at = _page()
+    x = (np.random.default_rng(1).random((15, 8, 8)) * 255).astype(np.uint8)
+    at.file_uploader(key="upload_npz").upload("mine.npz", _npz(x=x, y=np.arange(15) % 5))
+    at.run()
+    assert not at.exception and not at.error
+    assert "15 images of 8 × 8 pixels, 5 distinct labels" in at.success[0].value
+    assert at.session_state["uploaded_images"]["x"].shape == (15, 8, 8)
+
+    at.file_uploader(key="upload_npz").upload("bad.npz", b"junk")
+    at.run()
+    assert not at.exception and "not a readable .npz" in at.error[0].value
+    assert "uploaded_images" not in at.session_state
