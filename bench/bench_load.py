@@ -1,0 +1,262 @@
+"""Load test: N browser sessions at once against a real `streamlit run app.py`.
+
+Starts the app on a free 127.0.0.1 port, opens one headless Chromium with N contexts (one per
+user), and has each user loop through the explorer pages and move a slider for --seconds; M of
+them first start a short training run on the Train page ("Fast demo" preset, 8x8 digits). Every
+action is timed from the action to the page settling (no stale element, no spinner, no running
+indicator, element count steady for 0.5 s). Errors are exception elements, error alerts and
+timeouts. The server's resident memory is sampled from /proc every 0.25 s.
+
+All traffic goes to 127.0.0.1; the run is bounded by --seconds (plus one action's timeout and the
+start-up) and stops the server and browser itself. Quick mode: --sessions 2 --seconds 30.
+
+    python bench/bench_load.py --sessions 10 --seconds 120
+    python bench/bench_load.py --sessions 2 --seconds 30
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from browser_support import CHROMIUM, CHROMIUM_ARGS, start_server, stop_server, wait_healthy  # noqa: E402
+
+# page path -> (widget key of a slider on it, or None)
+PAGES = [("", None), ("Latent_map", "map_n_bubbles"), ("Latent_grid", "grid_n"),
+         ("Interpolation", "interp_t"), ("Sampling", "samp_temp"), ("Compare_beta", None)]
+
+SETTLED_JS = """() => [
+    document.querySelectorAll('[data-testid=stElementContainer]').length,
+    document.querySelectorAll('[data-stale=true]').length,
+    document.querySelectorAll('[data-testid=stSpinner]').length,
+    document.querySelectorAll('[data-testid=stStatusWidget] button').length,
+    document.querySelectorAll('[data-testid=stException]').length,
+    document.querySelectorAll('[data-testid=stAlertContentError]').length]"""
+
+
+# ------------------------------------------------------------------ memory sampling
+
+def _rss_kb(pid: int) -> int:
+    """VmRSS of pid and its descendants, in kB (0 when gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for t in Path(f"/proc/{p}/task").iterdir():
+                children = (t / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, every_s: float = 0.25):
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.peak_kb = 0
+        self.samples: list[tuple[float, int]] = []
+        self.stop_event = threading.Event()
+
+    def run(self):
+        while not self.stop_event.is_set():
+            kb = _rss_kb(self.pid)
+            self.samples.append((time.monotonic(), kb))
+            self.peak_kb = max(self.peak_kb, kb)
+            self.stop_event.wait(self.every_s)
+
+    def peak_hwm_kb(self) -> int:
+        """The kernel's own high-water mark of the server process (VmHWM), for comparison."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+
+# ------------------------------------------------------------------ one simulated user
+
+class Stats:
+    def __init__(self):
+        self.times: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+        self.timeouts = 0
+        self.trainings_started = 0
+
+    def add(self, kind: str, seconds: float):
+        self.times.setdefault(kind, []).append(seconds)
+
+
+async def settle(page, timeout_s: float, quiet_s: float = 0.5) -> list:
+    """Wait until the page is idle; returns the last state (its counts of exceptions/errors)."""
+    await page.wait_for_selector("[data-testid=stMainBlockContainer] [data-testid=stElementContainer]",
+                                 timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        state = await page.evaluate(SETTLED_JS)
+        busy = state[1] or state[2] or state[3]
+        if state != last or busy:
+            last, since = state, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return state
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"page still busy after {timeout_s:.0f} s")
+
+
+async def record_errors(page, stats: Stats, where: str, state: list) -> None:
+    if state[4] or state[5]:
+        texts = await page.locator("[data-testid=stException], [data-testid=stAlertContentError]").all_inner_texts()
+        stats.errors.extend(f"{where}: {t[:160]!r}" for t in texts)
+
+
+async def start_training(page, url: str, stats: Stats, timeout_s: float) -> None:
+    t0 = time.monotonic()
+    await page.goto(f"{url}/Train", wait_until="domcontentloaded")
+    await page.wait_for_selector(".st-key-tr_train", timeout=timeout_s * 1000)
+    await settle(page, timeout_s)
+    await page.locator(".st-key-tr_preset").click()
+    await page.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click()
+    await settle(page, timeout_s)
+    button = page.locator(".st-key-tr_train button")
+    if await button.is_enabled():
+        await button.click()
+        stats.trainings_started += 1
+    state = await settle(page, timeout_s)
+    stats.add("train-start", time.monotonic() - t0)
+    await record_errors(page, stats, "Train", state)
+
+
+async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: Stats,
+               timeout_s: float) -> None:
+    rng = random.Random(idx)
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    try:
+        if trains:
+            try:
+                await start_training(page, url, stats, timeout_s)
+            except Exception as e:  # noqa: BLE001 - a failed step is counted, the user goes on
+                stats.timeouts += isinstance(e, TimeoutError) or "Timeout" in type(e).__name__
+                stats.errors.append(f"user {idx} Train: {type(e).__name__}: {str(e)[:120]}")
+        order = PAGES[:]
+        rng.shuffle(order)
+        i = 0
+        while time.monotonic() < end_at:
+            path, slider = order[i % len(order)]
+            i += 1
+            try:
+                t0 = time.monotonic()
+                await page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                state = await settle(page, timeout_s)
+                stats.add("open page", time.monotonic() - t0)
+                await record_errors(page, stats, path or "home", state)
+                if slider and time.monotonic() < end_at:
+                    thumb = page.locator(f".st-key-{slider} input[type=range], .st-key-{slider} [role=slider]").first
+                    if await thumb.count():
+                        t0 = time.monotonic()
+                        await thumb.focus()
+                        await thumb.press(rng.choice(["ArrowRight", "ArrowLeft"]))
+                        await asyncio.sleep(0.1)   # let the rerun begin before waiting for it to end
+                        state = await settle(page, timeout_s)
+                        stats.add("move slider", time.monotonic() - t0)
+                        await record_errors(page, stats, f"{path} slider", state)
+            except Exception as e:  # noqa: BLE001
+                if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:
+                    stats.timeouts += 1
+                stats.errors.append(f"user {idx} {path or 'home'}: {type(e).__name__}: {str(e)[:120]}")
+    finally:
+        await context.close()
+
+
+def pct(values: list, q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+async def run_load(url: str, n: int, m: int, seconds: float, timeout_s: float, sampler: RssSampler) -> dict:
+    from playwright.async_api import async_playwright
+    stats = Stats()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            idle_kb = _rss_kb(sampler.pid)
+            t0 = time.monotonic()
+            end_at = t0 + seconds
+            await asyncio.gather(*(user(browser, url, i, i < m, end_at, stats, timeout_s) for i in range(n)))
+            wall = time.monotonic() - t0
+        finally:
+            await browser.close()
+    return {"stats": stats, "idle_kb": idle_kb, "wall": wall}
+
+
+def report(n: int, m: int, seconds: float, res: dict, sampler: RssSampler, start_kb: int) -> None:
+    stats = res["stats"]
+    print(f"\n== {n} sessions ({m} training), {seconds:.0f} s requested, {res['wall']:.0f} s run ==")
+    for kind, ts in sorted(stats.times.items()):
+        print(f"  {kind:12s} n={len(ts):4d}  p50={pct(ts, 0.5):6.2f} s  p95={pct(ts, 0.95):6.2f} s  "
+              f"max={max(ts):6.2f} s  mean={statistics.fmean(ts):6.2f} s")
+    print(f"  trainings started: {stats.trainings_started} of {m}")
+    print(f"  errors: {len(stats.errors)} (of which timeouts: {stats.timeouts})")
+    for e in stats.errors[:8]:
+        print(f"    {e}")
+    peak = sampler.peak_kb
+    print(f"  server RSS: after start-up {start_kb / 1024:.0f} MB, before this run {res['idle_kb'] / 1024:.0f} MB, "
+          f"peak {peak / 1024:.0f} MB (kernel VmHWM {sampler.peak_hwm_kb() / 1024:.0f} MB)")
+    print(f"  RSS per extra session: {(peak - res['idle_kb']) / 1024 / max(n, 1):.1f} MB "
+          f"((peak - before) / sessions; includes the caches the first visits fill)")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, nargs="+", default=[10, 20],
+                    help="concurrent browser sessions; several values run one after another on one server")
+    ap.add_argument("--train", type=int, default=2, help="sessions that start a short training run")
+    ap.add_argument("--seconds", type=float, default=120.0, help="how long each load level lasts")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds before one action counts as timed out")
+    args = ap.parse_args(argv)
+    if any(n < 1 or n > 50 for n in args.sessions):
+        ap.error("--sessions must be between 1 and 50")
+    print(f"bench_load: {os.cpu_count()} CPUs; the machine may be shared with other work, so these "
+          "figures are an upper bound on what a quiet machine would show")
+    with tempfile.TemporaryDirectory(prefix="bench-load-user-") as user_dir:
+        env = {"VAE_USER_DIR": user_dir}
+        proc, url = start_server(env=env)
+        sampler = None
+        try:
+            took = wait_healthy(url, proc, timeout=120)
+            print(f"server healthy at {url} after {took:.1f} s")
+            sampler = RssSampler(proc.pid)
+            sampler.start()
+            time.sleep(0.5)
+            start_kb = _rss_kb(proc.pid)
+            for n in args.sessions:
+                sampler.peak_kb = 0
+                res = asyncio.run(run_load(url, n, min(args.train, n), args.seconds, args.timeout, sampler))
+                report(n, min(args.train, n), args.seconds, res, sampler, start_kb)
+        finally:
+            if sampler:
+                sampler.stop_event.set()
+            stop_server(proc)
+
+
+if __name__ == "__main__":
+    main()
