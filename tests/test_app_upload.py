@@ -244,3 +244,24 @@ def test_page_shows_an_uploaded_image_set(folders):
     at.run()
     assert not at.exception and "not a readable .npz" in at.error[0].value
     assert "uploaded_images" not in at.session_state
+
+
+def test_a_saved_upload_appears_in_another_pages_model_list(good, folders):
+    shipped, user = folders
+    at = _page()
+    at.file_uploader(key="upload_ckpt").upload(SOURCE.name, good)
+    at.run()
+    at.text_input(key="upload_name").input("mine")
+    at.button[0].click()
+    at.run()
+    assert (user / "mine.safetensors").is_file()
+
+    from streamlit.testing.v1 import AppTest
+    other = AppTest.from_file(str(REPO / "pages" / "4_Sampling.py"), default_timeout=120)
+    other.run()
+    assert not other.exception
+    options = other.selectbox(key="sb_vae").options
+    assert any(o.startswith("mine") for o in options), options
+    other.selectbox(key="sb_vae").set_value("mine")
+    other.run()
+    assert not other.exception and other.selectbox(key="sb_vae").value == "mine"
