@@ -1,6 +1,6 @@
 """Cost of the importance-weighted log p(x), and the prior-sample quality of a VAE against an AE.
 
-    VAE_DATA_DIR=/work/shared/data python bench/bench_metrics.py [--images 10000] [--k 1000] [--threads 2]
+    VAE_DATA_DIR=../shared/data python bench/bench_metrics.py [--images 10000] [--k 1000] [--threads 2]
 
 Part 1 times iw_log_px with K samples for a 784-512-256-20 MLP VAE (the cost does not depend
 on the weights, so an untrained one is timed) on the first --images MNIST test images, beside

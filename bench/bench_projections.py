@@ -1,6 +1,6 @@
 """How long the app's 2-D maps take, against scikit-learn's default t-SNE as the reference.
 
-    VAE_DATA_DIR=/work/shared/data python bench/bench_projections.py [--points 2000] [--threads 2]
+    VAE_DATA_DIR=../shared/data python bench/bench_projections.py [--points 2000] [--threads 2]
 
 Prints: UMAP warm-up (numba compile) time; PCA, t-SNE (our settings) and UMAP times for the
 app's default number of 20-D codes; the cache-hit time; and scikit-learn's TSNE with default

@@ -10,7 +10,7 @@ work, the optimiser and Python come on top).
 Goal: ours at least 2.5x faster per epoch, with a test loss within 1 nat of the reference's after
 10 epochs.
 
-    VAE_DATA_DIR=/work/shared/data python bench/bench_train.py --epochs 10
+    VAE_DATA_DIR=../shared/data python bench/bench_train.py --epochs 10
 
 The CPU must be otherwise idle for the numbers to mean much; the load average is printed.
 """

@@ -8,7 +8,7 @@
     turning it into a PNG mosaic, and full AppTest reruns of pages/3_Interpolation.py after moving
     its slider. Goal: p95 under 100 ms for the decode path.
 
-Usage: VAE_DATA_DIR=/work/shared/data python bench/bench_training_app.py [--quick]
+Usage: VAE_DATA_DIR=../shared/data python bench/bench_training_app.py [--quick]
 """
 from __future__ import annotations
 

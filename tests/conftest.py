@@ -36,3 +36,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# The browser fixtures are registered here, once: a session-scoped Playwright imported into two
+# test modules would start twice, and Playwright's sync API refuses a second loop in one thread.
+from browser_support import browser, page, streamlit_server  # noqa: E402,F401

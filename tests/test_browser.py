@@ -4,8 +4,7 @@ import time
 
 import pytest
 
-from browser_support import (browser, errors_shown, nudge_slider, open_page, page,  # noqa: F401
-                             screenshot, streamlit_server, wait_rendered)
+from browser_support import errors_shown, nudge_slider, open_page, screenshot, wait_rendered
 
 pytestmark = pytest.mark.browser
 
