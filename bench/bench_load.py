@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from browser_support import CHROMIUM, CHROMIUM_ARGS, start_server, stop_server, wait_healthy  # noqa: E402
 
 # page path -> (widget key of a slider on it, or None)
-PAGES = [("", None), ("Latent_map", "map_n_bubbles"), ("Latent_grid", "grid_n"),
+PAGES = [("", None), ("Latent_map", "map_n"), ("Latent_grid", "grid_n"),
          ("Interpolation", "interp_t"), ("Sampling", "samp_temp"), ("Compare_beta", None)]
 
 SETTLED_JS = """() => [
@@ -148,6 +148,7 @@ async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: 
     rng = random.Random(idx)
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
+    page.set_default_timeout(timeout_s * 1000)
     try:
         if trains:
             try:
@@ -164,6 +165,10 @@ async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: 
             try:
                 t0 = time.monotonic()
                 await page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                # On a slow server the first elements can sit still for a while before the script
+                # has run: wait for the page's own slider (when it has one) before judging it idle.
+                if slider:
+                    await page.wait_for_selector(f".st-key-{slider}", timeout=timeout_s * 1000)
                 state = await settle(page, timeout_s)
                 stats.add("open page", time.monotonic() - t0)
                 await record_errors(page, stats, path or "home", state)
@@ -171,8 +176,13 @@ async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: 
                     thumb = page.locator(f".st-key-{slider} input[type=range], .st-key-{slider} [role=slider]").first
                     if await thumb.count():
                         t0 = time.monotonic()
+                        before = await thumb.get_attribute("aria-valuenow")
                         await thumb.focus()
-                        await thumb.press(rng.choice(["ArrowRight", "ArrowLeft"]))
+                        # At the end of its range a slider ignores one direction: go the other way.
+                        lo, hi = (await thumb.get_attribute("aria-valuemin"), await thumb.get_attribute("aria-valuemax"))
+                        key = ("ArrowRight" if before == lo else "ArrowLeft" if before == hi
+                               else rng.choice(["ArrowRight", "ArrowLeft"]))
+                        await thumb.press(key)
                         await asyncio.sleep(0.1)   # let the rerun begin before waiting for it to end
                         state = await settle(page, timeout_s)
                         stats.add("move slider", time.monotonic() - t0)
@@ -208,7 +218,8 @@ async def run_load(url: str, n: int, m: int, seconds: float, timeout_s: float, s
     return {"stats": stats, "idle_kb": idle_kb, "wall": wall}
 
 
-def report(n: int, m: int, seconds: float, res: dict, sampler: RssSampler, start_kb: int) -> None:
+def report(n: int, m: int, seconds: float, res: dict, sampler: RssSampler, start_kb: int,
+           previous: tuple | None = None) -> None:
     stats = res["stats"]
     print(f"\n== {n} sessions ({m} training), {seconds:.0f} s requested, {res['wall']:.0f} s run ==")
     for kind, ts in sorted(stats.times.items()):
@@ -223,6 +234,10 @@ def report(n: int, m: int, seconds: float, res: dict, sampler: RssSampler, start
           f"peak {peak / 1024:.0f} MB (kernel VmHWM {sampler.peak_hwm_kb() / 1024:.0f} MB)")
     print(f"  RSS per extra session: {(peak - res['idle_kb']) / 1024 / max(n, 1):.1f} MB "
           f"((peak - before) / sessions; includes the caches the first visits fill)")
+    if previous:
+        n0, peak0 = previous
+        print(f"  RSS per extra session vs the {n0}-session level (caches warm): "
+              f"{(peak - peak0) / 1024 / max(n - n0, 1):.1f} MB")
 
 
 def main(argv=None) -> None:
@@ -248,10 +263,12 @@ def main(argv=None) -> None:
             sampler.start()
             time.sleep(0.5)
             start_kb = _rss_kb(proc.pid)
+            previous = None
             for n in args.sessions:
                 sampler.peak_kb = 0
                 res = asyncio.run(run_load(url, n, min(args.train, n), args.seconds, args.timeout, sampler))
-                report(n, min(args.train, n), args.seconds, res, sampler, start_kb)
+                report(n, min(args.train, n), args.seconds, res, sampler, start_kb, previous)
+                previous = (n, sampler.peak_kb)
         finally:
             if sampler:
                 sampler.stop_event.set()
