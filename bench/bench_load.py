@@ -131,8 +131,17 @@ async def start_training(page, url: str, stats: Stats, timeout_s: float) -> None
     await page.goto(f"{url}/Train", wait_until="domcontentloaded")
     await page.wait_for_selector(".st-key-tr_train", timeout=timeout_s * 1000)
     await settle(page, timeout_s)
-    await page.locator(".st-key-tr_preset").click()
-    await page.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click()
+    # A rerun that lands while the list is open closes it: open it again, a few times at most.
+    for attempt in range(4):
+        try:
+            await page.locator(".st-key-tr_preset").click(timeout=15_000)
+            await page.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click(timeout=15_000)
+            break
+        except Exception as e:  # noqa: BLE001 - playwright's TimeoutError
+            if "Timeout" not in type(e).__name__ or attempt == 3:
+                raise
+            await page.keyboard.press("Escape")
+            await settle(page, timeout_s)
     await settle(page, timeout_s)
     button = page.locator(".st-key-tr_train button")
     if await button.is_enabled():
