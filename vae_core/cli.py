@@ -33,24 +33,22 @@ class _Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------- argument types
 
-def _int_list(text: str) -> tuple:
+def _number_list(text: str, cast, kind: str, example: str) -> tuple:
     try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+        values = tuple(cast(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers: write e.g. 400 or 512,256")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of {kind}: write e.g. {example}")
     if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} is empty: write e.g. 400 or 512,256")
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: write e.g. {example}")
     return values
+
+
+def _int_list(text: str) -> tuple:
+    return _number_list(text, int, "whole numbers", "400 or 512,256")
 
 
 def _float_list(text: str) -> tuple:
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers: write e.g. 0.5,1,2,4,8")
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} is empty: write e.g. 0.5,1,2,4,8")
-    return values
+    return _number_list(text, float, "numbers", "0.5,1,2,4,8")
 
 
 def _positive_int(text: str) -> int:
