@@ -22,7 +22,7 @@ def _folder_stamp(folder: Path) -> tuple:
 
 
 @st.cache_data(show_spinner=False)
-def _list(shipped: str, user: str, _stamp: tuple, stamp: tuple) -> list[dict]:
+def _list(shipped: str, user: str, stamp: tuple) -> list[dict]:
     infos = list_checkpoints(shipped, user)
     for info in infos:
         info["source"] = "shipped" if Path(info["path"]).parent == Path(shipped) else "yours"
@@ -39,7 +39,7 @@ def list_models() -> list[dict]:
     """
     shipped, user = paths.shipped_dir(), paths.user_dir()
     stamp = (_folder_stamp(shipped), _folder_stamp(user))
-    return _list(str(shipped), str(user), None, stamp)
+    return _list(str(shipped), str(user), stamp)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=64)
@@ -59,13 +59,13 @@ def exploration_data(dataset: str):
 
 
 # ---------------------------------------------------------------- cached computations
-# Each takes the Checkpoint as `_ckpt` (not hashed) beside `key`, its path and mtime, so a
-# rewritten file never reuses a stale result. Results are NumPy arrays (cheap to cache).
+# Each takes the Checkpoint as `_ckpt` (not hashed) beside `key`, the digest of its weights,
+# so new weights never reuse a stale result. Results are NumPy arrays (cheap to cache).
 
 def ckpt_key(ckpt) -> str:
-    """The identity of a checkpoint file version: path and modification time."""
-    p = Path(ckpt.path)
-    return f"{p}:{p.stat().st_mtime_ns}"
+    """The identity of a model: the digest of its weights (the same one its maps are cached by),
+    so rewriting a file's metrics keeps cached codes, and new weights never hit them."""
+    return ckpt.digest
 
 
 def exploration_subset(dataset: str, n: int):
