@@ -244,6 +244,7 @@ BAD = [
     (["train", "--dataset", "digits", "--hidden", "4x0", "--out", "x"], ["4x0"]),
     (["train", "--dataset", "digits", "--lr", "nan", "--out", "x"], ["learning rate"]),
     (["train", "--dataset", "digits", "--model", "gan", "--out", "x"], ["gan"]),
+    (["train", "--dataset", "digits", "--precision", "fp8", "--out", "x"], ["fp8"]),
     (["train", "--dataset", "digits", "--out", "bad name"], ["bad name"]),
     (["train", "--dataset", "digits"], ["--out"]),
     (["sweep", "--dataset", "digits", "--betas", "1,-2", "--out-dir", "s"], ["-2"]),

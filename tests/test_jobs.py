@@ -40,6 +40,11 @@ def test_short_run_finishes_with_history_and_live_views(manager):
     assert [r["epoch"] for r in run.history] == [1, 2]
     assert {"train_loss", "test_loss", "test_recon", "test_kl"} <= set(run.history[-1])
     assert len(run.steps) == 2 * run.steps_per_epoch   # one smoothed loss per batch
+    # Smoothed loss, reconstruction and KL per batch; averaging is linear, so with a constant beta
+    # the smoothed loss is the smoothed reconstruction plus beta times the smoothed KL.
+    for _, loss, beta, recon, kl in run.steps:
+        assert beta == 1.0 and kl > 0 and recon > 0
+        assert loss == pytest.approx(recon + beta * kl, rel=1e-6)
     assert v.fraction == 1.0 and v.seconds_left() == 0.0
     assert run.recon.shape == (10, 8, 8) and v.fixed_images.shape == (10, 8, 8)
     assert sorted(v.fixed_labels.tolist()) == list(range(10))   # one image of each digit

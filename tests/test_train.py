@@ -115,6 +115,18 @@ def test_callback_gets_batch_and_epoch_events(digits):
     assert elapsed == sorted(elapsed)
 
 
+def test_batch_progress_carries_the_loss_terms(digits):
+    seen = []
+    fit(tiny_model("vae"), digits[0], None, cfg(beta=2.0), callback=seen.append)
+    batches = [p for p in seen if p.kind == "batch"]
+    assert batches
+    for p in batches:
+        assert p.recon > 0 and p.kl > 0
+        assert p.loss == pytest.approx(p.recon + 2.0 * p.kl, rel=1e-5)
+    epoch = [p for p in seen if p.kind == "epoch"][0]
+    assert epoch.recon == pytest.approx(epoch.record["train_recon"]) and epoch.kl == pytest.approx(epoch.record["train_kl"])
+
+
 def test_callback_returning_false_stops_early(digits):
     train, _ = digits
     events = []
@@ -286,3 +298,46 @@ def test_fit_does_not_modify_the_data(digits):
     data = ImageData(x, None, "copy")
     fit(tiny_model(), data, None, cfg(max_train=0, binarize=True))
     assert torch.equal(x, train.x[:128])
+
+
+# ---------------------------------------------------------------- mixed precision
+
+def test_precision_is_validated():
+    with pytest.raises(Exception, match="precision"):
+        cfg(precision="fp8")
+
+
+def test_matmul_dtype_follows_the_setting():
+    from vae_core.train import matmul_dtype
+    cpu = torch.device("cpu")
+    assert matmul_dtype("float32", cpu) is None
+    assert matmul_dtype("bfloat16", cpu) is torch.bfloat16
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert matmul_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+
+
+def test_mixed_precision_keeps_float32_weights_and_float32_loss_inputs(digits):
+    from vae_core.train import _forward
+    model = tiny_model("vae")
+    x = digits[0].x[:16]
+    out = _forward(model, x, torch.Generator().manual_seed(0), torch.bfloat16)
+    assert out.logits.dtype == out.mu.dtype == out.logvar.dtype == out.z.dtype == torch.float32
+    result = fit(model, digits[0], digits[1], cfg(precision="bfloat16", epochs=2))
+    assert result.precision == "bfloat16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_bfloat16_training_learns_like_float32(digits, kind):
+    """Mixed precision changes rounding, not the objective: after a few epochs both runs reach
+    nearly the same test loss, and both improve on the untrained model."""
+    train, test = digits
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        model = tiny_model(kind, seed=3)
+        before = evaluate_terms(model, test, beta=1.0)["loss"]
+        result = fit(model, train, test, cfg(precision=precision, epochs=6, max_train=0, seed=3))
+        assert result.precision == precision
+        losses[precision] = result.history[-1]["test_loss"]
+        assert losses[precision] < 0.8 * before
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.03)

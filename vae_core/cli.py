@@ -64,7 +64,7 @@ def _positive_int(text: str) -> int:
 # ---------------------------------------------------------------- the parser
 
 def _add_model_and_training(p: argparse.ArgumentParser, sweep: bool = False) -> None:
-    from .config import ARCHS, LIKELIHOODS, MODEL_KINDS
+    from .config import ARCHS, LIKELIHOODS, MODEL_KINDS, PRECISIONS
     from .data import DATASETS
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="mnist", metavar="NAME",
@@ -102,6 +102,9 @@ def _add_model_and_training(p: argparse.ArgumentParser, sweep: bool = False) -> 
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     g.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="CPU threads for PyTorch (default: PyTorch's choice)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="matrix multiplies in training: float32, bfloat16 (mixed precision: float32 weights "
+                        "and loss) or auto = bfloat16 where the hardware has it natively (default: auto)")
     g = p.add_argument_group("output")
     g.add_argument("--half", action="store_true", help="store weights as float16 (half the file size)")
     g.add_argument("--evaluate", action="store_true",
@@ -206,7 +209,7 @@ def _configs(args, kind: str, beta: float):
     tcfg = TrainConfig(dataset=dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        beta=beta, warmup_epochs=args.warmup_epochs, free_bits=args.free_bits,
                        binarize=args.binarize, seed=args.seed, device=args.device,
-                       lr_decay=args.lr_decay, max_train=args.max_train)
+                       lr_decay=args.lr_decay, max_train=args.max_train, precision=args.precision)
     if str(args.device).startswith("cuda"):
         import torch
         if not torch.cuda.is_available():

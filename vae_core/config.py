@@ -82,6 +82,9 @@ class ModelConfig:
         return cls(**d)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
 @dataclass
 class TrainConfig:
     dataset: str = "mnist"         # "mnist", "fashion-mnist", "digits" or a path to an .npz file
@@ -96,6 +99,9 @@ class TrainConfig:
     device: str = "auto"           # "auto" picks CUDA when present, else the CPU
     lr_decay: float = 1.0          # multiply the learning rate by this after each epoch
     max_train: int = 0             # use only the first N training images (0: all)
+    precision: str = "auto"        # matrix multiplies in training: "float32", "bfloat16" (mixed precision:
+                                   # bf16 multiplies, float32 weights, optimiser, sampling and loss) or
+                                   # "auto" (bfloat16 where the device multiplies it natively, else float32)
 
     def __post_init__(self):
         _plain_numbers(self)
@@ -119,6 +125,8 @@ class TrainConfig:
             bad("free bits", self.free_bits, "use 0 or more nats per dimension")
         if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
             bad("lr decay", self.lr_decay, "use a factor in (0, 1]")
+        if self.precision not in PRECISIONS:
+            bad("precision", self.precision, "use " + ", ".join(PRECISIONS))
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             bad("device", self.device, "use auto, cpu or cuda")
 

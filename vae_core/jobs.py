@@ -113,7 +113,7 @@ class Run:
     step: int = 0                        # batches done in the current epoch
     steps_per_epoch: int = 0
     history: list = field(default_factory=list)     # one record per epoch (train.fit's)
-    steps: list = field(default_factory=list)       # (global step, smoothed loss, beta)
+    steps: list = field(default_factory=list)       # (global step, smoothed loss, beta, smoothed recon, smoothed KL)
     recon: Optional[np.ndarray] = None   # [n_fixed, H, W] latest reconstructions (channel 0)
     codes: list = field(default_factory=list)       # per epoch: [n_codes, 2] test codes (d = 2)
     metrics: dict = field(default_factory=dict)
@@ -374,17 +374,20 @@ class JobManager:
         run.status = "running"
         self._snapshot(job, run, model, test, codes=True)
         base_steps = job.done_steps
-        ema = {"v": None, "n": 0, "t": time.perf_counter()}
+        ema = {"v": None, "t": time.perf_counter()}
 
         def callback(p: Progress):
             if p.kind == "batch":
-                # Exponential moving average, bias-corrected, so the first steps are not pulled to 0.
-                ema["n"] += 1
-                ema["v"] = p.loss if ema["v"] is None else 0.95 * ema["v"] + 0.05 * p.loss
+                # Exponential moving averages of loss, reconstruction and KL, started at the first
+                # batch's values (so the first steps are not pulled toward 0).
+                now_values = (p.loss, p.recon, p.kl)
+                ema["v"] = now_values if ema["v"] is None else tuple(
+                    0.95 * old + 0.05 * new for old, new in zip(ema["v"], now_values))
                 global_step = (p.epoch - 1) * p.steps_per_epoch + p.step
+                loss_s, recon_s, kl_s = ema["v"]
                 with job._lock:
                     run.step = p.step
-                    run.steps.append((global_step, ema["v"], p.beta))
+                    run.steps.append((global_step, loss_s, p.beta, recon_s, kl_s))
                     job.done_steps = base_steps + global_step
                 now = time.perf_counter()
                 if now - ema["t"] >= spec.snapshot_every_s:

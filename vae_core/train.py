@@ -1,6 +1,7 @@
 """One training loop for the AE and the VAE. It reports through a callback and knows no UI."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -26,6 +27,8 @@ class Progress:
     beta: float               # the KL weight in force (after warm-up)
     record: Optional[dict] = None   # the epoch's history record ("epoch" only)
     elapsed: float = 0.0      # seconds since fit started
+    recon: float = math.nan   # this batch's mean reconstruction NLL ("batch"; the epoch's mean for "epoch")
+    kl: float = math.nan      # this batch's mean KL, before free bits (0 for the AE)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class FitResult:
     history: list = field(default_factory=list)   # one dict per finished epoch
     stopped: bool = False                          # True when stopped early on request
     seconds: float = 0.0
+    precision: str = "float32"                     # what the matrix multiplies ran in
 
 
 def binarized(data: ImageData, seed: int = 0) -> ImageData:
@@ -75,15 +79,49 @@ def evaluate_terms(model, data: ImageData, beta: float = 1.0, batch_size: int = 
     return tot
 
 
-def _forward(model, x, gen=None):
-    """A forward pass whose sampling noise comes from `gen` (so evaluation is repeatable)."""
-    if model.cfg.kind != "vae":
-        return model(x)
+def _forward(model, x, gen=None, cast=None):
+    """A forward pass whose sampling noise comes from `gen` (so evaluation is repeatable).
+
+    cast: a dtype for the encoder's and decoder's matrix multiplies (mixed precision); the
+    codes, the sampling step and the logits the loss sees stay float32.
+    """
     from .models import ForwardOutput
-    mu, logvar = model.encode(x)
-    eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
-    z = mu + eps * torch.exp(0.5 * logvar)
-    return ForwardOutput(model.decode(z), mu, logvar, z)
+    region = (torch.autocast(x.device.type, dtype=cast) if cast is not None else contextlib.nullcontext())
+    with region:
+        mu, logvar = model.encode(x)
+    if cast is not None:
+        mu = mu.float()
+        logvar = logvar.float() if logvar is not None else None
+    if logvar is None:
+        z = mu
+    else:
+        eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)
+    with region:
+        logits = model.decode(z)
+    return ForwardOutput(logits.float() if cast is not None else logits, mu, logvar, z)
+
+
+def matmul_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for training, or None for plain float32.
+
+    "auto" picks bfloat16 where the hardware multiplies it natively: a CPU with AVX-512 BF16 or
+    AMX (oneDNN reports it), or a CUDA GPU that supports it; elsewhere bf16 would be emulated
+    and slower, so float32 stays.
+    """
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return torch.bfloat16 if native else None
+    return None
 
 
 def _adam(model, lr: float) -> torch.optim.Adam:
@@ -117,9 +155,11 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
     if test is not None and cfg.binarize:
         test = binarized(test, cfg.seed)
     opt = _adam(model, cfg.lr)
+    cast = matmul_dtype(cfg.precision, device)
+    result_precision = "bfloat16" if cast is torch.bfloat16 else "float32"
     n = x_train.shape[0]
     steps = math.ceil(n / cfg.batch_size)
-    result = FitResult()
+    result = FitResult(precision=result_precision)
     start = time.perf_counter()
     good_state = copy.deepcopy(model.state_dict())
     is_vae = model.cfg.kind == "vae"
@@ -136,7 +176,7 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
             if cfg.binarize:
                 x = torch.bernoulli(x, generator=gen)
             beta = beta_at(cfg, epoch - 1 + step / steps) if is_vae else 0.0
-            out = _forward(model, x, gen)
+            out = _forward(model, x, gen, cast)
             terms = loss_terms(model, out, x, beta, cfg.free_bits if is_vae else 0.0)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
@@ -154,7 +194,8 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
             stop = should_stop is not None and should_stop()
             if callback is not None:
                 if callback(Progress("batch", epoch, step + 1, steps, loss_value, beta,
-                                     elapsed=time.perf_counter() - start)) is False:
+                                     elapsed=time.perf_counter() - start, recon=terms.recon.item(),
+                                     kl=terms.kl.item())) is False:
                     stop = True
             if stop:
                 result.stopped = True
@@ -182,7 +223,7 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
             g["lr"] *= cfg.lr_decay
         if callback is not None:
             callback(Progress("epoch", epoch, math.ceil(seen / cfg.batch_size), steps, tr[0], beta, record,
-                              elapsed=time.perf_counter() - start))
+                              elapsed=time.perf_counter() - start, recon=tr[1], kl=tr[2]))
         if result.stopped:
             break
     model.eval()
