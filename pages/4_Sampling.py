@@ -111,7 +111,8 @@ with tab_traverse:
                 st.caption(f"Starting from {start}." + (" The AE's dimensions have no order or meaning of "
                                                           "their own; the same index is shown." if label == "AE" else ""))
 
-        with st.expander("The VAE's eight most informative dimensions at once", expanded=False):
+        # A toggle, not an expander: an expander's body runs on every slider move even when closed.
+        if st.toggle("Show the VAE's eight most informative dimensions at once", key="trav_top_on"):
             top = tuple(int(i) for i in order[:min(8, d)])
             values = tuple(float(v) for v in np.linspace(-r, r, steps))
             z0 = tuple(0.0 for _ in range(d))

@@ -204,6 +204,12 @@ def test_sampling_resample_temperature_and_traversal(app_env):
     options = at.selectbox(key="trav_dim").options
     kls = [float(o.split("KL ")[1].split()[0]) for o in options]
     assert kls == sorted(kls, reverse=True)
+    # The eight-dimension overview is drawn only when asked for.
+    with pytest.raises(AssertionError, match="no plotly chart with key 'trav_top'"):
+        plotly_spec(at, "trav_top")
+    at.toggle(key="trav_top_on").set_value(True).run()
+    no_errors(at)
+    assert "source" in plotly_spec(at, "trav_top")["data"][0]
 
 
 def _png(arr: np.ndarray) -> bytes:
