@@ -21,7 +21,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.errors import ConfigError
+from vae_core.checkpoints import check_name
+from vae_core.errors import CheckpointError, ConfigError
 from vae_core.jobs import JobSpec, default_manager
 
 from . import figures
@@ -105,6 +106,11 @@ def spec_from_values(v: dict, betas: tuple = (), save_dir=None, save_prefix=None
                        lr=float(v["lr"]), beta=float(v["beta"]), warmup_epochs=float(v["warmup"]),
                        free_bits=float(v["free_bits"]), seed=int(v["seed"]), max_train=int(v["max_train"]),
                        device="cpu")
+    if save_prefix is not None:
+        try:
+            check_name(save_prefix)     # else an empty prefix is refused as the puzzling name "-ae"
+        except CheckpointError as e:
+            raise CheckpointError(f"name prefix: {e}") from None
     return JobSpec(mcfg, tcfg, kinds=MODEL_CHOICES[v["models"]], betas=betas,
                    save_dir=None if save_dir is None else str(save_dir), save_prefix=save_prefix)
 

@@ -156,10 +156,18 @@ with tab_draw:
         if up is not None:
             from PIL import Image, UnidentifiedImageError
             try:
-                pixels, source = np.asarray(Image.open(up).convert("RGBA")), f"the upload {up.name}"
+                img = Image.open(up)        # reads the header only: the size is known before decoding
+                if img.width * img.height > 4096 * 4096:
+                    st.error(f"{up.name} is {img.width} × {img.height} pixels, too large to read here: "
+                             "upload a picture of at most 4096 × 4096 pixels (a digit needs a few hundred).")
+                else:
+                    pixels, source = np.asarray(img.convert("RGBA")), f"the upload {up.name}"
+            except Image.DecompressionBombError:
+                st.error(f"{up.name} is too large to read here: upload a picture of at most 4096 × 4096 pixels.")
             except (UnidentifiedImageError, OSError) as e:
                 st.error(f"{up.name} is not a picture this app can read ({e}): upload a PNG or JPEG.")
     with right:
+        st.session_state.pop("draw_codes", None)     # kept only for the digit shown now, never a stale one
         if pixels is None:
             st.info("Nothing drawn yet: draw a digit on the black square (or upload one) and it will be "
                     "encoded here.", icon=":material/draw:")

@@ -33,14 +33,14 @@ with st.expander("Settings", expanded=not running):
                      help="digits: scikit-learn's 1,797 8x8 images, trains in seconds.")
         st.radio("Model", list(tr.MODEL_CHOICES), key="tr_models",
                  help="Both: the AE and the VAE start from the same weights and see the batches in the same order.")
-        st.number_input("β (KL weight)", 0.0, 100.0, step=0.5, key="tr_beta",
+        st.number_input("β (KL weight)", 0.0, 1000.0, step=0.5, key="tr_beta",
                         help="1 gives the ELBO. Larger β pulls codes towards N(0, I) harder.")
         st.number_input("KL warm-up (epochs)", 0.0, 100.0, step=1.0, key="tr_warmup",
                         help="β rises linearly from 0 over this many epochs.")
         st.number_input("Free bits (nats per dimension)", 0.0, 10.0, step=0.1, key="tr_free_bits",
                         help="No pressure on a dimension's KL below this floor: fights posterior collapse.")
     with c2:
-        st.number_input("Latent size d", 1, 64, key="tr_latent", help="d = 2 lets you watch the map form.")
+        st.number_input("Latent size d", 1, 256, key="tr_latent", help="d = 2 lets you watch the map form.")
         st.selectbox("Architecture", ["mlp", "conv"], key="tr_arch")
         st.text_input("Hidden sizes (MLP)", key="tr_hidden", help="Encoder order, e.g. 512 or 512,256.")
         st.text_input("Channels (conv)", key="tr_channels", help="e.g. 32,64")

@@ -56,8 +56,9 @@ def check_name(name: str) -> str:
     if len(name) > 80:
         raise CheckpointError(f"the name is {len(name)} characters long: use at most 80")
     if not _NAME_RE.match(name) or ".." in name:
-        raise CheckpointError(f"the name {name!r} may only hold letters, digits, '.', '_' and '-' "
-                              "and must start with a letter or digit (no folders, no spaces)")
+        raise CheckpointError(f"the name {name!r} may only hold the letters A-Z and a-z, digits, '.', '_' "
+                              "and '-' and must start with a letter or digit (no folders, no spaces, "
+                              "no accents or other scripts): e.g. my-vae-beta4")
     return name
 
 

@@ -22,6 +22,17 @@ def _plain_numbers(cfg) -> None:
             setattr(cfg, f.name, v.item())
 
 
+def _is_int(v) -> bool:
+    """A whole number, not a bool (True would pass isinstance(v, int) and mean 1)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    """A finite real number, not a bool or text: text would make math.isfinite raise TypeError."""
+    import math
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclass
 class ModelConfig:
     kind: str = "vae"              # "vae" (Gaussian posterior, sampled z) or "ae" (deterministic code)
@@ -51,7 +62,7 @@ class ModelConfig:
             raise ConfigError(f"architecture {self.arch!r} is unknown: use one of {', '.join(ARCHS)}")
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood {self.likelihood!r} is unknown: use one of {', '.join(LIKELIHOODS)}")
-        if not isinstance(self.latent_dim, int) or not 1 <= self.latent_dim <= 256:
+        if not _is_int(self.latent_dim) or not 1 <= self.latent_dim <= 256:
             raise ConfigError(f"latent size {self.latent_dim!r} is out of range: use an integer from 1 to 256")
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ConfigError(f"image shape {self.image_shape!r} is invalid: use (channels, height, width)")
@@ -62,8 +73,8 @@ class ModelConfig:
             raise ConfigError(f"hidden sizes {self.hidden!r} are invalid: give at least one positive size, e.g. 400 or 512,256")
         if self.arch == "conv" and (not self.channels or min(self.channels) < 1):
             raise ConfigError(f"conv channels {self.channels!r} are invalid: give positive sizes, e.g. 32,64")
-        if not self.gaussian_sigma > 0:
-            raise ConfigError(f"gaussian_sigma {self.gaussian_sigma!r} must be positive")
+        if not (_is_number(self.gaussian_sigma) and self.gaussian_sigma > 0):
+            raise ConfigError(f"gaussian_sigma {self.gaussian_sigma!r} must be positive: use a pixel standard deviation such as 0.1")
 
     @property
     def n_pixels(self) -> int:
@@ -108,23 +119,28 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        import math
         def bad(name, value, rule):
             raise ConfigError(f"{name} = {value!r} is invalid: {rule}")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
+        if not _is_int(self.epochs) or self.epochs < 1:
             bad("epochs", self.epochs, "use a whole number of at least 1")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not _is_int(self.batch_size) or self.batch_size < 1:
             bad("batch size", self.batch_size, "use a whole number of at least 1")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not (_is_number(self.lr) and self.lr > 0):
             bad("learning rate", self.lr, "use a positive number such as 1e-3")
-        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
+        if not (_is_number(self.beta) and self.beta >= 0):
             bad("beta", self.beta, "use a number of at least 0 (1 gives the ELBO)")
-        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+        if not (_is_number(self.warmup_epochs) and self.warmup_epochs >= 0):
             bad("warm-up epochs", self.warmup_epochs, "use 0 or more")
-        if not (math.isfinite(self.free_bits) and self.free_bits >= 0):
+        if not (_is_number(self.free_bits) and self.free_bits >= 0):
             bad("free bits", self.free_bits, "use 0 or more nats per dimension")
-        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+        if not (_is_number(self.lr_decay) and 0 < self.lr_decay <= 1):
             bad("lr decay", self.lr_decay, "use a factor in (0, 1]")
+        if not _is_int(self.seed) or self.seed < 0:
+            bad("seed", self.seed, "use a whole number of at least 0")
+        if not _is_int(self.max_train) or self.max_train < 0:
+            bad("max_train", self.max_train, "use 0 (all the training images) or a positive count")
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            bad("dataset", self.dataset, "use mnist, fashion-mnist, digits or the path of an .npz file")
         if self.precision not in PRECISIONS:
             bad("precision", self.precision, "use " + ", ".join(PRECISIONS))
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
