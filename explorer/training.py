@@ -130,16 +130,20 @@ RUN_COLOURS = [figures.AE_COLOUR, figures.VAE_COLOUR, "#009E73", "#CC79A7", "#E6
 
 def curves_figure(job) -> go.Figure:
     """Total loss, reconstruction and KL (nats per image) against epochs, for every run of a job:
-    train (solid) and test (dashed) per epoch, and the smoothed per-batch loss (thin) on the first."""
+    train (solid) and test (dashed) per epoch, and the smoothed per-batch values (thin) under them."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=("total loss", "reconstruction −log p(x|z)", "KL(q(z|x) ‖ p(z))"))
     for i, run in enumerate(job.runs):
         colour = RUN_COLOURS[i % len(RUN_COLOURS)] if len(job.runs) > 1 or run.kind == "vae" else figures.AE_COLOUR
         if run.steps and run.steps_per_epoch:
             s = np.asarray(run.steps, dtype=np.float64)
             every = max(1, len(s) // 600)     # a few hundred points are enough for a line
-            fig.add_trace(go.Scatter(x=s[::every, 0] / run.steps_per_epoch, y=s[::every, 1], mode="lines",
-                                     name=f"{run.label} per batch (smoothed)", legendgroup=run.label,
-                                     line=dict(color=colour, width=1), opacity=0.45), 1, 1)
+            for col, at in ((1, 1), (2, 3), (3, 4)):
+                if run.kind == "ae" and col == 3:
+                    continue
+                fig.add_trace(go.Scatter(x=s[::every, 0] / run.steps_per_epoch, y=s[::every, at], mode="lines",
+                                         name=f"{run.label} per batch (smoothed)", legendgroup=run.label,
+                                         showlegend=col == 1, line=dict(color=colour, width=1), opacity=0.45),
+                              1, col)
         if not run.history:
             continue
         ep = [r["epoch"] for r in run.history]

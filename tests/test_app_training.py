@@ -189,3 +189,20 @@ def test_sweep_from_the_page_lands_in_the_comparison(dirs):
     # A second sweep with the same prefix is refused before it starts: nothing is overwritten.
     at.button(key="tr_sweep_start").click().run()
     assert any("already exists" in e.value for e in at.error)
+
+
+def test_live_curves_show_smoothed_per_batch_lines_for_every_term():
+    """Loss, reconstruction and KL each get a smoothed per-batch line beside the per-epoch points
+    (the AE has no KL panel line); the per-batch KL line ends near the last batches' KL."""
+    from explorer.training import curves_figure
+    spec = JobSpec(ModelConfig(latent_dim=2, hidden=(32,)), TrainConfig(dataset="digits", epochs=2, batch_size=64),
+                   kinds=("ae", "vae"))
+    job = JobManager().start("curves", spec)
+    assert job.wait(120) and job.status == "finished", job.message
+    fig = curves_figure(job.view())
+    per_batch = [t for t in fig.data if t.name.endswith("per batch (smoothed)")]
+    panels = {(t.name.split()[0], t.xaxis) for t in per_batch}
+    assert panels == {("AE", "x"), ("AE", "x2"), ("VAE", "x"), ("VAE", "x2"), ("VAE", "x3")}, panels
+    vae = job.view().runs[1]
+    kl_line = next(t for t in per_batch if t.name.startswith("VAE") and t.xaxis == "x3")
+    assert kl_line.y[-1] == pytest.approx(vae.steps[-1][4]) and kl_line.y[-1] > 0
