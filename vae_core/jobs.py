@@ -12,7 +12,8 @@ Rules a server needs:
   `start` raises ServerBusy, whose message says so.
 - Finished jobs keep their models in memory until the owner saves them; a job nobody has looked
   at for `keep_s` seconds is dropped, and a running job nobody has polled for `abandon_s`
-  seconds is stopped first, so closed tabs do not leak models or CPU.
+  seconds (default 1800, env VAE_ABANDON_S) is stopped first, so closed tabs do not leak models
+  or CPU. The check runs whenever any session polls or starts a job.
 
 Threads: `torch.set_num_threads` is per OS thread in PyTorch's OpenMP backend, but the last value
 set also becomes the default of threads created afterwards. A training thread sets it to
@@ -439,12 +440,14 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_manager() -> JobManager:
-    """The process-wide manager the app uses (limits from VAE_MAX_JOBS and VAE_TRAIN_THREADS)."""
+    """The process-wide manager the app uses (limits from VAE_MAX_JOBS, VAE_TRAIN_THREADS and
+    VAE_ABANDON_S, read once, when the first page asks for it)."""
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
             _DEFAULT = JobManager(max_running=int(os.environ.get("VAE_MAX_JOBS", "2")),
-                                  train_threads=int(os.environ.get("VAE_TRAIN_THREADS", "1")))
+                                  train_threads=int(os.environ.get("VAE_TRAIN_THREADS", "1")),
+                                  abandon_s=float(os.environ.get("VAE_ABANDON_S", "1800")))
         return _DEFAULT
 
 
