@@ -13,7 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from vae_core.checkpoints import MAX_CHECKPOINT_BYTES, SUFFIX, Checkpoint, check_name, from_bytes, path_in
+from vae_core.checkpoints import (MAX_CHECKPOINT_BYTES, SUFFIX, Checkpoint, check_name, from_bytes, path_in,
+                                  write_error)
 from vae_core.data import npz_arrays
 from vae_core.errors import CheckpointError, DataError
 
@@ -60,15 +61,20 @@ def save_upload(data: bytes, name: str, folder, filename: str = "the file") -> P
     """
     check_checkpoint(data, filename)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = path_in(folder, name)
     if path.exists():
         raise CheckpointError(f"a model named {path.name[:-len(SUFFIX)]!r} already exists: choose another "
                               "name (nothing was overwritten)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _not_written(path, e) from e
     # Exclusive create: two sessions saving the same name at once cannot overwrite each other.
     tmp = path.with_name("." + path.name + ".upload")
+    created = False                 # only our own temporary file is removed, never another session's
     try:
         with open(tmp, "xb") as f:
+            created = True
             f.write(bytes(data))
             f.flush()
             os.fsync(f.fileno())
@@ -77,11 +83,16 @@ def save_upload(data: bytes, name: str, folder, filename: str = "the file") -> P
         raise CheckpointError(f"a model named {path.name[:-len(SUFFIX)]!r} already exists: choose another "
                               "name (nothing was overwritten)") from e
     except OSError as e:
-        raise CheckpointError(f"could not write {path} ({e.strerror or e}): free some disk space or "
-                              "set VAE_USER_DIR to a folder you can write to") from e
+        raise _not_written(path, e) from e
     finally:
-        tmp.unlink(missing_ok=True)
+        if created:
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def _not_written(path: Path, e: OSError) -> CheckpointError:
+    return CheckpointError(f"{write_error(path, e)}. Whoever runs the app can point VAE_USER_DIR "
+                           "at another folder")
 
 
 def check_dataset(data: bytes, filename: str = "the file") -> tuple[np.ndarray, Optional[np.ndarray]]:

@@ -6,6 +6,7 @@ crash mid-save leaves the previous file whole.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -123,9 +124,22 @@ def save_checkpoint(path, model, train_config: Optional[TrainConfig] = None, *, 
         atomic_write(path, to_bytes(model, train_config, dataset=dataset, history=history,
                                     metrics=metrics, half=half))
     except OSError as e:
-        raise CheckpointError(f"could not write {path} ({e.strerror or e}): free some disk space or "
-                              "choose a folder you can write to; nothing was overwritten") from e
+        raise write_error(path, e) from e
     return path
+
+
+def write_error(path: Path, e: OSError) -> CheckpointError:
+    """The message for a file the system refused to write: what went wrong and what to do."""
+    why = e.strerror or str(e)
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        text = (f"could not write {path.name}: the folder {path.parent} is read-only or not yours to "
+                f"write to ({why}): choose a folder you can write to")
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        text = (f"could not write {path.name}: there is no room for it on the disk of {path.parent} "
+                f"({why}): free some disk space or choose another folder")
+    else:
+        text = f"could not write {path} ({why}): free some disk space or choose a folder you can write to"
+    return CheckpointError(text + "; nothing was overwritten")
 
 
 def _meta(meta: Optional[dict], where: str) -> dict:
