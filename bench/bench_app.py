@@ -2,6 +2,8 @@
 
     python bench/bench_app.py              # both parts
     python bench/bench_app.py --no-browser # server side only
+    VAE_DATA_DIR=../shared/data python bench/bench_app.py --while-training
+                                           # browser part while another session trains (issue 5)
 
 1. Server side (streamlit.testing.v1.AppTest): the time of `slider.set_value(v).run()` on the
    interpolation, grid and sampling pages, over many moves. AppTest reruns the whole script, so
@@ -95,14 +97,42 @@ def server_side(moves: int) -> None:
 
 # ---------------------------------------------------------------- browser
 
-def browser_side(moves: int, env: dict) -> None:
+def start_training(browser, url: str):
+    """Another session: the Train page's default preset on 20,000 MNIST images for 200 epochs,
+    so it trains for the whole measurement. Returns its page (to stop it afterwards)."""
+    from browser_support import wait_rendered
+    trainer = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    trainer.goto(f"{url}/Train", wait_until="domcontentloaded")
+    wait_rendered(trainer, timeout_ms=180_000, until=".st-key-tr_train")
+    for key, value in (("tr_max_train", "20000"), ("tr_epochs", "200")):
+        box = trainer.locator(f".st-key-{key} input")
+        box.fill(value)
+        box.press("Enter")
+        wait_rendered(trainer)
+    trainer.locator(".st-key-tr_train button").click()
+    trainer.wait_for_selector(".st-key-tr_stop button", timeout=120_000)
+    trainer.wait_for_selector(".st-key-tr_curves .js-plotly-plot", timeout=120_000)
+    print("  another session is training (Train page, default preset, 20,000 images, live curves on screen)")
+    return trainer
+
+
+def stop_training(trainer) -> None:
+    trainer.locator(".st-key-tr_stop button").click()
+    trainer.get_by_text("Training was stopped").wait_for(timeout=60_000)
+    print("  training stopped")
+
+
+def browser_side(moves: int, env: dict, while_training: bool = False) -> None:
     from playwright.sync_api import sync_playwright
 
     from browser_support import launch_chromium, start_server, stop_server, wait_healthy, wait_rendered
 
-    print("\nBrowser: `streamlit run app.py` in headless Chromium")
+    print("\nBrowser: `streamlit run app.py` in headless Chromium"
+          + (", while another session trains" if while_training else ""))
     t_launch = time.perf_counter()
-    proc, url = start_server(env=env)
+    log = Path(tempfile.gettempdir()) / "bench-app-server.log"
+    print(f"  server log: {log}")
+    proc, url = start_server(env=env, log_path=log)
     try:
         t_health = wait_healthy(url, proc, timeout=180)
         with sync_playwright() as p:
@@ -116,6 +146,7 @@ def browser_side(moves: int, env: dict) -> None:
             print(f"  server healthy after {t_health:.1f} s; home page's first figure drawn "
                   f"{ready:.1f} s after launch ({verdict} the goal of {GOAL_START_S:.0f} s)")
             wait_rendered(page, timeout_ms=180_000)
+            trainer = start_training(b, url) if while_training else None
 
             # Interpolation: the walk's images are <img> elements; wait for a new src.
             page.goto(f"{url}/Interpolation", wait_until="domcontentloaded")
@@ -126,56 +157,96 @@ def browser_side(moves: int, env: dict) -> None:
             # Grid: the mosaic is a plotly image; wait for its pixels (the <image> href) to change.
             page.goto(f"{url}/Latent_grid", wait_until="domcontentloaded")
             wait_rendered(page, timeout_ms=180_000, until=".st-key-grid_fig_VAE .main-svg")
-            js_grid = ("() => { const i = document.querySelector('.st-key-grid_fig_VAE image'); "
-                       "const h = i ? (i.getAttribute('href') || i.getAttribute('xlink:href') || '') : ''; "
-                       "return h.length + ':' + h.slice(-64); }")
-            _browser_moves(page, "grid_n", js_grid, max(6, moves // 2), "grid size → new mosaic",
-                           back_and_forth=True, frames=frames)
+            _browser_moves(page, "grid_n", plotly_pixels("grid_fig_VAE"), max(6, moves // 2),
+                           "grid size → new mosaic", back_and_forth=True, frames=frames)
 
-            # Sampling: temperature (the samples) and the traversal range; images are <img> elements.
+            # Sampling: prior samples and traversal strips are plotly images too.
             page.goto(f"{url}/Sampling", wait_until="domcontentloaded")
-            wait_rendered(page, timeout_ms=180_000, until="[data-testid=stImage] img")
-            _browser_moves(page, "samp_temp", js_src, max(6, moves // 2), "temperature → new samples",
-                           back_and_forth=True, frames=frames)
-            _browser_moves(page, "trav_range", js_src, max(6, moves // 2), "traversal range → new strips",
-                           back_and_forth=True, frames=frames)
+            wait_rendered(page, timeout_ms=180_000, until=".st-key-samp_fig_VAE .main-svg")
+            _browser_moves(page, "samp_temp", plotly_pixels("samp_fig_VAE"), max(6, moves // 2),
+                           "temperature → new samples", back_and_forth=True, frames=frames)
+            page.get_by_role("tab", name="Traverse one dimension").click()
+            wait_rendered(page, timeout_ms=180_000, until=".st-key-trav_fig_VAE .main-svg")
+            _browser_moves(page, "trav_range", plotly_pixels("trav_fig_VAE"), max(6, moves // 2),
+                           "traversal range → new strips", back_and_forth=True, frames=frames)
+            if trainer is not None:
+                stop_training(trainer)
             b.close()
     finally:
         stop_server(proc)
 
 
+def plotly_pixels(key: str) -> str:
+    """JS returning a fingerprint of the PNG inside the plotly image figure drawn with `key`."""
+    return (f"() => {{ const i = document.querySelector('.st-key-{key} image'); "
+            "const h = i ? (i.getAttribute('href') || i.getAttribute('xlink:href') || '') : ''; "
+            "return h.length + ':' + h.slice(-64); }")
+
+
+WS_RECORDER = """
+(() => {
+  const log = window.__wsLog = [];
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      // Registered before Streamlit's own handler, so the time is the message's arrival.
+      this.addEventListener("message", (ev) => {
+        const d = ev.data;
+        const small = d instanceof ArrayBuffer && d.byteLength < 256;
+        log.push([performance.now(), "r", small ? Array.from(new Uint8Array(d)) : null]);
+      });
+    }
+    send(data) {
+      let bytes = null;
+      if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
+      else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      log.push([performance.now(), "s", bytes ? Array.from(bytes) : null]);
+      return super.send(data);
+    }
+  };
+})();
+"""
+
+
 class WebsocketClock:
-    """Timestamps of the app's websocket traffic: each frame the browser sends, and each
-    `script_finished` ForwardMsg the server sends back (parsed with Streamlit's own protobuf)."""
+    """Browser-side timestamps (performance.now) of the app's websocket traffic: each message the
+    page sends, and each `script_finished` ForwardMsg it receives (parsed with Streamlit's own
+    protobuf). A rerun's server time is from the first message sent after a move to the next
+    script_finished: the server's work plus loopback transfer."""
 
     def __init__(self, page):
+        from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-        self._msg = ForwardMsg
-        self.sent, self.finished = [], []
-        page.on("websocket", self._attach)
+        self._msg, self._back = ForwardMsg, BackMsg
+        page.add_init_script(WS_RECORDER)
 
-    def _attach(self, ws):
-        ws.on("framesent", lambda payload: self.sent.append(time.perf_counter()))
-        ws.on("framereceived", self._received)
+    def now(self, page) -> float:
+        return page.evaluate("() => performance.now()")
 
-    def _received(self, payload):
-        if isinstance(payload, str):
-            return
-        msg = self._msg()
+    def _is_rerun(self, data) -> bool:
+        msg = self._back()
         try:
-            msg.ParseFromString(payload)
-        except Exception:            # not a ForwardMsg (should not happen): ignore it
-            return
-        if msg.WhichOneof("type") == "script_finished":
-            self.finished.append((time.perf_counter(), msg.script_finished))
+            msg.ParseFromString(bytes(data or []))
+        except Exception:
+            return False
+        return msg.WhichOneof("type") == "rerun_script"
 
-    def rerun_ms(self, since: float):
-        """ms from the first frame sent after `since` to the first script_finished after it."""
-        sent = [t for t in self.sent if t >= since]
+    def rerun_ms(self, page, since: float):
+        log = page.evaluate(f"() => (window.__wsLog || []).filter(e => e[0] >= {since})")
+        sent = [t for t, kind, data in log if kind == "s" and self._is_rerun(data)]
         if not sent:
             return None
-        done = [t for t, _ in self.finished if t >= sent[0]]
-        return 1000 * (done[0] - sent[0]) if done else None
+        for t, kind, data in log:
+            if kind == "r" and data is not None and t >= sent[0]:
+                msg = self._msg()
+                try:
+                    msg.ParseFromString(bytes(data))
+                except Exception:
+                    continue
+                if msg.WhichOneof("type") == "script_finished":
+                    return t - sent[0]
+        return None
 
 
 def _browser_moves(page, key, js_value, moves, name, back_and_forth=False, frames=None):
@@ -184,6 +255,7 @@ def _browser_moves(page, key, js_value, moves, name, back_and_forth=False, frame
     ms, server = [], []
     for i in range(moves):
         before = page.evaluate(js_value)
+        since = frames.now(page) if frames is not None else 0.0
         direction = "ArrowRight" if not back_and_forth or (i // 3) % 2 == 0 else "ArrowLeft"
         if not back_and_forth and i and i % 5 == 0:
             direction = "Home"
@@ -193,8 +265,7 @@ def _browser_moves(page, key, js_value, moves, name, back_and_forth=False, frame
         ms.append(1000 * (time.perf_counter() - t0))
         time.sleep(0.3)                       # let the rerun finish before the next move
         if frames is not None:
-            page.wait_for_timeout(50)         # lets Playwright deliver the queued websocket events
-            r = frames.rerun_ms(t0)
+            r = frames.rerun_ms(page, since)
             if r is not None:
                 server.append(r)
     report(name, ms, GOAL_BROWSER_MS)
@@ -209,6 +280,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--moves", type=int, default=30)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--no-server", action="store_true", help="skip the AppTest part")
+    ap.add_argument("--while-training", action="store_true",
+                    help="browser part only: another browser session trains on the Train page meanwhile")
     args = ap.parse_args()
 
     import torch
@@ -222,10 +296,11 @@ def main():
     os.environ["VAE_NO_UMAP_WARMUP"] = "1"      # AppTest runs in this process: keep the CPU for it
     print(f"models: {which} ({', '.join(DEFAULT_PAIR)}); load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
-    server_side(args.moves)
+    if not args.no_server and not args.while_training:
+        server_side(args.moves)
     if not args.no_browser:
         env["VAE_NO_UMAP_WARMUP"] = "0"          # the served app warms UMAP up, as in production
-        browser_side(max(5, args.moves // 2), env)
+        browser_side(max(5, args.moves // 2), env, while_training=args.while_training)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
