@@ -33,14 +33,17 @@ def to_grey(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
-def png_bytes(img: np.ndarray, scale: int = 1) -> bytes:
-    """An image in [0, 1] ([H, W] or [C, H, W]) as PNG bytes, upscaled by `scale` (nearest)."""
+def png_bytes(img: np.ndarray, scale: int = 1, compress_level: int = 1) -> bytes:
+    """An image in [0, 1] ([H, W] or [C, H, W]) as PNG bytes, upscaled by `scale` (nearest).
+
+    Compression level 1, not PIL's 6: on a slider move the PNG is made anew, and level 6 took
+    about half of a grid rerun for files only slightly smaller (still lossless)."""
     from PIL import Image
     arr = to_grey(img)
     if scale > 1:
         arr = np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
@@ -67,7 +70,8 @@ def tile(images: np.ndarray, ncols: Optional[int] = None, pad: int = 1) -> np.nd
 
 
 def image_figure(img: np.ndarray, title: str = "", height: int = 320,
-                 x_ticks: Optional[tuple] = None, y_ticks: Optional[tuple] = None) -> go.Figure:
+                 x_ticks: Optional[tuple] = None, y_ticks: Optional[tuple] = None,
+                 x_title: str = "", y_title: str = "") -> go.Figure:
     """One image ([H, W] or [C, H, W] in [0, 1]) as a plotly figure that zooms and saves as PNG.
 
     x_ticks / y_ticks: (positions in pixels, labels) to label a mosaic with latent coordinates.
@@ -88,6 +92,10 @@ def image_figure(img: np.ndarray, title: str = "", height: int = 320,
         yaxis.update(tickvals=list(y_ticks[0]), ticktext=list(y_ticks[1]))
     xaxis.update(range=[-0.5, w - 0.5])
     yaxis.update(range=[h - 0.5, -0.5])
+    if x_title:
+        xaxis.update(title=dict(text=x_title))
+    if y_title:
+        yaxis.update(title=dict(text=y_title))
     layout = dict(title=dict(text=title, x=0.5, xanchor="center") if title else None, height=height,
                   margin=dict(l=10, r=10, t=40 if title else 10, b=10), xaxis=xaxis, yaxis=yaxis)
     return go.Figure(data=[go.Image(source=src, dx=1, dy=1, x0=0, y0=0,

@@ -10,7 +10,9 @@ never swaps the models on its own; the grid and map pages offer a one-click swit
 """
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -213,10 +215,19 @@ def start_umap_warmup(delay_s: float = 8.0) -> None:
 
     def run():
         time.sleep(delay_s)
+        t0 = time.perf_counter()
         try:
             from vae_core.projections import warmup_umap
             warmup_umap()
-        except Exception:  # a failed warm-up only costs speed: UMAP compiles on first use instead
-            pass
+        except Exception as e:  # a failed warm-up only costs speed: UMAP compiles on first use instead
+            print(f"UMAP warm-up failed ({e}); UMAP will compile on first use", file=sys.stderr, flush=True)
+        else:
+            print(f"UMAP warm-up finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        # Everything loaded so far (torch, plotly, scikit-learn, UMAP, numba) lives as long as the
+        # server. Moving it out of the garbage collector's view (gc.freeze) keeps Python's own full
+        # collections, which otherwise walk millions of such objects, from stalling a slider move
+        # for a quarter of a second now and then. One collection first, so no garbage is frozen.
+        gc.collect()
+        gc.freeze()
 
     threading.Thread(target=run, name="umap-warmup", daemon=True).start()

@@ -4,7 +4,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models
+from explorer import figures, models, timing
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent grid · VAE Latent Explorer", page_icon="🔲", layout="wide")
@@ -55,13 +55,13 @@ if d > 2:
         p2.caption("Each model gets its own principal plane, through the mean of its codes.")
 
 
-@st.fragment
+@timing.fragment
 def mosaics(span: str, q: float, plane: str, dims: tuple):
     n = st.slider("Grid size (n × n)", 3, 30, 15, key="grid_n")
-    grids = {}
-    with st.spinner("Decoding the grids…"):
-        for label, ckpt, info in sel.pair:
-            grids[label] = models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, n, plane, dims, span, q)
+    # No spinner: even a 30 x 30 grid decodes in tens of milliseconds, and each st.spinner
+    # starts a timer thread, a cost every slider move would pay.
+    grids = {label: models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, n, plane, dims, span, q)
+             for label, ckpt, info in sel.pair}
     cols = st.columns(len(sel.pair))
     for col, (label, ckpt, info) in zip(cols, sel.pair):
         g = grids[label]
@@ -69,9 +69,8 @@ def mosaics(span: str, q: float, plane: str, dims: tuple):
         fig = figures.image_figure(
             g["image"], title=f"{label}: {info['name']}", height=520,
             x_ticks=figures.mosaic_ticks(g["u"], g["cell"], pad=0, every=every),
-            y_ticks=figures.mosaic_ticks(g["v"][::-1], g["cell"], pad=0, every=every))
-        fig.update_xaxes(title=g["labels"][0])
-        fig.update_yaxes(title=g["labels"][1])
+            y_ticks=figures.mosaic_ticks(g["v"][::-1], g["cell"], pad=0, every=every),
+            x_title=g["labels"][0], y_title=g["labels"][1])
         with col:
             st.plotly_chart(fig, key=f"grid_fig_{label}", config=figures.CONFIG)
             st.download_button(f"Download the {label} mosaic (PNG)", partial(figures.png_bytes, g["image"], scale=2),

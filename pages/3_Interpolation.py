@@ -4,7 +4,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models
+from explorer import figures, models, timing
 from explorer.sidebar import sidebar
 
 st.set_page_config(page_title="Interpolation · VAE Latent Explorer", page_icon="↔️", layout="wide")
@@ -85,7 +85,7 @@ def describe(i: int) -> str:
 st.subheader("2 · Walk along the path")
 
 
-@st.fragment
+@timing.fragment
 def walk():
     t = st.slider("Step along the path", 0, steps - 1, steps // 2, key="interp_t",
                   help="0 is the start image's code, the last step the end image's.")

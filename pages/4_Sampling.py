@@ -5,7 +5,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models
+from explorer import figures, models, timing
 from explorer.sidebar import sidebar
 from vae_core.errors import DataError
 
@@ -28,7 +28,7 @@ with tab_samples:
                 "asked to put its codes there: its samples show what its decoder makes of points it may "
                 "never have seen.")
 
-    @st.fragment
+    @timing.fragment
     def samples_view():
         c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
         n = c1.select_slider("Samples", [16, 25, 36, 64, 100], value=36, key="samp_n")
@@ -72,7 +72,7 @@ with tab_traverse:
         st.caption(f"KL per dimension, {src}. Total {kl.sum():.1f} nats; "
                    f"{int((kl > 0.01 * max(kl.max(), 1e-9)).sum())} of {d} dimensions are in use.")
 
-    @st.fragment
+    @timing.fragment
     def traverse_view():
         c1, c2, c3 = st.columns([2, 2, 3])
         dim = c1.selectbox("Dimension", [int(i) for i in order], key="trav_dim",

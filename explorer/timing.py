@@ -1,0 +1,29 @@
+"""Slider views as Streamlit fragments that can report how long each run took.
+
+`fragment` is `st.fragment`; with the environment variable VAE_LOG_RERUNS=1 every run of the
+view also prints `rerun <view> <ms>` on the server's stderr. bench/bench_app.py reads these
+lines to time the server's side of a slider move without counting the browser's drawing.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+import streamlit as st
+
+
+def fragment(fn):
+    if os.environ.get("VAE_LOG_RERUNS") != "1":
+        return st.fragment(fn)
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            print(f"rerun {fn.__name__} {(time.perf_counter() - t0) * 1e3:.1f}", file=sys.stderr, flush=True)
+
+    return st.fragment(timed)
