@@ -109,29 +109,32 @@ def mosaic_ticks(values: Sequence[float], cell: int, pad: int = 1, every: int = 
     return pos[::every], lab[::every]
 
 
-def _prior_circles(fig: go.Figure) -> None:
+def _prior_circles() -> list:
     """The 1σ and 2σ circles of N(0, I) in a 2-D plane (about 39% and 86% of prior mass inside)."""
     t = np.linspace(0, 2 * np.pi, 121)
-    for r, dash in ((1, "solid"), (2, "dash")):
-        fig.add_trace(go.Scatter(x=r * np.cos(t), y=r * np.sin(t), mode="lines", hoverinfo="skip",
-                                 line=dict(color="rgba(60,60,60,0.8)", width=1.5, dash=dash),
-                                 name=f"prior {r}σ", legendgroup="prior", showlegend=True))
+    return [go.Scatter(x=r * np.cos(t), y=r * np.sin(t), mode="lines", hoverinfo="skip",
+                       line=dict(color="rgba(60,60,60,0.8)", width=1.5, dash=dash),
+                       name=f"prior {r}σ", legendgroup="prior", showlegend=True)
+            for r, dash in ((1, "solid"), (2, "dash"))]
 
 
-def _ellipses(fig: go.Figure, mu: np.ndarray, sigma: np.ndarray, labels: Optional[np.ndarray]) -> None:
+def _ellipses(mu: np.ndarray, sigma: np.ndarray, labels: Optional[np.ndarray]) -> list:
     """±σ posterior ellipses, axis-aligned (the posterior is diagonal), one trace per class."""
     t = np.linspace(0, 2 * np.pi, 25)
     groups = np.unique(labels) if labels is not None else [None]
+    traces = []
     for g in groups:
         sel = np.arange(len(mu)) if g is None else np.flatnonzero(labels == g)
-        xs, ys = [], []
-        for i in sel:
-            xs += list(mu[i, 0] + sigma[i, 0] * np.cos(t)) + [None]
-            ys += list(mu[i, 1] + sigma[i, 1] * np.sin(t)) + [None]
+        # One polyline per class: each ellipse's 25 points, then a gap (NaN) before the next.
+        xs = np.full((len(sel), len(t) + 1), np.nan)
+        ys = np.full((len(sel), len(t) + 1), np.nan)
+        xs[:, :-1] = mu[sel, 0:1] + sigma[sel, 0:1] * np.cos(t)
+        ys[:, :-1] = mu[sel, 1:2] + sigma[sel, 1:2] * np.sin(t)
         colour = "#444" if g is None else class_colour(g)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
-                                 line=dict(color=colour, width=1), opacity=0.45,
-                                 legendgroup=f"class {g}"))
+        traces.append(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="lines", hoverinfo="skip", showlegend=False,
+                                 line=dict(color=colour, width=1), opacity=0.45, legendgroup=f"class {g}",
+                                 connectgaps=False))
+    return traces
 
 
 def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optional[list] = None,
@@ -148,15 +151,17 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
     rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
     marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
+    The traces are collected first and the figure is built in one constructor call: adding them
+    one by one re-validates the figure each time (tens of ms on every live refresh).
     """
     xy = np.asarray(xy, dtype=np.float32)
     indices = np.arange(len(xy)) if indices is None else np.asarray(indices)
-    fig = go.Figure()
+    traces = []
     if sigma is not None and n_ellipses > 0:
         k = min(n_ellipses, len(xy))
-        _ellipses(fig, xy[:k], np.asarray(sigma)[:k], None if labels is None else np.asarray(labels)[:k])
+        traces += _ellipses(xy[:k], np.asarray(sigma)[:k], None if labels is None else np.asarray(labels)[:k])
     if labels is None:
-        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
+        traces.append(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
                                    customdata=indices, marker=dict(size=marker_size, color="#555"),
                                    hovertemplate="image %{customdata}<extra></extra>"))
     else:
@@ -164,35 +169,36 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
         for g in np.unique(labels):
             sel = labels == g
             name = classes[g] if classes and 0 <= g < len(classes) else str(g)
-            fig.add_trace(go.Scattergl(
+            traces.append(go.Scattergl(
                 x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, legendgroup=f"class {g}",
                 customdata=indices[sel], marker=dict(size=marker_size, color=class_colour(g), opacity=0.75),
                 hovertemplate=f"class {name}, image %{{customdata}}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     if prior:
-        _prior_circles(fig)
+        traces += _prior_circles()
     if rect is not None:
         x0, x1, y0, y1 = rect
-        fig.add_trace(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines",
+        traces.append(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines",
                                  name="decoded grid", hoverinfo="skip",
                                  line=dict(color="black", width=2, dash="dash")))
     if path is not None and len(path):
         path = np.asarray(path)
-        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="path",
+        traces.append(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="path",
                                  line=dict(color=PATH_COLOUR, width=2),
                                  marker=dict(size=7, color=PATH_COLOUR, line=dict(color="white", width=1)),
                                  text=[f"step {i}" for i in range(len(path))],
                                  hovertemplate="%{text}<br>(%{x:.2f}, %{y:.2f})<extra></extra>"))
     for x, y, text, colour in marks or []:
-        fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers+text", name=text, text=[text],
+        traces.append(go.Scatter(x=[x], y=[y], mode="markers+text", name=text, text=[text],
                                  textposition="top center", hoverinfo="name",
                                  marker=dict(symbol="star", size=18, color=colour,
                                              line=dict(color="black", width=1))))
-    fig.update_layout(title=dict(text=title, x=0.5, xanchor="center"), height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
-                      xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], dragmode="pan")
+    yaxis = dict(title=dict(text=axis_titles[1]))
     if equal_axes:
-        fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
+        yaxis.update(scaleanchor="x", scaleratio=1)
+    layout = dict(title=dict(text=title, x=0.5, xanchor="center"), height=height,
+                  margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
+                  xaxis=dict(title=dict(text=axis_titles[0])), yaxis=yaxis, dragmode="pan")
+    return go.Figure(data=traces, layout=layout)
 
 
 def bar_kl(kl: np.ndarray, order: np.ndarray, title: str = "KL per latent dimension") -> go.Figure:

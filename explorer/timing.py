@@ -14,9 +14,12 @@ import time
 import streamlit as st
 
 
-def fragment(fn):
+def fragment(fn=None, *, run_every=None):
+    """st.fragment(fn, run_every=...), timed when VAE_LOG_RERUNS=1; usable with or without ()."""
+    if fn is None:
+        return functools.partial(fragment, run_every=run_every)
     if os.environ.get("VAE_LOG_RERUNS") != "1":
-        return st.fragment(fn)
+        return st.fragment(fn, run_every=run_every)
 
     @functools.wraps(fn)
     def timed(*args, **kwargs):
@@ -26,4 +29,4 @@ def fragment(fn):
         finally:
             print(f"rerun {fn.__name__} {(time.perf_counter() - t0) * 1e3:.1f}", file=sys.stderr, flush=True)
 
-    return st.fragment(timed)
+    return st.fragment(timed, run_every=run_every)

@@ -9,8 +9,11 @@ and stop that job, so the token is 32 random hex digits and carries nothing else
 """
 from __future__ import annotations
 
+import collections
+
 import math
 import re
+import threading
 import uuid
 from typing import Optional
 
@@ -18,7 +21,6 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from plotly.subplots import make_subplots
 
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.checkpoints import check_name
@@ -128,10 +130,31 @@ RUN_COLOURS = [figures.AE_COLOUR, figures.VAE_COLOUR, "#009E73", "#CC79A7", "#E6
                "#7F3C8D", "#000000", "#999999"]
 
 
+CURVE_PANELS = ("total loss", "reconstruction −log p(x|z)", "KL(q(z|x) ‖ p(z))")
+
+
+def _panels_layout() -> dict:
+    """Three side-by-side panels (what make_subplots(1, 3) lays out), written out directly: the
+    live view redraws this figure every second, and make_subplots alone costs ~10 ms a call."""
+    gap, width = 0.06, (1 - 2 * 0.06) / 3
+    layout = dict(height=330, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25),
+                  annotations=[])
+    for i, title in enumerate(CURVE_PANELS):
+        x0 = i * (width + gap)
+        sfx = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{sfx}"] = dict(domain=[x0, x0 + width], anchor=f"y{sfx}", title=dict(text="epoch"))
+        layout[f"yaxis{sfx}"] = dict(anchor=f"x{sfx}", title=dict(text="nats per image" if i == 0 else ""))
+        layout["annotations"].append(dict(text=title, x=x0 + width / 2, y=1.0, xref="paper", yref="paper",
+                                          xanchor="center", yanchor="bottom", showarrow=False,
+                                          font=dict(size=16)))
+    return layout
+
+
 def curves_figure(job) -> go.Figure:
     """Total loss, reconstruction and KL (nats per image) against epochs, for every run of a job:
     train (solid) and test (dashed) per epoch, and the smoothed per-batch values (thin) under them."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("total loss", "reconstruction −log p(x|z)", "KL(q(z|x) ‖ p(z))"))
+    traces = []
+    axes = {1: ("x", "y"), 2: ("x2", "y2"), 3: ("x3", "y3")}
     for i, run in enumerate(job.runs):
         colour = RUN_COLOURS[i % len(RUN_COLOURS)] if len(job.runs) > 1 or run.kind == "vae" else figures.AE_COLOUR
         if run.steps and run.steps_per_epoch:
@@ -140,10 +163,10 @@ def curves_figure(job) -> go.Figure:
             for col, at in ((1, 1), (2, 3), (3, 4)):
                 if run.kind == "ae" and col == 3:
                     continue
-                fig.add_trace(go.Scatter(x=s[::every, 0] / run.steps_per_epoch, y=s[::every, at], mode="lines",
+                traces.append(go.Scatter(x=s[::every, 0] / run.steps_per_epoch, y=s[::every, at], mode="lines",
                                          name=f"{run.label} per batch (smoothed)", legendgroup=run.label,
-                                         showlegend=col == 1, line=dict(color=colour, width=1), opacity=0.45),
-                              1, col)
+                                         showlegend=col == 1, line=dict(color=colour, width=1), opacity=0.45,
+                                         xaxis=axes[col][0], yaxis=axes[col][1]))
         if not run.history:
             continue
         ep = [r["epoch"] for r in run.history]
@@ -154,17 +177,15 @@ def curves_figure(job) -> go.Figure:
                 ys = [r.get(f"{split}_{key}") for r in run.history]
                 if ys[0] is None:
                     continue
-                fig.add_trace(go.Scatter(x=ep, y=ys, mode="lines+markers", name=f"{run.label} {split}",
+                traces.append(go.Scatter(x=ep, y=ys, mode="lines+markers", name=f"{run.label} {split}",
                                          legendgroup=run.label, showlegend=col == 1,
-                                         line=dict(color=colour, dash=dash)), 1, col)
+                                         line=dict(color=colour, dash=dash), xaxis=axes[col][0], yaxis=axes[col][1]))
+    layout = _panels_layout()
     if not any(r.kind == "vae" and r.history for r in job.runs):
-        fig.add_annotation(text="no KL yet: the AE has no KL term,<br>a VAE's appears after its first epoch",
-                           xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="nats per image", col=1)
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
+        layout["annotations"].append(dict(
+            text="no KL yet: the AE has no KL term,<br>a VAE's appears after its first epoch",
+            xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False))
+    return go.Figure(data=traces, layout=layout)
 
 
 def recon_strip(originals: np.ndarray, recons: list) -> np.ndarray:
@@ -175,16 +196,34 @@ def recon_strip(originals: np.ndarray, recons: list) -> np.ndarray:
     return figures.upscale(figures.tile(grid, ncols=n), size=56 * len(rows))
 
 
+_CODES_FIGS: "collections.OrderedDict" = collections.OrderedDict()
+_CODES_LOCK = threading.Lock()
+
+
 def codes_figure(run, labels, classes=None, title="") -> Optional[go.Figure]:
-    """The latest 2-D test codes of a run, coloured by class, with the prior's circles for a VAE."""
+    """The latest 2-D test codes of a run, coloured by class, with the prior's circles for a VAE.
+
+    The codes change once an epoch but the live view redraws every second, so the figure is kept
+    for the codes array it was built from (the cache holds that array, so its id stays unique).
+    The figure returned is shared: do not change it."""
     if not run.codes:
         return None
     z = run.codes[-1]
-    return figures.scatter_codes(z, labels, classes, title=title or f"{run.label}: test codes after epoch {run.epoch}",
-                                 axis_titles=("z₁", "z₂"), prior=run.kind == "vae", height=380, marker_size=3)
+    title = title or f"{run.label}: test codes after epoch {run.epoch}"
+    key = (id(z), title, run.kind, len(labels))
+    with _CODES_LOCK:
+        hit = _CODES_FIGS.get(key)
+        if hit is not None and hit[0] is z:
+            _CODES_FIGS.move_to_end(key)
+            return hit[1]
+    fig = figures.scatter_codes(z, labels, classes, title=title, axis_titles=("z₁", "z₂"),
+                                prior=run.kind == "vae", height=380, marker_size=3)
+    with _CODES_LOCK:
+        _CODES_FIGS[key] = (z, fig)
+        while len(_CODES_FIGS) > 16:
+            _CODES_FIGS.popitem(last=False)
+    return fig
 
-
-# ---------------------------------------------------------------- comparison page
 
 def family_of(name: str) -> str:
     """mnist-d2-vae-b4 -> mnist-d2; mnist-d2-ae -> mnist-d2; other names are their own family."""

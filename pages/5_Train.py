@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import figures, models, paths
+from explorer import figures, models, paths, timing
 from explorer import training as tr
 from vae_core.checkpoints import to_bytes
 from vae_core.errors import VaeCoreError
@@ -125,7 +125,7 @@ def live(started_running: bool):
 if job is not None:
     st.divider()
     if running:
-        st.fragment(run_every=1.0)(live)(True)
+        timing.fragment(live, run_every=1.0)(True)
     else:
         live(False)
 
