@@ -116,6 +116,12 @@ def start_training(browser, url: str):
     return trainer
 
 
+def live_view_runs(log: Path) -> None:
+    runs = [t for v, t in fragment_runs(log) if v == "live"]
+    if runs:
+        report("the trainer's live view (reruns every 1 s)", runs, GOAL_SERVER_MS)
+
+
 def stop_training(trainer) -> None:
     trainer.locator(".st-key-tr_stop button").click()
     trainer.get_by_text("Training was stopped").wait_for(timeout=60_000)
@@ -177,6 +183,7 @@ def browser_side(moves: int, env: dict, while_training: bool = False) -> None:
             _browser_moves(page, "trav_range", plotly_pixels("trav_fig_VAE"), moves,
                            "traversal range → new strips", back_and_forth=True, frames=frames, log=log)
             if trainer is not None:
+                live_view_runs(log)
                 stop_training(trainer)
             b.close()
     finally:
@@ -267,7 +274,8 @@ def _browser_moves(page, key, js_value, moves, name, back_and_forth=False, frame
                 server.append(r)
     report(name, ms, GOAL_BROWSER_MS)
     if log is not None:
-        runs = fragment_runs(log)[logged_before:]
+        # Only this page's views: the Train page's live view (another session) logs its runs too.
+        runs = [(v, t) for v, t in fragment_runs(log)[logged_before:] if v != "live"]
         if runs:
             views = sorted({v for v, _ in runs})
             report(f"  server: fragment run ({', '.join(views)})", [t for _, t in runs], GOAL_SERVER_MS)

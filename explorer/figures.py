@@ -5,7 +5,9 @@ Images are arrays in [0, 1] shaped [H, W] (grey), [C, H, W] or [N, C, H, W].
 """
 from __future__ import annotations
 
+import collections
 import io
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -47,6 +49,36 @@ def png_bytes(img: np.ndarray, scale: int = 1, compress_level: int = 1) -> bytes
     return buf.getvalue()
 
 
+_URIS: "collections.OrderedDict[tuple, str]" = collections.OrderedDict()
+_URIS_LOCK = threading.Lock()
+_URIS_MAX_BYTES = 32 * 2**20
+
+
+def png_uri(arr: np.ndarray) -> str:
+    """A uint8 image as a base64 PNG data URI, remembered by its pixels' digest and shared by
+    all sessions: moving a slider back to a value seen before (by anyone) skips the encoding.
+    The cache holds at most 32 MB of URIs, least recently used out first."""
+    import base64
+    import hashlib
+    arr = np.ascontiguousarray(arr)
+    key = (arr.shape, arr.dtype.str, hashlib.blake2b(arr.data, digest_size=16).digest())
+    with _URIS_LOCK:
+        uri = _URIS.get(key)
+        if uri is not None:
+            _URIS.move_to_end(key)
+            return uri
+    buf = io.BytesIO()
+    from PIL import Image
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    with _URIS_LOCK:
+        _URIS[key] = uri
+        total = sum(len(u) for u in _URIS.values())
+        while total > _URIS_MAX_BYTES and len(_URIS) > 1:
+            total -= len(_URIS.popitem(last=False)[1])
+    return uri
+
+
 def upscale(img: np.ndarray, size: int = 140) -> np.ndarray:
     """Nearest-neighbour upscaling to about `size` pixels high, so small digits stay crisp."""
     arr = to_grey(img)
@@ -78,12 +110,11 @@ def image_figure(img: np.ndarray, title: str = "", height: int = 320,
     The figure is built in one constructor call: plotly validates each update_* call anew,
     which costs milliseconds on every slider move.
     """
-    import base64
     arr = to_grey(img)
     h, w = arr.shape[:2]
     # A PNG data URI, not a pixel array: the browser decodes a PNG at once, while plotly.js paints
     # a `z` array pixel by pixel (seconds for a 30 x 30 grid of digits).
-    src = "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
+    src = png_uri(arr)
     xaxis = dict(showticklabels=bool(x_ticks), showgrid=False, zeroline=False)
     yaxis = dict(showticklabels=bool(y_ticks), showgrid=False, zeroline=False, scaleanchor="x")
     if x_ticks:
