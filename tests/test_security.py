@@ -1,0 +1,59 @@
+"""Security tripwires over the source: no code path can run a pickle, eval text or start a shell,
+uploads are limited in the server's config and again in code, and XSRF protection stays on."""
+import ast
+import tomllib
+from pathlib import Path
+
+from explorer.uploads import APP_UPLOAD_LIMIT_BYTES
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = sorted([*REPO.glob("vae_core/*.py"), *REPO.glob("explorer/*.py"), *REPO.glob("pages/*.py"),
+                  REPO / "app.py"])
+
+FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}                  # bare builtins
+FORBIDDEN_ATTRS = {("pickle", "load"), ("pickle", "loads"), ("torch", "load"), ("os", "system"),
+                   ("os", "popen"), ("marshal", "loads"), ("shelve", "open")}
+FORBIDDEN_MODULES = {"pickle", "subprocess", "shelve", "marshal", "dill", "joblib"}
+
+
+def calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node
+
+
+def test_the_sources_are_found():
+    assert len(SOURCES) > 20 and all(p.is_file() for p in SOURCES)
+
+
+def test_no_pickle_eval_or_shell_in_the_app_or_engine():
+    problems = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                problems += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                             if n.split(".")[0] in FORBIDDEN_MODULES]
+        for call in calls(tree):
+            f = call.func
+            if isinstance(f, ast.Name) and f.id in FORBIDDEN_CALLS:
+                problems.append(f"{path.name}:{call.lineno} calls {f.id}()")
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and (f.value.id, f.attr) in FORBIDDEN_ATTRS:
+                problems.append(f"{path.name}:{call.lineno} calls {f.value.id}.{f.attr}()")
+            if isinstance(f, ast.Attribute) and f.attr == "load" and isinstance(f.value, ast.Name) and f.value.id == "np":
+                kw = {k.arg: k.value for k in call.keywords}
+                if not (isinstance(kw.get("allow_pickle"), ast.Constant) and kw["allow_pickle"].value is False):
+                    problems.append(f"{path.name}:{call.lineno} np.load without allow_pickle=False")
+            for k in call.keywords:
+                if k.arg == "shell" and isinstance(k.value, ast.Constant) and k.value.value is True:
+                    problems.append(f"{path.name}:{call.lineno} shell=True")
+    assert not problems, problems
+
+
+def test_upload_limit_is_set_in_the_config_and_enforced_in_code_and_xsrf_stays_on():
+    cfg = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    server = cfg.get("server", {})
+    assert server.get("enableXsrfProtection", True) is True
+    assert server.get("enableCORS", True) is True
+    assert server["maxUploadSize"] * 1024 * 1024 == APP_UPLOAD_LIMIT_BYTES
