@@ -2,11 +2,12 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from explorer import figures, models
 from explorer import training as tr
+
+import pandas as pd  # noqa: E402 - after explorer, which imports the heavy libraries in one order
 
 st.set_page_config(page_title="Compare β · VAE Latent Explorer", page_icon="⚖️", layout="wide")
 st.title("Compare β")

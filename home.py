@@ -1,0 +1,127 @@
+"""VAE Latent Explorer: the home page. The objective, a few reconstructions, and each model's card.
+
+Run the app with `streamlit run app.py`, which lists this page and those in pages/.
+"""
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+from explorer import figures, models
+from explorer.sidebar import sidebar
+
+st.set_page_config(page_title="VAE Latent Explorer", page_icon="🫧", layout="wide")
+
+st.title("VAE Latent Explorer")
+st.markdown(
+    "A **variational auto-encoder** (VAE) and a plain **auto-encoder** (AE) share the same encoder "
+    "and decoder networks. The AE maps each image to a single point; the VAE maps it to a small "
+    "Gaussian cloud and is penalised when that cloud strays from a standard normal. The pages on "
+    "the left show what that one difference does to the latent space: where the codes land, what "
+    "lies between them, and what comes out when you decode random points.")
+
+sel = sidebar("home")
+
+with st.expander("The objective, in equations", expanded=True):
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Sampling a code** (the reparameterisation: noise enters from outside, so "
+                    "gradients reach μ and σ):")
+        st.latex(r"z = \mu(x) + \varepsilon \odot \sigma(x), \qquad \varepsilon \sim \mathcal{N}(0, I)")
+        st.markdown("**The loss per image**, a reconstruction term plus a weighted pull towards the prior "
+                    "p(z) = N(0, I):")
+        st.latex(r"\mathcal{L}_\beta(x) = \underbrace{-\,\mathbb{E}_{q(z|x)}\log p(x \mid z)}_{\text{reconstruction}}"
+                 r" + \beta\, \underbrace{\mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big)}_{\text{regulariser}}")
+        st.markdown("With a diagonal Gaussian posterior the KL term has a closed form, summed over the d latent dimensions:")
+        st.latex(r"\mathrm{KL} = \tfrac{1}{2} \sum_{i=1}^{d} \left( \sigma_i^2 - \log \sigma_i^2 - 1 + \mu_i^2 \right)")
+    with right:
+        st.markdown("**At β = 1 the negative loss is the ELBO**, a lower bound on the log-likelihood of the image:")
+        # Two lines: on one, the equation is wider than its column and gets cut off.
+        st.latex(r"\begin{aligned} \log p(x) \;\ge\; \mathrm{ELBO}(x) &= \mathbb{E}_{q(z|x)} \log p(x \mid z)"
+                 r" \\ &\quad - \mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big) \end{aligned}")
+        st.markdown("The gap is the KL between q(z|x) and the true posterior. **Importance sampling** with "
+                    "K draws from q gives a bound that can only get tighter as K grows, and reaches log p(x) in the limit:")
+        st.latex(r"\begin{aligned} \log p(x) &\;\ge\; \mathbb{E}\Big[\log \frac{1}{K} \sum_{k=1}^{K} "
+                 r"\frac{p(x \mid z_k)\, p(z_k)}{q(z_k \mid x)}\Big] \\ &\;\ge\; \mathrm{ELBO}(x) \end{aligned}")
+        st.caption("with z₁ … z_K drawn independently from q(z|x); K = 1 gives the ELBO itself.")
+        st.markdown("The **AE** keeps only the reconstruction term with z = f(x): nothing asks its codes to fill "
+                    "the space evenly, so decoding a random point can give nonsense. β > 1 pushes the VAE "
+                    "harder towards the prior (smoother space, blurrier images); β < 1 does the reverse. "
+                    "The pixels follow a Bernoulli likelihood, so the reconstruction term is a binary cross-entropy.")
+
+if sel is None:
+    st.stop()
+
+st.subheader("Reconstructions of the same test images")
+st.caption("Top row: test images the models never trained on. Below: each model's reconstruction, decoded "
+           "from the code it assigns (the VAE's posterior mean). The VAE's are usually a little blurrier: "
+           "its decoder must work for every point inside each bubble, not just the centre.")
+data = models.exploration_data(sel.dataset)
+n_show = 8
+if "home_seed" not in st.session_state:
+    st.session_state["home_seed"] = 0
+if st.button("Show other images", key="home_shuffle"):
+    st.session_state["home_seed"] += 1
+idx = tuple(int(i) for i in np.random.default_rng(st.session_state["home_seed"]).choice(len(data), n_show, replace=False))
+rows = [models.images(sel.dataset, idx)]
+row_names = ["original"]
+for label, ckpt, info in sel.pair:
+    rows.append(models.reconstruct(ckpt, models.ckpt_key(ckpt), sel.dataset, idx))
+    row_names.append(f"{label}: {info['name']}")
+grid = figures.tile(np.concatenate(rows), ncols=n_show)
+h = rows[0].shape[-2]
+fig = figures.image_figure(grid, height=90 * len(rows) + 40,
+                           y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], row_names))
+st.plotly_chart(fig, key="home_recon", config=figures.CONFIG)
+st.download_button("Download these reconstructions (PNG)", partial(figures.png_bytes, grid, scale=4),
+                   file_name="reconstructions.png", mime="image/png", key="home_recon_png")
+st.session_state["home_shown"] = idx
+
+
+def model_card(label: str, ckpt, info: dict) -> None:
+    mc = info["model_config"]
+    tc = info.get("train_config") or {}
+    m = info.get("metrics") or {}
+    st.markdown(f"#### {label}: `{info['name']}`")
+    st.caption(f"{'shipped with the app' if info.get('source') == 'shipped' else 'trained by you'} · "
+               f"dataset {info['dataset'] or '?'}")
+    c = st.columns(4)
+    c[0].metric("latent size d", mc["latent_dim"])
+    c[1].metric("β", f"{tc.get('beta', 0):g}" if mc["kind"] == "vae" else "— (AE)")
+    c[2].metric("test loss / image", f"{m['loss']:.1f} nats" if m.get("loss") is not None else "—",
+                help="Reconstruction + β·KL on the test set (lower is better); for the AE, reconstruction only.")
+    c[3].metric("log p(x) (IS)", f"{m['log_px']:.1f}" if m.get("log_px") is not None else "—",
+                help=f"Importance-sampled estimate with K={m.get('iw_samples', 0)} samples per image (higher is better); "
+                     "only the VAE defines p(x).")
+    c = st.columns(4)
+    c[0].metric("ELBO", f"{m['elbo']:.1f}" if m.get("elbo") is not None else "—",
+                help="−(reconstruction + KL) at β = 1; a lower bound on log p(x).")
+    c[1].metric("KL / image", f"{m['kl']:.2f}" if m.get("kl") is not None else "—")
+    c[2].metric("active units", f"{m['active_units']} / {mc['latent_dim']}" if m.get("active_units") is not None else "—",
+                help="Dimensions whose code varies across the data; the rest carry no information.")
+    c[3].metric("k-NN accuracy", f"{m['knn_acc']:.1%}" if m.get("knn_acc") is not None else "—",
+                help="How well the codes' nearest neighbours predict the digit: a measure of how classes separate.")
+    hist = info.get("history") or []
+    if hist and "test_loss" in hist[-1]:
+        fig = figures.line_chart({"train": [h.get("train_loss") for h in hist],
+                                  "test": [h.get("test_loss") for h in hist]},
+                                 x=[h.get("epoch") for h in hist], title="Loss per epoch",
+                                 x_title="epoch", y_title="nats / image", height=220)
+        st.plotly_chart(fig, key=f"home_hist_{label}", config=figures.CONFIG)
+    with st.expander("Full configuration"):
+        st.json({"model": mc, "training": tc, "metrics": {k: v for k, v in m.items() if not isinstance(v, list)}},
+                expanded=False)
+
+
+st.subheader("The two models")
+cols = st.columns(len(sel.pair), border=True)
+for col, (label, ckpt, info) in zip(cols, sel.pair):
+    with col:
+        model_card(label, ckpt, info)
+
+st.subheader("Where to go next")
+links = st.columns(4)
+links[0].page_link("pages/1_Latent_map.py", label="Latent map", icon=":material/scatter_plot:")
+links[1].page_link("pages/2_Latent_grid.py", label="Latent grid", icon=":material/grid_on:")
+links[2].page_link("pages/3_Interpolation.py", label="Interpolation", icon=":material/swap_horiz:")
+links[3].page_link("pages/4_Sampling.py", label="Sampling & traversal", icon=":material/casino:")
