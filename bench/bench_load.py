@@ -7,6 +7,13 @@ action is timed from the action to the page settling (no stale element, no spinn
 indicator, element count steady for 0.5 s). Errors are exception elements, error alerts and
 timeouts. The server's resident memory is sampled from /proc every 0.25 s.
 
+Before the clock starts the server is warmed as a teacher would (every page opened once, UMAP's
+one-off compilation finished; --cold skips this). Users wait --think seconds on average before
+each action; an action's time ends when its page last changed. Server rerun times come from
+Chromium's network events (rerun request sent -> script_finished received). Chromium runs niced
+and on the last core (--browser-nice, --browser-cpus), since in a classroom the browsers run on
+the students' machines, not on the server's two cores.
+
 All traffic goes to 127.0.0.1; the run is bounded by --seconds (plus one action's timeout and the
 start-up) and stops the server and browser itself. Quick mode: --sessions 2 --seconds 30.
 
@@ -253,23 +260,45 @@ def pct(values: list, q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def niced_chromium(nice: int) -> str:
-    """A wrapper that starts Chromium at a lower scheduling priority. The simulated users' browsers
-    share the server's 2 cores here; in a classroom they run on the students' own machines."""
-    if nice <= 0:
+async def warm_server(url: str, log: Path, timeout_s: float) -> float:
+    """What a teacher does before the class arrives: open every page once (models, codes and maps
+    load into the shared caches) and let the server's one-off UMAP compilation finish."""
+    from playwright.async_api import async_playwright
+    t0 = time.monotonic()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await (await browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
+            for path, _ in PAGES + [("Train", None)]:
+                await page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                await settle(page, timeout_s)
+        finally:
+            await browser.close()
+    while "UMAP warm-up" not in log.read_text(errors="replace") and time.monotonic() - t0 < timeout_s:
+        await asyncio.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def niced_chromium(nice: int, cpus: str = "") -> str:
+    """A wrapper that starts Chromium at a lower scheduling priority and, with `cpus`, on those
+    cores only. The simulated users' browsers share the server's 2 cores here; in a classroom they
+    run on the students' own machines. (Chromium, run as root, raises some of its own processes'
+    priority again, so the nice level alone does not keep it off the server's core.)"""
+    if nice <= 0 and not cpus:
         return CHROMIUM
+    prefix = (f"taskset -c {cpus} " if cpus else "") + (f"nice -n {int(nice)} " if nice > 0 else "")
     wrapper = Path(tempfile.mkdtemp(prefix="bench-load-")) / "chromium"
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} {CHROMIUM} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec {prefix}{CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 
 
 async def run_load(url: str, n: int, m: int, seconds: float, timeout_s: float, sampler: RssSampler,
-                   think_s: float = 0.0, browser_nice: int = 0) -> dict:
+                   think_s: float = 0.0, browser_nice: int = 0, browser_cpus: str = "") -> dict:
     from playwright.async_api import async_playwright
     stats = Stats()
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=niced_chromium(browser_nice), headless=True,
+        browser = await p.chromium.launch(executable_path=niced_chromium(browser_nice, browser_cpus), headless=True,
                                           args=CHROMIUM_ARGS)
         try:
             idle_kb = _rss_kb(sampler.pid)
@@ -313,6 +342,10 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before one action counts as timed out")
     ap.add_argument("--think", type=float, default=2.0,
                     help="mean seconds a user looks before the next action (uniform 0.5x-1.5x; 0: none)")
+    ap.add_argument("--browser-cpus", default=str(max(0, (os.cpu_count() or 1) - 1)),
+                    help="cores Chromium may use (taskset list; default: the last core; '' for all)")
+    ap.add_argument("--cold", action="store_true",
+                    help="start the load on a cold server (no page opened before, UMAP warm-up still running)")
     ap.add_argument("--browser-nice", type=int, default=10,
                     help="run Chromium at this nice level so the server is served first (0: same priority)")
     args = ap.parse_args(argv)
@@ -320,16 +353,22 @@ def main(argv=None) -> None:
         ap.error("--sessions must be between 1 and 50")
     print(f"bench_load: {os.cpu_count()} CPUs; the machine may be shared with other work, so these "
           "figures are an upper bound on what a quiet machine would show")
-    print(f"users think {args.think:g} s on average between actions; Chromium runs at nice {args.browser_nice}; "
+    print(f"users think {args.think:g} s on average between actions; Chromium runs at nice {args.browser_nice} "
+          f"on core(s) {args.browser_cpus or 'all'}; "
           "'open page' and 'move slider' run until the page last changed; 'server rerun' is request -> "
           "script_finished on the wire")
     with tempfile.TemporaryDirectory(prefix="bench-load-user-") as user_dir:
         env = {"VAE_USER_DIR": user_dir}
-        proc, url = start_server(env=env)
+        log = Path(user_dir) / "server.log"
+        proc, url = start_server(env=env, log_path=log)
         sampler = None
         try:
             took = wait_healthy(url, proc, timeout=120)
             print(f"server healthy at {url} after {took:.1f} s")
+            if not args.cold:
+                warm = asyncio.run(warm_server(url, log, args.timeout))
+                print(f"warmed up in {warm:.0f} s: every page opened once, UMAP compiled "
+                      f"({next((l for l in log.read_text(errors='replace').splitlines() if 'UMAP warm-up' in l), 'no report')})")
             sampler = RssSampler(proc.pid)
             sampler.start()
             time.sleep(0.5)
@@ -338,7 +377,7 @@ def main(argv=None) -> None:
             for n in args.sessions:
                 sampler.peak_kb = 0
                 res = asyncio.run(run_load(url, n, min(args.train, n), args.seconds, args.timeout, sampler,
-                                           args.think, args.browser_nice))
+                                           args.think, args.browser_nice, args.browser_cpus))
                 report(n, min(args.train, n), args.seconds, res, sampler, start_kb, previous)
                 previous = (n, sampler.peak_kb)
         finally:

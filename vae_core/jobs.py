@@ -192,9 +192,18 @@ class Job:
         return not self._thread.is_alive()
 
 
-@functools.lru_cache(maxsize=4)
+_DATASET_LOCK = threading.Lock()
+
+
 def _dataset(name: str) -> tuple[ImageData, ImageData]:
-    # Loading MNIST from its .gz files takes a second or two: keep the last few in memory.
+    # Loading MNIST from its .gz files takes a second or two: keep the last few in memory, and let
+    # jobs that start together wait for one load instead of each decompressing the files.
+    with _DATASET_LOCK:
+        return _load_pair(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_pair(name: str) -> tuple[ImageData, ImageData]:
     return load_dataset(name, "train"), load_dataset(name, "test")
 
 
