@@ -6,6 +6,7 @@ file's name; each page is a script of its own in home.py and pages/ and runs alo
 import streamlit as st
 
 import explorer  # noqa: F401 - imports the heavy libraries once, in one order, before any page runs
+from explorer import timing
 
 PAGES = [
     st.Page("home.py", title="Home", icon=":material/home:", default=True),
@@ -19,4 +20,4 @@ PAGES = [
     st.Page("pages/7_Upload.py", title="Upload", icon=":material/upload_file:", url_path="Upload"),
 ]
 
-st.navigation(PAGES).run()
+timing.run_page(st.navigation(PAGES))

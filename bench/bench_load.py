@@ -333,6 +333,31 @@ def report(n: int, m: int, seconds: float, res: dict, sampler: RssSampler, start
               f"{(peak - peak0) / 1024 / max(n - n0, 1):.1f} MB")
 
 
+def server_runs(log: Path) -> list:
+    """(what, ms) for each `rerun <what> <ms>` line the server logged (VAE_LOG_RERUNS=1)."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "rerun":
+            try:
+                out.append((parts[1], float(parts[2])))
+            except ValueError:
+                pass
+    return out
+
+
+def report_server_runs(runs: list) -> None:
+    """The server's own time per run, from its log: whole pages, slider fragments, the live view."""
+    groups = {"page runs (whole script)": [t for w, t in runs if w.startswith("page:")],
+              "slider fragment runs": [t for w, t in runs if not w.startswith("page:") and w != "live"],
+              "training live-view runs": [t for w, t in runs if w == "live"]}
+    print("  on the server itself (its log, VAE_LOG_RERUNS=1):")
+    for name, ts in groups.items():
+        if ts:
+            print(f"    {name:26s} n={len(ts):4d}  p50={pct(ts, 0.5) / 1000:6.3f} s  p95={pct(ts, 0.95) / 1000:6.3f} s  "
+                  f"max={max(ts) / 1000:6.3f} s")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, nargs="+", default=[10, 20],
@@ -358,7 +383,7 @@ def main(argv=None) -> None:
           "'open page' and 'move slider' run until the page last changed; 'server rerun' is request -> "
           "script_finished on the wire")
     with tempfile.TemporaryDirectory(prefix="bench-load-user-") as user_dir:
-        env = {"VAE_USER_DIR": user_dir}
+        env = {"VAE_USER_DIR": user_dir, "VAE_LOG_RERUNS": "1"}
         log = Path(user_dir) / "server.log"
         proc, url = start_server(env=env, log_path=log)
         sampler = None
@@ -376,9 +401,11 @@ def main(argv=None) -> None:
             previous = None
             for n in args.sessions:
                 sampler.peak_kb = 0
+                logged = len(server_runs(log))
                 res = asyncio.run(run_load(url, n, min(args.train, n), args.seconds, args.timeout, sampler,
                                            args.think, args.browser_nice, args.browser_cpus))
                 report(n, min(args.train, n), args.seconds, res, sampler, start_kb, previous)
+                report_server_runs(server_runs(log)[logged:])
                 previous = (n, sampler.peak_kb)
         finally:
             if sampler:
