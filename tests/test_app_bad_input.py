@@ -8,7 +8,6 @@ VAE_USER_DIR). The drawing canvas cannot be driven by AppTest; its RGBA arrays g
 explorer.models.prepare_drawing, the function the page hands them to. Checkpoint and .npz
 uploads themselves are covered in test_app_upload.py.
 """
-import hashlib
 import io
 import math
 import shutil
@@ -27,6 +26,7 @@ from vae_core.checkpoints import load_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.errors import ConfigError, DataError
 from vae_core.jobs import JobManager, default_manager, save_run
+from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLING = str(REPO / "pages" / "4_Sampling.py")
@@ -55,12 +55,6 @@ def folders(tmp_path, monkeypatch):
     for job in default_manager().running():
         job.stop()
         job.wait(30)
-
-
-def snapshot(folder) -> dict:
-    """Every file under folder (hidden ones included) with its sha256."""
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
 def no_errors(at):

@@ -4,7 +4,6 @@ good one is saved once under a safe name and shows up in the model list; image s
 The checks are driven twice: as plain functions (explorer/uploads.py) and through the page under
 AppTest, whose file_uploader takes bytes as a browser would send them.
 """
-import hashlib
 import io
 import json
 import os
@@ -21,6 +20,7 @@ from safetensors.torch import save as st_save
 
 from explorer import uploads
 from vae_core.errors import CheckpointError, DataError
+from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "checkpoints" / "digits-d2-vae-b1.safetensors"
@@ -49,16 +49,6 @@ def folders(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(shipped))
     monkeypatch.setenv("VAE_USER_DIR", str(user))
     return shipped, user
-
-
-def snapshot(*folders) -> dict:
-    """Every file under the folders (hidden ones included) with its sha256."""
-    out = {}
-    for folder in folders:
-        for p in sorted(Path(folder).rglob("*")):
-            if p.is_file():
-                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 class Touch:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import resource
 import shutil
@@ -42,6 +41,7 @@ from browser_support import (ARTIFACTS, errors_shown, make_tiny_checkpoints, nud
                              screenshot, start_server, stop_server, wait_healthy, wait_rendered)
 from vae_core.checkpoints import from_bytes
 from vae_core.jobs import default_manager
+from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = str(REPO / "pages" / "5_Train.py")
@@ -111,16 +111,6 @@ class Fault:
     folder: Path                    # the user folder (VAE_USER_DIR)
     words: tuple                    # what the message must say
     during: object = field(default=contextlib.nullcontext)   # applied around the save only
-
-
-def snapshot(*folders: Path) -> dict:
-    """Every file under the folders, hidden ones included, with its sha256."""
-    out = {}
-    for folder in folders:
-        for p in sorted(Path(folder).rglob("*")):
-            if p.is_file():
-                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture(params=["read-only", "full"])
