@@ -40,10 +40,15 @@ def png_bytes(img: np.ndarray, scale: int = 1, compress_level: int = 1) -> bytes
 
     Compression level 1, not PIL's 6: on a slider move the PNG is made anew, and level 6 took
     about half of a grid rerun for files only slightly smaller (still lossless)."""
-    from PIL import Image
     arr = to_grey(img)
     if scale > 1:
         arr = np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
+    return _encode_png(arr, compress_level)
+
+
+def _encode_png(arr: np.ndarray, compress_level: int = 1) -> bytes:
+    """uint8 [H, W] or [H, W, C] -> PNG bytes."""
+    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
@@ -52,6 +57,7 @@ def png_bytes(img: np.ndarray, scale: int = 1, compress_level: int = 1) -> bytes
 _URIS: "collections.OrderedDict[tuple, str]" = collections.OrderedDict()
 _URIS_LOCK = threading.Lock()
 _URIS_MAX_BYTES = 32 * 2**20
+_URIS_BYTES = 0
 
 
 def png_uri(arr: np.ndarray) -> str:
@@ -67,15 +73,14 @@ def png_uri(arr: np.ndarray) -> str:
         if uri is not None:
             _URIS.move_to_end(key)
             return uri
-    buf = io.BytesIO()
-    from PIL import Image
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
-    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    uri = "data:image/png;base64," + base64.b64encode(_encode_png(arr)).decode("ascii")
+    global _URIS_BYTES
     with _URIS_LOCK:
-        _URIS[key] = uri
-        total = sum(len(u) for u in _URIS.values())
-        while total > _URIS_MAX_BYTES and len(_URIS) > 1:
-            total -= len(_URIS.popitem(last=False)[1])
+        if key not in _URIS:
+            _URIS[key] = uri
+            _URIS_BYTES += len(uri)
+        while _URIS_BYTES > _URIS_MAX_BYTES and len(_URIS) > 1:
+            _URIS_BYTES -= len(_URIS.popitem(last=False)[1])
     return uri
 
 
