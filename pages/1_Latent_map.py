@@ -94,6 +94,8 @@ def picked_index() -> int | None:
     return st.session_state.get("map_picked")
 
 
+# Read the click before drawing: the ring must mark the dot just clicked, not the one before it.
+idx = picked_index()
 cols = st.columns(len(sel.pair))
 for col, (label, ckpt, info) in zip(cols, sel.pair):
     c = models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)
@@ -104,10 +106,9 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
         axis_titles=axis_titles(label), sigma=c["sigma"] if bubbles else None,
         n_ellipses=n_bubbles if bubbles else 0, prior=dims[label] == 2,
         marks=None, height=560)
-    picked = st.session_state.get("map_picked")
-    if picked is not None and picked < n_points:
-        xy = maps[label][picked]
-        fig.add_scatter(x=[xy[0]], y=[xy[1]], mode="markers", name=f"image {picked}",
+    if idx is not None and idx < n_points:
+        xy = maps[label][idx]
+        fig.add_scatter(x=[xy[0]], y=[xy[1]], mode="markers", name=f"image {idx}",
                         marker=dict(symbol="circle-open", size=18, color="black", line=dict(width=3)))
     with col:
         st.plotly_chart(fig, key=f"map_chart_{label}", on_select="rerun", selection_mode="points",
@@ -119,7 +120,6 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
                         if label == "VAE" else
                         "Nothing ties the AE's codes to any scale or to the origin."))
 
-idx = picked_index()
 st.subheader("The image you picked")
 if idx is None:
     st.info("Click a dot on either map to see its image and both reconstructions here. "

@@ -245,3 +245,6 @@ def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
     assert any("test image 7" in c for c in captions)
     assert any("VAE reconstruction" in c for c in captions) and any("AE reconstruction" in c for c in captions)
     assert at.session_state["map_picks"][-1] == 7     # offered to the interpolation page
+    # The ring on both maps marks the image shown below, in the same run.
+    for key in ("map_chart_VAE", "map_chart_AE"):
+        assert [t.get("name") for t in plotly_spec(at, key)["data"]].count("image 7") == 1
