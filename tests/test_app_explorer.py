@@ -152,8 +152,12 @@ def test_grid_changes_with_size_range_and_plane(app_env):
     no_errors(at)
     small = image_of(at, "grid_fig_VAE")
     assert small != first
+    small_ae = image_of(at, "grid_fig_AE")
     at.segmented_control(key="grid_span").set_value("data").run()
-    assert image_of(at, "grid_fig_AE") != small
+    no_errors(at)
+    # Each model's mosaic, before and after: the data range covers other codes than the prior's.
+    assert image_of(at, "grid_fig_VAE") != small
+    assert image_of(at, "grid_fig_AE") != small_ae
     at.radio(key="grid_plane").set_value("pca").run()
     no_errors(at)
     assert plotly_spec(at, "grid_map_VAE")["layout"]["xaxis"]["title"]["text"] == "PC1"
