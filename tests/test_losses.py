@@ -78,6 +78,22 @@ def test_gaussian_learned_variance_matches_torch_distributions(gen):
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-9)
 
 
+def test_learned_variance_is_floored_so_the_loss_stays_bounded():
+    """A pixel that is always 0 reconstructed exactly would let sigma -> 0 and -log p -> -inf."""
+    from vae_core.losses import X_LOGVAR_MIN
+    logits = torch.full((1, 1, 2, 2), -30.0, dtype=torch.float64)   # mean ~ 0 everywhere
+    x = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    at_floor = recon_nll(logits, x, "gaussian_learned", x_logvar=torch.full((1, 2, 2), X_LOGVAR_MIN,
+                                                                             dtype=torch.float64))
+    below = torch.full((1, 2, 2), -40.0, dtype=torch.float64, requires_grad=True)
+    got = recon_nll(logits, x, "gaussian_learned", x_logvar=below)
+    assert torch.allclose(got, at_floor)
+    assert got.item() == pytest.approx(4 * 0.5 * (X_LOGVAR_MIN + math.log(2 * math.pi)), rel=1e-9)
+    got.sum().backward()   # no pull further down once at the floor
+    assert torch.count_nonzero(below.grad) == 0
+    assert math.exp(0.5 * X_LOGVAR_MIN) == pytest.approx(0.05)
+
+
 def test_recon_nll_refuses_unknown_or_incomplete_likelihoods(gen):
     logits, x = _batch(gen)
     with pytest.raises(ValueError, match="x_logvar"):

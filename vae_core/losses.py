@@ -12,6 +12,10 @@ import torch
 import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
+# The learned pixel variance is held at sigma >= 0.05 (1/20 of the pixel range). Without a floor,
+# pixels that are always black let sigma shrink toward 0 and the "NLL" fall without bound: a
+# density on [0, 1] can grow as tall as it likes, and the loss stops measuring reconstruction.
+X_LOGVAR_MIN = 2 * math.log(0.05)
 
 
 class LossTerms(NamedTuple):
@@ -39,7 +43,8 @@ def recon_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoull
 
     bernoulli:        binary cross-entropy with p = sigmoid(logits).
     gaussian:         N(x; sigmoid(logits), sigma^2): (x - m)^2 / (2 sigma^2) + log(2 pi sigma^2) / 2.
-    gaussian_learned: the same with a learned per-pixel log-variance x_logvar [C, H, W].
+    gaussian_learned: the same with a learned per-pixel log-variance x_logvar [C, H, W],
+                      floored at X_LOGVAR_MIN (sigma >= 0.05) so the loss stays bounded below.
     """
     if likelihood == "bernoulli":
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
@@ -50,6 +55,7 @@ def recon_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoull
         if x_logvar is None:
             raise ValueError("likelihood 'gaussian_learned' needs x_logvar")
         mean = torch.sigmoid(logits)
+        x_logvar = x_logvar.clamp(min=X_LOGVAR_MIN)
         nll = 0.5 * ((x - mean).pow(2) * torch.exp(-x_logvar) + x_logvar + LOG_2PI)
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}")
