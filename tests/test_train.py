@@ -217,6 +217,28 @@ def test_huge_learning_rate_raises_and_keeps_the_start_weights(digits):
     assert e.value.result is not None and e.value.result.history == []
 
 
+def test_a_finite_but_exploding_run_is_stopped_too(digits):
+    """An AE at learning rate 1 keeps a finite loss, but its reconstruction ends the epoch many
+    times worse than the untrained network's: that is divergence, and it must say so."""
+    train, _ = digits
+    model = tiny_model("ae")
+    before = state(model)
+    with pytest.raises(TrainingDiverged) as e:
+        fit(model, train, None, cfg(epochs=3, lr=1.0, batch_size=32, precision="float32"))
+    msg = str(e.value)   # the reconstruction message, so no loss was NaN: only the new check caught it
+    assert "reconstruction error grew" in msg and "untrained network" in msg and "try 0.1" in msg
+    assert same_state(before, state(model)) and e.value.result.history == []
+
+
+def test_a_sound_run_is_never_called_exploding(digits):
+    # The default learning rate, tiny batches (noisy first batch) and a huge beta all learn.
+    train, _ = digits
+    for kw in [dict(lr=1e-3, batch_size=8), dict(lr=1e-2, batch_size=1, max_train=64), dict(beta=1000.0),
+               dict(beta=50.0, warmup_epochs=2, free_bits=0.5)]:
+        result = fit(tiny_model(), train, None, cfg(epochs=3, **kw))
+        assert len(result.history) == 3, kw
+
+
 def test_nan_input_raises_training_diverged(digits):
     train, _ = digits
     x = train.x[:128].clone()

@@ -136,14 +136,35 @@ def _adam(model, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
 
 
+def _check_exploding(end_recon: float, start_recon: float, epoch: int, lr: float, model, good_state,
+                     result: FitResult) -> None:
+    """Raise TrainingDiverged when an epoch ends with a reconstruction NLL more than twice the
+    untrained network's (by |start| + at least 1 nat, as a Gaussian NLL can be negative).
+
+    A step size far too large rarely gives NaN at once: an AE at learning rate 1.0 on MNIST ends
+    its epochs at 10^5 nats and more, every value finite. Training from random weights that ends
+    an epoch so much worse than where it began has failed, whatever beta or the warm-up do
+    (they move the KL, not the reconstruction, which is why the KL is not judged here).
+    """
+    limit = start_recon + max(abs(start_recon), 1.0)
+    if end_recon > limit:
+        model.load_state_dict(good_state)
+        raise TrainingDiverged(
+            f"the reconstruction error grew to {end_recon:.4g} nats per image by the end of epoch {epoch}, "
+            f"more than twice the untrained network's {start_recon:.4g}: the steps are too large to learn. "
+            f"Training stopped and the weights of epoch {epoch - 1} were kept. Lower the learning rate "
+            f"(now {lr:g}, try {lr / 10:g}) and train again.", result)
+
+
 def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
         callback: Optional[Callable[[Progress], Optional[bool]]] = None,
         should_stop: Optional[Callable[[], bool]] = None) -> FitResult:
     """Train `model` in place with Adam on loss = recon + beta * KL.
 
     The callback gets a Progress after each batch and epoch; returning False from it, or
-    should_stop() returning True, stops after the current batch. A NaN or infinite loss
-    restores the weights of the last finished epoch and raises TrainingDiverged.
+    should_stop() returning True, stops after the current batch. A NaN or infinite loss, or a
+    run whose reconstruction ends an epoch far worse than the untrained network's (see
+    _check_exploding), restores the weights of the last finished epoch and raises TrainingDiverged.
     """
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -163,12 +184,15 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
     start = time.perf_counter()
     good_state = copy.deepcopy(model.state_dict())
     is_vae = model.cfg.kind == "vae"
+    start_recon = None            # the untrained network's reconstruction NLL (first batch)
+    tail_from = steps - max(1, steps // 10)   # the batches whose recon says where an epoch ended
 
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen, device=device)
         sums = torch.zeros(3, device=device)   # loss, recon, kl: accumulated without a sync per step
+        tail = torch.zeros(2, device=device)   # recon sum and image count over the epoch's last batches
         seen = 0
         for step in range(steps):
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -187,9 +211,13 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
                     f"the loss became {loss_value} at epoch {epoch}, batch {step + 1}: training stopped and "
                     f"the weights of epoch {epoch - 1} were kept. Lower the learning rate "
                     f"(now {cfg.lr:g}, try {cfg.lr / 10:g}) and train again.", result)
+            if start_recon is None:
+                start_recon = terms.recon.item()
             opt.step()
             b = x.shape[0]
             sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]) * b
+            if step >= tail_from:
+                tail += torch.stack([terms.recon.detach() * b, terms.recon.new_tensor(float(b))])
             seen += b
             stop = should_stop is not None and should_stop()
             if callback is not None:
@@ -210,6 +238,8 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
                 f"the weights became NaN or infinite during epoch {epoch}: training stopped and the weights "
                 f"of epoch {epoch - 1} were kept. Lower the learning rate (now {cfg.lr:g}, try {cfg.lr / 10:g}) "
                 "and train again.", result)
+        if tail[1] > 0:
+            _check_exploding(tail[0].item() / tail[1].item(), start_recon, epoch, cfg.lr, model, good_state, result)
         tr = (sums / seen).tolist()
         record = {"epoch": epoch, "beta": beta, "train_loss": tr[0], "train_recon": tr[1], "train_kl": tr[2],
                   "images": seen}
