@@ -93,8 +93,13 @@ def assert_one_line_error(run, *words):
 def test_help_lists_the_subcommands():
     run = main_in_process("--help")
     assert run.returncode == 0
+    # The subcommand list (between "COMMAND" and "options:"), not the examples further down.
+    listed = run.stdout.split("positional arguments:")[1].split("options:")[0]
+    names = {line.split()[0] for line in listed.splitlines() if line.startswith("    ") and line.split()}
+    assert {"train", "evaluate", "sweep", "project"} <= names
     for cmd in ("train", "evaluate", "sweep", "project"):
-        assert cmd in run.stdout
+        sub = main_in_process(cmd, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: python -m vae_core {cmd}")
 
 
 def test_train_writes_a_loadable_checkpoint_with_its_history(trained, tiny_npz):
@@ -237,6 +242,7 @@ def test_ctrl_c_stops_and_saves_the_model_so_far(tiny_npz, tmp_path):
 
 BAD = [
     (["train", "--dataset", "digits", "--beta", "-1", "--out", "x"], ["beta", "-1"]),
+    (["train", "--dataset", "digits", "--model", "ae", "--beta", "-1", "--out", "x"], ["beta", "-1"]),
     (["train", "--dataset", "digits", "--latent-dim", "0", "--out", "x"], ["latent size 0"]),
     (["train", "--dataset", "no-such-set", "--out", "x"], ["no-such-set", "mnist"]),
     (["train", "--dataset", "missing.npz", "--out", "x"], ["missing.npz"]),
@@ -290,6 +296,20 @@ def test_divergence_is_one_line(tiny_npz, tmp_path):
     run = main_in_process("train", "--dataset", tiny_npz, "--lr", "1e6", "--epochs", 3, *TINY_IN, "--quiet",
                           "--out", tmp_path / "boom")
     assert_one_line_error(run, "learning rate")
+
+
+def test_a_run_that_diverges_later_never_replaces_an_existing_file(tiny_npz, tmp_path):
+    """Learning rate 3 on the bars: epoch 1 ends sound, epoch 2 explodes. The good epoch is kept,
+    beside the file that was already there, never over it."""
+    out = tmp_path / "boom.safetensors"
+    out.write_bytes(b"an earlier model, not to be touched")
+    run = main_in_process("train", "--dataset", tiny_npz, "--lr", 3, "--epochs", 4, *TINY_IN, "--quiet",
+                          "--precision", "float32", "--out", out)
+    assert_one_line_error(run, "epoch 2", "boom-diverged-epoch1.safetensors")
+    assert out.read_bytes() == b"an earlier model, not to be touched"
+    from vae_core.checkpoints import load_checkpoint
+    kept = load_checkpoint(tmp_path / "boom-diverged-epoch1.safetensors")
+    assert [r["epoch"] for r in kept.history] == [1]
 
 
 def test_classifier_maps_and_table_build_a_shipped_folder(tiny_npz, tmp_path):

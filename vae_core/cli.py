@@ -373,7 +373,8 @@ def _set_threads(n: Optional[int]) -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_train(args) -> int:
-    from .checkpoints import save_checkpoint
+    from .checkpoints import SUFFIX, save_checkpoint
+    from .errors import CheckpointError
     from .data import load_dataset
     from .errors import TrainingDiverged
     from .models import build_model
@@ -381,6 +382,9 @@ def cmd_train(args) -> int:
     _set_threads(args.threads)
     if args.evaluate:
         _check_iw(args.iw_samples)
+    if not (math.isfinite(args.beta) and args.beta >= 0):
+        # An AE ignores beta, but a negative one is still a mistake worth naming.
+        raise CliError(f"--beta {args.beta} is invalid: use a number >= 0, e.g. 1 or 4")
     mcfg, tcfg = _configs(args, args.model, args.beta if args.model == "vae" else 0.0)
     out = _checkpoint_path(args.out)
     train = load_dataset(tcfg.dataset, "train")
@@ -397,10 +401,18 @@ def cmd_train(args) -> int:
         except TrainingDiverged as e:
             bar.close()
             # fit restored the last finished epoch's weights: keep them, then report the divergence.
+            # A failed run never replaces a file that is already there: it goes beside it.
             if e.result is not None and e.result.history:
-                path = save_checkpoint(out, model, tcfg, dataset=tcfg.dataset, history=e.result.history,
-                                       half=args.half)
-                raise TrainingDiverged(f"{e} The model of epoch {len(e.result.history)} was saved to {path}.",
+                epochs = len(e.result.history)
+                target = out if not out.exists() else out.with_name(
+                    f"{out.name[:-len(SUFFIX)]}-diverged-epoch{epochs}{SUFFIX}")
+                try:
+                    path = save_checkpoint(target, model, tcfg, dataset=tcfg.dataset,
+                                           history=e.result.history, half=args.half, overwrite=False)
+                except CheckpointError as save_error:
+                    raise TrainingDiverged(f"{e} The model of epoch {epochs} was not saved: {save_error}",
+                                           e.result) from None
+                raise TrainingDiverged(f"{e} The model of epoch {epochs} was saved to {path}.",
                                        e.result) from None
             raise
         finally:
