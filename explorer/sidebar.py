@@ -48,6 +48,18 @@ class Selection:
         return int(self.vae_info["model_config"]["latent_dim"])
 
 
+def dims_for(dims: tuple, latent_dim: int) -> tuple:
+    """Two different dimensions of a model with `latent_dim` dimensions, close to the two asked for:
+    each one the model has is kept, each one it lacks becomes its lowest unused dimension. The
+    choice is made on the VAE; an AE beside it may have fewer dimensions (and no order to them)."""
+    d = int(latent_dim)
+    if d <= 2:
+        return (0, 1)
+    kept = [int(k) if 0 <= int(k) < d else None for k in dims]
+    spare = iter(k for k in range(d) if k not in kept)
+    return tuple(k if k is not None else next(spare) for k in kept)
+
+
 def describe(info: dict) -> str:
     """A short label: name, latent size, β, and where the file came from."""
     mc, tc = info["model_config"], info.get("train_config") or {}

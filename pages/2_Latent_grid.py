@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import figures, models, timing
-from explorer.sidebar import offer_2d_pair, sidebar
+from explorer.sidebar import dims_for, offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent grid · VAE Latent Explorer", page_icon="🔲", layout="wide")
 st.title("Latent grid")
@@ -54,13 +54,31 @@ if d > 2:
     else:
         p2.caption("Each model gets its own principal plane, through the mean of its codes.")
 
+# The dimensions are chosen on the VAE; a model with fewer gets the nearest pair it has.
+latent = {label: int(info["model_config"]["latent_dim"]) for label, _, info in sel.pair}
+model_dims = {label: dims_for(dims, latent[label]) for label in latent}
+
+
+def plane_text(label: str) -> str:
+    """Which plane a model's grid covers, in words."""
+    if latent[label] == 2:
+        return "Plane: the whole 2-D latent space."
+    if plane == "pca":
+        return "Plane: this model's own principal plane, PC1 × PC2."
+    i, j = model_dims[label]
+    text = f"Plane: z{i} × z{j}, the other dimensions at the mean of this model's codes."
+    swaps = [f"z{new} for z{old}" for old, new in zip(dims, model_dims[label]) if old != new]
+    if swaps:
+        text += f" The {label} has only {latent[label]} dimensions, so it shows {' and '.join(swaps)}."
+    return text
+
 
 @timing.fragment
-def mosaics(span: str, q: float, plane: str, dims: tuple):
+def mosaics(span: str, q: float, plane: str, model_dims: dict):
     n = st.slider("Grid size (n × n)", 3, 30, 15, key="grid_n")
     # No spinner: even a 30 x 30 grid decodes in tens of milliseconds, and each st.spinner
     # starts a timer thread, a cost every slider move would pay.
-    grids = {label: models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, n, plane, dims, span, q)
+    grids = {label: models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, n, plane, model_dims[label], span, q)
              for label, ckpt, info in sel.pair}
     cols = st.columns(len(sel.pair))
     for col, (label, ckpt, info) in zip(cols, sel.pair):
@@ -73,32 +91,33 @@ def mosaics(span: str, q: float, plane: str, dims: tuple):
             x_title=g["labels"][0], y_title=g["labels"][1])
         with col:
             st.plotly_chart(fig, key=f"grid_fig_{label}", config=figures.CONFIG)
+            st.caption(plane_text(label))
             st.download_button(f"Download the {label} mosaic (PNG)", partial(figures.png_bytes, g["image"], scale=2),
                                file_name=f"grid-{info['name']}-{n}x{n}.png", mime="image/png",
                                key=f"grid_png_{label}")
 
 
-mosaics(span, q, plane, dims)
+mosaics(span, q, plane, model_dims)
 
 if st.toggle("Show where the grid lies on the codes", value=True, key="grid_show_map"):
     cols = st.columns(len(sel.pair))
     for col, (label, ckpt, info) in zip(cols, sel.pair):
         key = models.ckpt_key(ckpt)
-        g = models.grid(ckpt, key, sel.dataset, N_CODES, 2, plane, dims, span, q)   # the extent only
-        pl = models.plane(ckpt, key, sel.dataset, N_CODES, plane, dims)
+        g = models.grid(ckpt, key, sel.dataset, N_CODES, 2, plane, model_dims[label], span, q)   # the extent only
+        pl = models.plane(ckpt, key, sel.dataset, N_CODES, plane, model_dims[label])
         c = models.codes(ckpt, key, sel.dataset, N_CODES)
         u, v = g["u"], g["v"]
         inside = ((pl["xy"][:, 0] >= u[0]) & (pl["xy"][:, 0] <= u[-1]) &
                   (pl["xy"][:, 1] >= v[0]) & (pl["xy"][:, 1] <= v[-1])).mean()
         mfig = figures.scatter_codes_shared(pl["xy"], c["labels"], models.exploration_data(sel.dataset).classes,
                                             title=f"{label} codes in this plane", axis_titles=g["labels"],
-                                            rect=(u[0], u[-1], v[0], v[-1]), prior=(d == 2),
+                                            rect=(u[0], u[-1], v[0], v[-1]), prior=latent[label] == 2,
                                             height=420, marker_size=3)
         with col:
             st.plotly_chart(mfig, key=f"grid_map_{label}", config=figures.CONFIG)
             st.caption(f"{inside:.0%} of {N_CODES} test codes fall inside the dashed box." +
                        (" Codes are projected onto the plane; other dimensions are not at the mean for them."
-                        if d > 2 else ""))
+                        if latent[label] > 2 else ""))
 
 with st.expander("What to look for, and what can mislead"):
     st.markdown(

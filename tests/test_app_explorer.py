@@ -256,3 +256,34 @@ def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
     # The ring on both maps marks the image shown below, in the same run.
     for key in ("map_chart_VAE", "map_chart_AE"):
         assert [t.get("name") for t in plotly_spec(at, key)["data"]].count("image 7") == 1
+
+
+def test_dims_for_keeps_the_dimensions_a_model_has_and_replaces_the_others():
+    from explorer.sidebar import dims_for
+    assert dims_for((3, 7), 20) == (3, 7)
+    assert dims_for((25, 7), 20) == (0, 7)
+    assert dims_for((0, 25), 20) == (0, 1)            # never the same dimension twice
+    assert dims_for((25, 30), 20) == (0, 1)
+    assert dims_for((5, 9), 2) == (0, 1)
+
+
+def test_grid_gives_each_model_a_plane_it_has_when_their_sizes_differ(tmp_path, monkeypatch):
+    """A 32-D VAE beside a 20-D AE (the shipped checkpoints): a VAE dimension the AE lacks must
+    not reach the AE, and the page says which plane each model shows."""
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(REPO / "checkpoints"))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    at = run_page("pages/2_Latent_grid.py")
+    at.selectbox(key="sb_vae").set_value("mnist-bin-d32-vae-b1").run()
+    at.selectbox(key="sb_ae").set_value("mnist-d20-ae").run()
+    no_errors(at)
+    at.selectbox(key="grid_dim_u").set_value(25).run()
+    at.selectbox(key="grid_dim_v").set_value(7).run()
+    no_errors(at)
+    vae, ae = plotly_spec(at, "grid_fig_VAE")["layout"], plotly_spec(at, "grid_fig_AE")["layout"]
+    assert (vae["xaxis"]["title"]["text"], vae["yaxis"]["title"]["text"]) == ("z25", "z7")
+    ae_axes = (ae["xaxis"]["title"]["text"], ae["yaxis"]["title"]["text"])
+    assert ae_axes[1] == "z7" and ae_axes[0] != "z7" and int(ae_axes[0][1:]) < 20
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{ae_axes[0]} × z7" in captions and "z25 × z7" in captions
+    plotly_spec(at, "grid_map_AE")                   # the map below is drawn for both
