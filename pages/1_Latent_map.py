@@ -17,11 +17,14 @@ offer_2d_pair(sel, "With d = 2 the map shows the latent space itself, with the V
 
 EXPLAIN = {
     "raw": "**Raw 2-D**: the latent space itself, no projection. Distances and empty regions are real. "
-           "The circles are the prior N(0, I) at 1σ and 2σ; a VAE's codes should fill them, an AE's "
-           "may sit anywhere and at any scale.",
+           "The circles are the prior N(0, I) at 1σ and 2σ. A VAE's dots are posterior means: the means "
+           "together with their bubbles should fill the prior, so the means alone sit inside it (along "
+           "each axis their spread is about 1 − the average σ²) and the bubbles fill the rest. An AE's "
+           "codes may sit anywhere and at any scale.",
     "pca": "**PCA** shows the flat plane along which the codes vary most. It is linear: straight lines "
-           "and relative distances in the plane are honest, but clusters apart in other directions "
-           "can overlap here, and the other d − 2 dimensions are hidden.",
+           "stay straight, and a distance in the plane is never more than the real distance between "
+           "the codes, only less. So dots far apart here are far apart, but dots close here may not be: "
+           "clusters apart in the other d − 2 dimensions, which are hidden, can overlap.",
     "tsne": "**t-SNE** keeps each point's nearest neighbours together. Cluster sizes, the gaps between "
             "clusters and empty space mean little: a blob can look separated or tight when it is not, "
             "and a different seed can move clusters around. Use it to see which classes mix.",

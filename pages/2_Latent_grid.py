@@ -115,7 +115,7 @@ if st.toggle("Show where the grid lies on the codes", value=True, key="grid_show
                                             height=420, marker_size=3)
         with col:
             st.plotly_chart(mfig, key=f"grid_map_{label}", config=figures.CONFIG)
-            st.caption(f"{inside:.0%} of {N_CODES} test codes fall inside the dashed box." +
+            st.caption(f"{inside:.0%} of {len(pl['xy'])} test codes fall inside the dashed box." +
                        (" Codes are projected onto the plane; other dimensions are not at the mean for them."
                         if latent[label] > 2 else ""))
 

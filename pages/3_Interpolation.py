@@ -67,9 +67,12 @@ else:
 c1, c2 = st.columns(2)
 method = c1.segmented_control("Path", ["lerp", "slerp"], default="lerp", required=True, key="interp_method",
                               format_func={"lerp": "Linear", "slerp": "Spherical"}.get,
-                              help="Linear: a straight line. Spherical: an arc that keeps the length of the "
-                                   "code nearly constant, so the path does not cut through the low-norm centre "
-                                   "where few high-dimensional Gaussian samples lie.") or "lerp"
+                              help="Linear: a straight line. Spherical: an arc around the origin. If the two "
+                                   "codes have the same length, the arc keeps that length all the way; if not, "
+                                   "the length changes along it. This matters in many dimensions: there N(0, I) "
+                                   "puts almost all its samples near radius √d, so the centre is nearly empty "
+                                   "and a straight line between two codes dips towards it. In 2-D there is no "
+                                   "such shell: the prior is densest at the origin.") or "lerp"
 steps = c2.slider("Steps (endpoints included)", 3, 25, 11, key="interp_steps")
 
 paths = {label: models.path(ckpt, models.ckpt_key(ckpt), sel.dataset, i0, i1, steps, method)
@@ -141,6 +144,6 @@ fig = figures.line_chart({f"{label}": v for label, v in dist.items()}, x=list(ra
 fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"))
 st.plotly_chart(fig, key="interp_dist", config=figures.CONFIG)
 st.caption("Distances are divided by each model's median distance between a code and its nearest neighbour, "
-           f"measured on {N_CODES} test codes, so the two models compare despite their different scales. "
+           f"measured on {min(N_CODES, len(data))} test codes, so the two models compare despite their different scales. "
            "Values well above 1 mean the step lies in empty space, where the decoder has seen no data: "
            "watch the AE's middle steps.")

@@ -68,7 +68,7 @@ with tab_traverse:
         st.plotly_chart(figures.bar_kl(kl, order, title="VAE: mean KL per latent dimension (sorted)"),
                         key="trav_kl", config=figures.CONFIG)
         src = "stored in the checkpoint" if (sel.vae.metrics or {}).get("kl_per_dim") else \
-            f"measured on {N_CODES} test images"
+            f"measured on {min(N_CODES, len(data))} test images"
         st.caption(f"KL per dimension, {src}. Total {kl.sum():.1f} nats; "
                    f"{int((kl > 0.01 * max(kl.max(), 1e-9)).sum())} of {d} dimensions are in use.")
 

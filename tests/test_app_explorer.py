@@ -287,3 +287,19 @@ def test_grid_gives_each_model_a_plane_it_has_when_their_sizes_differ(tmp_path, 
     captions = " ".join(c.value for c in at.caption)
     assert f"{ae_axes[0]} × z7" in captions and "z25 × z7" in captions
     plotly_spec(at, "grid_map_AE")                   # the map below is drawn for both
+
+
+@pytest.mark.parametrize("page", ["pages/2_Latent_grid.py", "pages/3_Interpolation.py"])
+def test_captions_count_the_codes_really_used(tmp_path, monkeypatch, page):
+    """The digits set has fewer test images than the 2,000 codes asked for: captions say how many."""
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(REPO / "checkpoints"))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    at = run_page(page)
+    at.selectbox(key="sb_dataset").set_value("digits").run()
+    no_errors(at)
+    from explorer import models
+    n = len(models.exploration_data("digits"))
+    assert n < 2000
+    captions = " ".join(c.value for c in at.caption)
+    assert f"{n} test codes" in captions and "2000 test codes" not in captions
