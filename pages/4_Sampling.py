@@ -86,6 +86,7 @@ with tab_traverse:
                       help="The VAE moves from −r to +r (prior units); the AE moves r standard deviations "
                            "of its own codes either side of their mean, since its scale is arbitrary.")
         steps = 11
+        starts = {}
         cols = st.columns(len(sel.pair))
         for col, (label, ckpt, info) in zip(cols, sel.pair):
             key = models.ckpt_key(ckpt)
@@ -96,6 +97,7 @@ with tab_traverse:
             else:
                 z = models.encode_images(ckpt, key, models.images(sel.dataset, [idx]))["mu"][0]
                 start = f"image {idx}'s code"
+            starts[label] = (z, start)
             dd = min(dim, c["mu"].shape[1] - 1)
             if label == "VAE":
                 values = np.linspace(-r, r, steps)
@@ -115,8 +117,8 @@ with tab_traverse:
         if st.toggle("Show the VAE's eight most informative dimensions at once", key="trav_top_on"):
             top = tuple(int(i) for i in order[:min(8, d)])
             values = tuple(float(v) for v in np.linspace(-r, r, steps))
-            z0 = tuple(0.0 for _ in range(d))
-            imgs = models.traversal(sel.vae, models.ckpt_key(sel.vae), z0, top, values)
+            z0, start = starts["VAE"]       # the same start as the single traversal above
+            imgs = models.traversal(sel.vae, models.ckpt_key(sel.vae), tuple(float(v) for v in z0), top, values)
             grid = figures.tile(imgs, ncols=steps)
             h = imgs.shape[-2]
             fig = figures.image_figure(grid, height=60 * len(top) + 60,
@@ -124,6 +126,7 @@ with tab_traverse:
                                                 [f"z{i}" for i in top]),
                                        x_ticks=figures.mosaic_ticks(values, h, every=2))
             st.plotly_chart(fig, key="trav_top", config=figures.CONFIG)
+            st.caption(f"Each row starts from {start} and moves one dimension from {-r:g} to {r:g}.")
             st.download_button("Download (PNG)", partial(figures.png_bytes, grid, scale=3), file_name="traversals.png",
                                mime="image/png", key="trav_png")
 

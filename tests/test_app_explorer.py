@@ -218,6 +218,13 @@ def test_sampling_resample_temperature_and_traversal(app_env):
     at.toggle(key="trav_top_on").set_value(True).run()
     no_errors(at)
     assert "source" in plotly_spec(at, "trav_top")["data"][0]
+    # The overview starts where the single traversal does: from a test image when asked.
+    top_origin = image_of(at, "trav_top")
+    at.radio(key="trav_base").set_value("image").run()
+    at.number_input(key="trav_idx").set_value(3).run()
+    no_errors(at)
+    assert image_of(at, "trav_top") != top_origin
+    assert any("Each row starts from image 3's code" in c.value for c in at.caption)
 
 
 def _png(arr: np.ndarray) -> bytes:
