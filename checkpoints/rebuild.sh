@@ -5,17 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=checkpoints
-FAMILY="--dataset mnist --hidden 400 --lr-decay 0.97 --betas 0.5,1,2,4,8 --seed 0 --half --quiet"
+FAMILY="--dataset mnist --hidden 400 --lr-decay 0.97 --betas 0.5,1,2,4,8 --seed 0 --half --quiet --overwrite"
 
 # The 2-D family (the latent space is the map) and the 20-D family (the t-SNE/UMAP family).
 python -m vae_core sweep $FAMILY --latent-dim 2 --epochs 30 --out-dir $OUT --prefix mnist-d2
 python -m vae_core sweep $FAMILY --latent-dim 20 --epochs 80 --out-dir $OUT --prefix mnist-d20
 # A binarised-MNIST VAE, for comparison with published log-likelihoods.
 python -m vae_core sweep --dataset mnist --binarize --hidden 512,512 --latent-dim 32 --epochs 200 \
-  --lr-decay 0.99 --betas 1 --no-ae --seed 0 --half --quiet --out-dir $OUT --prefix mnist-bin-d32
+  --lr-decay 0.99 --betas 1 --no-ae --seed 0 --half --quiet --overwrite --out-dir $OUT --prefix mnist-bin-d32
 # The 8x8 digits pair: retrains in seconds on any machine.
 python -m vae_core sweep --dataset digits --hidden 128 --latent-dim 2 --epochs 100 --batch-size 64 \
-  --betas 1 --seed 0 --half --quiet --out-dir $OUT --prefix digits-d2
+  --betas 1 --seed 0 --half --quiet --overwrite --out-dir $OUT --prefix digits-d2
 
 # The digit classifier that scores decoded prior samples, then every model's metrics.
 python -m vae_core classifier --dataset mnist --out $OUT/classifiers/mnist-classifier.safetensors

@@ -1,4 +1,6 @@
 """The sweep trains an AE and one VAE per beta and saves each under a predictable name."""
+import dataclasses
+
 import pytest
 import torch
 from safetensors import safe_open
@@ -91,3 +93,31 @@ def test_sweep_repeats_under_its_seed(tmp_path):
     assert ha == hb
     for a, b in zip(sa, sb):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sweep_refuses_existing_names_before_training(tmp_path):
+    from vae_core.errors import CheckpointError
+    model_cfg, train_cfg = configs()
+    (tmp_path / "dup-vae-b2.safetensors").write_bytes(b"an earlier model")
+    trained = []
+    with pytest.raises(CheckpointError, match="dup-vae-b2.*--overwrite"):
+        sweep(model_cfg, train_cfg, [1, 2], tmp_path, "dup", on_model=lambda *a: trained.append(a))
+    assert trained == []   # refused before the first model trained
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup-vae-b2.safetensors"]
+    assert (tmp_path / "dup-vae-b2.safetensors").read_bytes() == b"an earlier model"
+    paths = sweep(model_cfg, train_cfg, [2], tmp_path, "dup", include_ae=False, half=False, overwrite=True)
+    assert load_checkpoint(paths[0]).train_config.beta == 2.0
+
+
+def test_a_diverging_beta_is_skipped_and_reported(tmp_path):
+    from vae_core import TrainingDiverged
+    model_cfg, train_cfg = configs()
+    train_cfg = dataclasses.replace(train_cfg, lr=1e6)
+    failed = []
+    paths = sweep(model_cfg, train_cfg, [1], tmp_path, "boom",
+                  on_diverged=lambda name, e: failed.append((name, str(e))))
+    assert paths == [] and list(tmp_path.iterdir()) == []
+    assert [n for n, _ in failed] == ["boom-ae", "boom-vae-b1"]
+    assert all("Lower the learning rate" in msg for _, msg in failed)
+    with pytest.raises(TrainingDiverged):   # without a handler the error is the caller's
+        sweep(model_cfg, train_cfg, [1], tmp_path, "boom", include_ae=False)

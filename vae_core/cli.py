@@ -179,6 +179,8 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
     p.add_argument("--no-ae", action="store_true", help="skip the plain auto-encoder")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="folder for the checkpoints")
     p.add_argument("--prefix", default="mnist", help="checkpoint name prefix (default: mnist)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace checkpoints of the same names (default: refuse before training)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("project", help="a 2-D map of a checkpoint's codes",
@@ -486,11 +488,18 @@ def cmd_sweep(args) -> int:
         def evaluate(model, cfg):
             return _evaluate(model, cfg, cfg.dataset, args.iw_samples, seed=cfg.seed)
 
+    diverged = []
+
+    def on_diverged(name, error):
+        bar.close()
+        diverged.append(name)
+        print(f"error: {name} diverged and was not saved: {error}", file=sys.stderr)
+
     with _ctrl_c_stops() as stop_asked:
         try:
             paths = sweep(mcfg, tcfg, args.betas, out_dir, args.prefix, include_ae=not args.no_ae,
                           half=args.half, on_model=on_model, callback=bar, should_stop=stop_asked,
-                          evaluate=evaluate)
+                          evaluate=evaluate, overwrite=args.overwrite, on_diverged=on_diverged)
         finally:
             bar.close()
     for p in paths:
@@ -498,6 +507,10 @@ def cmd_sweep(args) -> int:
     stopped = stop_asked()
     if stopped:
         print(f"stopped early: {len(paths)} checkpoint(s) saved", file=sys.stderr)
+    if diverged:
+        print(f"error: {len(diverged)} model(s) diverged ({', '.join(diverged)}); {len(paths)} saved",
+              file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_STOPPED if stopped else 0
 
 
