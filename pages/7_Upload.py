@@ -2,6 +2,8 @@
 
 Every check lives in explorer/uploads.py; this page reads the widgets and reports the outcome.
 """
+import traceback
+
 import numpy as np
 import streamlit as st
 
@@ -25,6 +27,11 @@ if up is not None:
         ckpt = uploads.check_checkpoint(data, up.name)
     except CheckpointError as e:
         st.error(f"This file was refused, and nothing was saved: {e}", icon=":material/block:")
+    except Exception as e:  # a flaw no check foresaw: refuse the file, keep the traceback for the server log
+        traceback.print_exc()
+        st.error(f"This file was refused, and nothing was saved: it could not be read ({type(e).__name__}): "
+                 "choose a .safetensors file written by this app or `python -m vae_core train`",
+                 icon=":material/block:")
     else:
         cfg = ckpt.model_config
         n_params = sum(p.numel() for p in ckpt.model.parameters())
@@ -40,6 +47,10 @@ if up is not None:
                 path = uploads.save_upload(data, name, paths.user_dir(), up.name)
             except CheckpointError as e:
                 st.error(f"Not saved: {e}", icon=":material/block:")
+            except Exception as e:  # unforeseen: say so plainly, never show a traceback
+                traceback.print_exc()
+                st.error(f"Not saved: the file could not be written ({type(e).__name__}); nothing was "
+                         "overwritten: try again, or ask whoever runs the app", icon=":material/block:")
             else:
                 st.success(f"Saved as **{path.stem}**. It now appears in the model lists of every page "
                            "(under your models).", icon=":material/save:")
@@ -61,6 +72,11 @@ if up_npz is not None:
     except (DataError, CheckpointError) as e:
         st.session_state.pop("uploaded_images", None)
         st.error(f"This file was refused: {e}", icon=":material/block:")
+    except Exception as e:  # unforeseen: refuse the file rather than show a traceback
+        traceback.print_exc()
+        st.session_state.pop("uploaded_images", None)
+        st.error(f"This file was refused: it could not be read ({type(e).__name__}): save it with "
+                 "numpy.savez(path, x=images, y=labels)", icon=":material/block:")
     else:
         st.session_state["uploaded_images"] = {"name": up_npz.name, "x": x, "y": y}
         labels = f", {len(np.unique(y))} distinct labels" if y is not None else ", no labels"

@@ -77,6 +77,14 @@ def edited_latent_dim(good: bytes) -> bytes:
     return st_save(st_load(good), metadata=meta)
 
 
+def edited_meta(good: bytes, **changes) -> bytes:
+    """The same weights with metadata fields replaced; `model_config` changes are merged in."""
+    meta = _metadata(good)
+    if "model_config" in changes:
+        changes["model_config"] = json.dumps({**json.loads(meta["model_config"]), **changes["model_config"]})
+    return st_save(st_load(good), metadata={**meta, **changes})
+
+
 def bad_files(good: bytes, marker: Path) -> dict:
     """name -> (bytes, a phrase the refusal must contain)."""
     return {
@@ -86,6 +94,9 @@ def bad_files(good: bytes, marker: Path) -> dict:
         "nan": (nan_weights(good), "NaN or infinite"),
         "latent_dim": (edited_latent_dim(good), "do not fit its config"),
         "empty": (b"", "empty"),
+        # A few kB whose config would build an 80 GB model.
+        "huge_config": (edited_meta(good, model_config={"hidden": [100000, 100000]}), "are too large"),
+        "deep_json": (edited_meta(good, train_config="[" * 100_000 + "]" * 100_000), "damaged or invalid config"),
     }
 
 
@@ -96,7 +107,10 @@ def test_the_pickle_would_run_code_if_unpickled(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("case", ["random", "truncated", "pickle", "nan", "latent_dim", "empty"])
+CASES = ["random", "truncated", "pickle", "nan", "latent_dim", "empty", "huge_config", "deep_json"]
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_bad_checkpoint_is_refused_and_nothing_changes(case, good, folders, tmp_path):
     shipped, user = folders
     marker = tmp_path / "pickle-ran"
@@ -196,6 +210,34 @@ def test_page_refuses_bad_files_and_shows_why(good, folders, tmp_path):
         assert not at.success, case
     assert snapshot(shipped, user) == before
     assert not marker.exists()
+
+
+def test_page_refuses_a_file_that_fails_in_an_unforeseen_way(good, folders, monkeypatch):
+    """A flaw no check foresaw (here: the loader itself raising) is a refusal, not a traceback."""
+    from explorer import uploads as page_uploads
+    shipped, user = folders
+    before = snapshot(shipped, user)
+
+    def flawed(data, where="the file"):
+        raise RuntimeError("an unforeseen flaw")
+
+    monkeypatch.setattr(page_uploads, "from_bytes", flawed)
+    at = _page()
+    at.file_uploader(key="upload_ckpt").upload(SOURCE.name, good)
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "This file was refused, and nothing was saved: it could not be read (RuntimeError): choose a "
+        ".safetensors file written by this app or `python -m vae_core train`"]
+    assert not at.success
+
+    monkeypatch.setattr(page_uploads, "npz_arrays", flawed)
+    at.file_uploader(key="upload_npz").upload("mine.npz", _npz(x=np.zeros((4, 8, 8), np.uint8)))
+    at.run()
+    assert not at.exception
+    assert any(e.value.startswith("This file was refused: it could not be read (RuntimeError)") for e in at.error)
+    assert "uploaded_images" not in at.session_state
+    assert snapshot(shipped, user) == before
 
 
 def test_page_saves_a_valid_checkpoint_and_refuses_its_name_twice(good, folders):

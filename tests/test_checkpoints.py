@@ -221,8 +221,60 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     _refused(p, "unexpected", "backdoor", listed=True)
 
 
+def _peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
+
+
+def _with_config(path, out, **changes):
+    def edit(meta):
+        cfg = json.loads(meta["model_config"])
+        cfg.update(changes)
+        meta["model_config"] = json.dumps(cfg)
+    return _rewrite(path, out, edit_meta=edit)
+
+
+@pytest.mark.parametrize("changes, words", [
+    # 2 x 100,000 x 100,000 weights would be 80 GB; the config bounds refuse it outright.
+    (dict(hidden=[100000, 100000]), ["hidden sizes (100000, 100000) are too large", "8192 units"]),
+    (dict(hidden=[16] * 9), ["at most 8 layers"]),
+    (dict(image_shape=[1, 4096, 4096]), ["image shape (1, 4096, 4096) is too large", "64 pixels a side"]),
+    (dict(image_shape=[100, 28, 28]), ["too large", "at most 4 channels"]),
+    (dict(arch="conv", channels=[100000]), ["conv channels (100000,) are too large"]),
+    (dict(arch="conv", channels=[4] * 7), ["at most 6 layers"]),
+    # Within every bound, yet 1.2 billion weights (4.8 GB): refused by the weight count, computed
+    # on the meta device.
+    (dict(hidden=[8192] * 8, image_shape=[4, 64, 64]), ["1,208,180,742 weights", "over the limit"]),
+    # 40 million weights (160 MB): under the limit, but not in the file; refused before any is allocated.
+    (dict(hidden=[4096, 4096], image_shape=[1, 28, 28]), ["do not fit its config", "wrong shape"]),
+])
+def test_a_tiny_file_cannot_make_the_loader_allocate_a_huge_model(tmp_path, changes, words):
+    good = save(tmp_path / "good", make_model(), dataset="")
+    p = _with_config(good, tmp_path / "huge.safetensors", **changes)
+    assert p.stat().st_size < 50_000
+    before = _peak_rss_mb()
+    with pytest.raises(CheckpointError) as e:
+        from_bytes(p.read_bytes(), p.name)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+    assert _peak_rss_mb() - before < 100, "the loader allocated the model before checking it"
+    _refused(p, *words, listed="weights" in words[0] or "fit" in words[0])
+
+
+def test_config_bounds_leave_the_shipped_and_usual_models_alone():
+    for cfg in [dict(hidden=(8192,) * 8), dict(image_shape=(1, 64, 64)), dict(image_shape=(4, 8, 8)),
+                dict(hidden=(512, 512)), dict(arch="conv", channels=(1024,) * 6, image_shape=(1, 64, 64))]:
+        ModelConfig(**cfg)          # at the limits: accepted
+    for path in sorted((REPO / "checkpoints").glob("*.safetensors")):
+        assert load_checkpoint(path).model_config.hidden in ((400,), (128,), (512, 512)), path
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda m: m.__setitem__("model_config", "{not json"), ["damaged"]),
+    (lambda m: m.__setitem__("model_config", "[" * 100_000 + "]" * 100_000), ["damaged", "recursion"]),
+    (lambda m: m.__setitem__("train_config", "[1, 2]"), ["damaged"]),
+    (lambda m: m.__setitem__("history", "7"), ["damaged", "history"]),
+    (lambda m: m.__setitem__("metrics", "[1]"), ["damaged", "metrics"]),
     (lambda m: m.__setitem__("model_config", json.dumps({"latent_dim": 0})), ["damaged", "0"]),
     (lambda m: m.__setitem__("model_config", json.dumps({"kind": "vae", "evil": 1})), ["evil"]),
     (lambda m: m.__setitem__("format", "someone-else/9"), ["not a VAE Latent Explorer checkpoint"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -28,6 +29,10 @@ from .models import build_model
 FORMAT = "vae-latent-explorer/1"
 SUFFIX = ".safetensors"
 MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024
+# A backstop beside the config's own bounds: no more weights than a file within the size limit
+# can hold (in half precision). The weights must also all be in the file, checked before any
+# real tensor of the model is allocated.
+MAX_PARAMETERS = MAX_CHECKPOINT_BYTES // 2
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -153,7 +158,12 @@ def _meta(meta: Optional[dict], where: str) -> dict:
         out["history"] = json.loads(meta.get("history") or "[]")
         out["metrics"] = json.loads(meta.get("metrics") or "{}")
         out["dataset"] = meta.get("dataset", "")
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
+        if not isinstance(out["history"], list) or not all(isinstance(r, dict) for r in out["history"]):
+            raise ValueError("the history is not a list of records")
+        if not isinstance(out["metrics"], dict):
+            raise ValueError("the metrics are not a table of names and values")
+    # RecursionError: JSON nested thousands deep; AttributeError: a train config that is not a table.
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError, ConfigError) as e:
         raise CheckpointError(f"{where} has a damaged or invalid config ({e}): retrain or re-download it") from e
     return out
 
@@ -171,11 +181,14 @@ def from_bytes(data: bytes, where: str = "the file") -> Checkpoint:
         raise CheckpointError(f"{where} is not a checkpoint or is truncated ({type(e).__name__}): "
                               "choose a .safetensors file written by this app or `python -m vae_core train`") from e
     info = _meta(meta, where)
-    model = build_model(info["model_config"])
-    expected = model.state_dict()
+    expected = weight_shapes(info["model_config"])
+    n_params = sum(math.prod(s) for s in expected.values())
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"{where}: its config asks for a model of {n_params:,} weights, over the limit of "
+                              f"{MAX_PARAMETERS:,}: the models here have a few million at most")
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
     if missing or extra or wrong:
         detail = "; ".join(filter(None, [
             missing and f"missing {missing[:3]}", extra and f"unexpected {extra[:3]}",
@@ -184,10 +197,20 @@ def from_bytes(data: bytes, where: str = "the file") -> Checkpoint:
     for k, v in state.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{where}: weight {k} holds NaN or infinite values: this model is broken, retrain it")
+    # Only now, with every stored weight known to fit, is the model built for real.
+    model = build_model(info["model_config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     return Checkpoint(model, info["model_config"], info["train_config"], info["dataset"],
                       info["history"], info["metrics"], digest=weights_digest(state))
+
+
+def weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
+    """The names and shapes of the weights a config's model has, built on the meta device:
+    no memory is allocated, however large the config."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def weights_digest(state: dict) -> str:

@@ -9,6 +9,16 @@ MODEL_KINDS = ("vae", "ae")
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
 
+# Upper bounds, so that a config (one typed in, or one read from an uploaded file) cannot ask for
+# a model of many gigabytes. The shipped models use hidden (400,) or (512, 512) on 28x28 images;
+# image sets are 8 to 64 pixels a side; these limits leave room far beyond that.
+MAX_IMAGE_SIDE = 64
+MAX_IMAGE_CHANNELS = 4
+MAX_HIDDEN_WIDTH = 8192
+MAX_HIDDEN_LAYERS = 8
+MAX_CONV_CHANNELS = 1024
+MAX_CONV_LAYERS = 6
+
 
 def _plain_numbers(cfg) -> None:
     """Turn NumPy scalars into Python numbers, in place.
@@ -67,12 +77,21 @@ class ModelConfig:
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ConfigError(f"image shape {self.image_shape!r} is invalid: use (channels, height, width)")
         c, h, w = self.image_shape
+        if c > MAX_IMAGE_CHANNELS or max(h, w) > MAX_IMAGE_SIDE:
+            raise ConfigError(f"image shape {self.image_shape!r} is too large: use at most {MAX_IMAGE_CHANNELS} "
+                              f"channels and {MAX_IMAGE_SIDE} pixels a side, e.g. (1, 28, 28)")
         if self.arch == "conv" and (h < 8 or w < 8):
             raise ConfigError(f"images of {h}x{w} are too small for the conv architecture: use at least 8x8 or arch='mlp'")
         if self.arch == "mlp" and (not self.hidden or min(self.hidden) < 1):
             raise ConfigError(f"hidden sizes {self.hidden!r} are invalid: give at least one positive size, e.g. 400 or 512,256")
+        if len(self.hidden) > MAX_HIDDEN_LAYERS or (self.hidden and max(self.hidden) > MAX_HIDDEN_WIDTH):
+            raise ConfigError(f"hidden sizes {self.hidden!r} are too large: use at most {MAX_HIDDEN_LAYERS} layers "
+                              f"of at most {MAX_HIDDEN_WIDTH} units, e.g. 400 or 512,256")
         if self.arch == "conv" and (not self.channels or min(self.channels) < 1):
             raise ConfigError(f"conv channels {self.channels!r} are invalid: give positive sizes, e.g. 32,64")
+        if len(self.channels) > MAX_CONV_LAYERS or (self.channels and max(self.channels) > MAX_CONV_CHANNELS):
+            raise ConfigError(f"conv channels {self.channels!r} are too large: use at most {MAX_CONV_LAYERS} layers "
+                              f"of at most {MAX_CONV_CHANNELS} channels, e.g. 32,64")
         if not (_is_number(self.gaussian_sigma) and self.gaussian_sigma > 0):
             raise ConfigError(f"gaussian_sigma {self.gaussian_sigma!r} must be positive: use a pixel standard deviation such as 0.1")
 
