@@ -1,4 +1,6 @@
 """Latent map: where each model puts the test images, coloured by class, VAE beside AE."""
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -140,6 +142,9 @@ else:
         names.append(f"{label} reconstruction")
     for c, img, name in zip(st.columns(4), imgs, names):
         c.image(figures.upscale(img, 168), output_format="PNG", caption=name)
+    st.download_button("Download the image and its reconstructions (PNG)",
+                       partial(figures.png_bytes, figures.tile(np.stack(imgs), ncols=len(imgs)), scale=4),
+                       file_name=f"map-image-{idx}.png", mime="image/png", key="map_pick_png", on_click="ignore")
     if sel.pair[0][2]["model_config"]["latent_dim"] <= 8 and maps:
         mu = models.codes(sel.vae, models.ckpt_key(sel.vae), sel.dataset, max(n_points, idx + 1))
         st.caption("VAE posterior: μ = " + np.array2string(mu["mu"][idx], precision=2) +

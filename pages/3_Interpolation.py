@@ -98,6 +98,12 @@ def walk():
         col.image(figures.upscale(paths[label]["images"][t], 140), output_format="PNG",
                   caption=f"{label} at step {t} of {steps - 1}")
     cols[-1].image(figures.upscale(ends[1], 140), output_format="PNG", caption=f"end: {describe(i1)}")
+    # The PNG is made only on a click (a callable), so a slider move pays nothing for it.
+    shown = np.stack([ends[0]] + [paths[label]["images"][t] for label, _, _ in sel.pair] + [ends[1]])
+    st.download_button("Download these images (PNG)",
+                       partial(figures.png_bytes, figures.tile(shown, ncols=len(shown)), scale=4),
+                       file_name=f"interpolation-{i0}-{i1}-{method}-step{t}.png", mime="image/png",
+                       key="interp_walk_png", on_click="ignore")
     st.session_state["interp_shown_t"] = t
 
 

@@ -187,6 +187,10 @@ with tab_draw:
                 for col, (label, ckpt, info) in zip(cols[1:], sel.pair):
                     enc[label] = models.encode_images(ckpt, models.ckpt_key(ckpt), x)
                     col.image(figures.upscale(enc[label]["recon"][0], 140), output_format="PNG", caption=f"{label} reconstruction")
+                shown = np.stack([x[0]] + [enc[label]["recon"][0] for label, _, _ in sel.pair])
+                st.download_button("Download your digit and its reconstructions (PNG)",
+                                   partial(figures.png_bytes, figures.tile(shown, ncols=len(shown)), scale=4),
+                                   file_name="your-digit.png", mime="image/png", key="draw_png", on_click="ignore")
                 st.session_state["draw_codes"] = {k: v["mu"][0].tolist() for k, v in enc.items()}
                 mcols = st.columns(len(sel.pair))
                 for col, (label, ckpt, info) in zip(mcols, sel.pair):

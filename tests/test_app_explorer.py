@@ -170,6 +170,7 @@ def test_interpolation_slider_moves_the_decoded_images(app_env):
     no_errors(at)
     after = list(at.image[1].value) + list(at.image[2].value)
     assert before != after
+    assert at.get("download_button")[0].key == "interp_walk_png"     # the images shown, as a PNG
     strip = image_of(at, "interp_strip")
     # Slerp alone, with the same number of steps: the arc passes through other codes than the line.
     at.segmented_control(key="interp_method").set_value("slerp").run()
@@ -243,6 +244,7 @@ def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
     captions = " ".join(c for im in at.image for c in im.captions)
     assert "VAE reconstruction" in captions and "AE reconstruction" in captions
     plotly_spec(at, "draw_map_VAE")                # placed on the map
+    assert "draw_png" in [b.key for b in at.get("download_button")]
     codes = at.session_state["draw_codes"]
     assert len(codes["VAE"]) == 20 and np.isfinite(codes["AE"]).all()
     at.file_uploader(key="draw_upload").set_value(("black.png", _png(np.zeros((50, 50), np.uint8)), "image/png")).run()
@@ -253,9 +255,11 @@ def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
 def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
     at = run_page("pages/1_Latent_map.py")
     assert not at.image                               # nothing picked yet: a hint instead
+    assert "map_pick_png" not in [b.key for b in at.get("download_button")]
     at.session_state["map_picked"] = 7                # what a click on a dot stores
     at.run()
     no_errors(at)
+    assert "map_pick_png" in [b.key for b in at.get("download_button")]
     captions = [c for im in at.image for c in im.captions]
     assert any("test image 7" in c for c in captions)
     assert any("VAE reconstruction" in c for c in captions) and any("AE reconstruction" in c for c in captions)
