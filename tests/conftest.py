@@ -9,6 +9,29 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Tests read MNIST from the offline copy beside the repository and never download.
 os.environ.setdefault("VAE_DATA_DIR", str((REPO / ".." / "shared" / "data").resolve()))
+def _loopback_only():
+    """Tests never touch the network: a connection anywhere but this machine fails loudly, so
+    a missing offline copy shows up as an error instead of a download."""
+    import ipaddress
+    import socket
+    connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None and host != "localhost":
+            try:
+                ok = ipaddress.ip_address(host.split("%")[0]).is_loopback
+            except ValueError:
+                ok = False
+            if not ok:
+                raise OSError(f"tests may not reach the network (tried {address}); "
+                              "set VAE_DATA_DIR to the offline data instead")
+        return connect(self, address)
+
+    socket.socket.connect = guarded
+
+
+_loopback_only()
 # Tiny test models run faster on one thread than two (less synchronisation), and the
 # Streamlit server of the browser tests keeps the other core.
 torch.set_num_threads(1)

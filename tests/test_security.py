@@ -4,6 +4,8 @@ import ast
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from explorer.uploads import APP_UPLOAD_LIMIT_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,3 +59,13 @@ def test_upload_limit_is_set_in_the_config_and_enforced_in_code_and_xsrf_stays_o
     assert server.get("enableXsrfProtection", True) is True
     assert server.get("enableCORS", True) is True
     assert server["maxUploadSize"] * 1024 * 1024 == APP_UPLOAD_LIMIT_BYTES
+
+
+def test_the_test_suite_cannot_reach_the_network():
+    """conftest's guard: a download attempted by mistake fails at once instead of going online."""
+    import socket
+    import urllib.request
+    with pytest.raises(OSError, match="may not reach the network"):
+        socket.create_connection(("192.0.2.1", 80), timeout=1)   # TEST-NET-1, never routed
+    with pytest.raises(OSError, match="may not reach the network"):
+        urllib.request.urlopen("http://192.0.2.1/mnist/train-images-idx3-ubyte.gz", timeout=1)
