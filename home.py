@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import figures, models
-from explorer.sidebar import sidebar
+from explorer.sidebar import beta_of, sidebar
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🫧", layout="wide")
 
@@ -87,7 +87,7 @@ def model_card(label: str, ckpt, info: dict) -> None:
                f"dataset {info['dataset'] or '?'}")
     c = st.columns(4)
     c[0].metric("latent size d", mc["latent_dim"])
-    c[1].metric("β", f"{tc.get('beta', 0):g}" if mc["kind"] == "vae" else "— (AE)")
+    c[1].metric("β", f"{beta_of(info):g}" if beta_of(info) is not None else "— (AE)")
     c[2].metric("test loss / image", f"{m['loss']:.1f} nats" if m.get("loss") is not None else "—",
                 help="Reconstruction + β·KL on the test set (lower is better); for the AE, reconstruction only.")
     c[3].metric("log p(x) (IS)", f"{m['log_px']:.1f}" if m.get("log_px") is not None else "—",

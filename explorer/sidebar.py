@@ -60,10 +60,18 @@ def dims_for(dims: tuple, latent_dim: int) -> tuple:
     return tuple(k if k is not None else next(spare) for k in kept)
 
 
+def beta_of(info: dict) -> Optional[float]:
+    """A VAE's β (TrainConfig's default, 1, when the checkpoint does not say); None for an AE,
+    which has no KL term to weigh."""
+    if info["model_config"]["kind"] != "vae":
+        return None
+    return float((info.get("train_config") or {}).get("beta", 1.0))
+
+
 def describe(info: dict) -> str:
     """A short label: name, latent size, β, and where the file came from."""
-    mc, tc = info["model_config"], info.get("train_config") or {}
-    beta = f", β={tc.get('beta', 1):g}" if mc["kind"] == "vae" else ""
+    mc = info["model_config"]
+    beta = f", β={beta_of(info):g}" if beta_of(info) is not None else ""
     mine = " (yours)" if info.get("source") == "yours" else ""
     return f"{info['name']}  ·  d={mc['latent_dim']}{beta}{mine}"
 

@@ -103,6 +103,18 @@ def test_home_shows_other_reconstructions_on_request(app_env):
     assert image_of(at, "home_recon") != before
 
 
+def test_beta_is_one_when_a_vae_checkpoint_omits_it_and_not_applicable_for_an_ae(app_env):
+    from explorer.sidebar import beta_of, describe
+    vae = {"name": "v", "model_config": {"kind": "vae", "latent_dim": 2}, "train_config": {}}
+    ae = {"name": "a", "model_config": {"kind": "ae", "latent_dim": 2}, "train_config": {"beta": 0.0}}
+    assert beta_of(vae) == 1.0 and "β=1" in describe(vae)          # TrainConfig's default
+    assert beta_of({**vae, "train_config": {"beta": 4}}) == 4.0
+    assert beta_of(ae) is None and "β" not in describe(ae)
+    at = run_page("app.py")                                          # the cards say the same
+    betas = [m.value for m in at.metric if m.label == "β"]
+    assert betas == ["1", "— (AE)"]
+
+
 def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_path):
     at = run_page("app.py")
     at.selectbox(key="sb_vae").set_value("mnist-d2-vae-b1").run()
