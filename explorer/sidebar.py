@@ -77,8 +77,8 @@ def describe(info: dict) -> str:
 
 
 def partner_ae(vae_name: str, aes: list) -> Optional[str]:
-    """The AE trained alongside a VAE: same name prefix (mnist-d20-vae-b1 -> mnist-d20-ae),
-    else the first AE with the same latent size."""
+    """The AE trained alongside a VAE, found by name (mnist-d20-vae-b1 -> mnist-d20-ae), or None
+    when there is no such AE (preferred_ae then looks for one of the same latent size)."""
     prefix = vae_name.split("-vae")[0]
     names = [a["name"] for a in aes]
     if f"{prefix}-ae" in names:
