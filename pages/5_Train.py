@@ -49,8 +49,11 @@ with st.expander("Settings", expanded=not running):
         st.number_input("Epochs", 1, 200, key="tr_epochs")
         st.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0],
                          key="tr_lr", format_func=lambda v: f"{v:g}",
-                         help="Adam's step size. Too large and the loss becomes NaN: the run then stops with a message.")
-        st.selectbox("Batch size", [32, 64, 128, 256, 512], key="tr_batch")
+                         help="Adam's step size. Too large and the run diverges (the loss turns NaN, or the "
+                              "reconstruction ends an epoch worse than the untrained network's): it then "
+                              "stops with a message and keeps the last good epoch.")
+        st.selectbox("Batch size", [1, 8, 16, 32, 64, 128, 256, 512], key="tr_batch",
+                     help="Images per step. Small batches give noisy steps and take far longer per epoch.")
         st.number_input("Seed", 0, 2**31 - 1, key="tr_seed")
         st.number_input("Training images (0 = all)", 0, 60000, step=1000, key="tr_max_train",
                         help="Fewer images train faster; the test set is always used in full.")
@@ -99,6 +102,7 @@ def live(started_running: bool):
         if run.status == "evaluating":
             text = f"{run.label}: computing its metrics…"
         st.progress(view.fraction, text=text)
+    if not view.done:
         if st.button("Stop", key="tr_stop", disabled=view.stop_requested):
             job.stop()
             st.toast("Stopping after this batch…")

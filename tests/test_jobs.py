@@ -54,13 +54,14 @@ def test_short_run_finishes_with_history_and_live_views(manager):
 
 
 def test_stop_ends_early_and_keeps_the_model(manager, tmp_path):
-    job = manager.start("bob", spec(epochs=500))
+    job = manager.start("bob", spec(epochs=500, evaluate=True, iw_samples=10))
     wait_for_steps(job, 5)
     job.stop()
     assert job.wait(30)
     assert job.status == "stopped"
     run = job.runs[0]
     assert run.status == "stopped" and run.usable
+    assert run.metrics == {}   # stop means stop: no evaluation pass after it
     assert job.done_steps < 500 * run.steps_per_epoch
     path = save_run(run, tmp_path, "stopped-model", dataset="digits")
     ckpt = load_checkpoint(path)

@@ -421,7 +421,9 @@ class JobManager:
         if run.status != "stopped":   # a diverged run's skipped steps count as done for the bar
             job.done_steps = base_steps + spec.train.epochs * run.steps_per_epoch
         self._snapshot(job, run, model, test, codes=False)
-        if spec.evaluate and run.usable and run.status != "diverged":
+        # Stop means stop: a stopped run skips its metrics (seconds of importance sampling), and
+        # `python -m vae_core evaluate` can still score it once it is saved.
+        if spec.evaluate and run.usable and run.status not in ("diverged", "stopped"):
             status, run.status = run.status, "evaluating"
             try:
                 from .metrics import evaluate
