@@ -262,6 +262,7 @@ def test_evaluate_collects_json_numbers(tiny_models, digit_classifier, digits, k
     json.dumps(out)                                   # plain numbers only
     assert out["active_units"] <= 4 and len(out["active_var"]) == 4
     assert 0.0 <= out["knn_acc"] <= 1.0 and out["knn_acc"] > 0.5
+    assert out["knn_k"] == 5 and out["knn_train"] == len(train)   # digits: fewer than 10,000
     assert "prior_confidence" in out
     if kind == "vae":
         assert out["elbo"] == pytest.approx(-(out["recon"] + out["kl"]))
