@@ -237,6 +237,25 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     return go.Figure(data=traces, layout=layout)
 
 
+def selected_index(event) -> Optional[int]:
+    """The data index of the dot a click selected on a scatter_codes figure, or None.
+
+    event: what st.plotly_chart(..., on_select="rerun") returns (and keeps in session state under
+    the chart's key): {"selection": {"points": [{"curve_number", "point_number", "point_index",
+    "x", "y", "customdata", ...}], "point_indices": [...], "box": [...], "lasso": [...]}}.
+    scatter_codes puts each dot's data index in customdata; plotly sends it as a number or as a
+    one-element list. The first selected point counts; one without customdata (the ring around
+    the picked dot, a prior circle, a path) selects nothing.
+    """
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    if not points:
+        return None
+    index = points[0].get("customdata")
+    if isinstance(index, (list, tuple)):
+        index = index[0] if index else None
+    return None if index is None else int(index)
+
+
 def bar_kl(kl: np.ndarray, order: np.ndarray, title: str = "KL per latent dimension") -> go.Figure:
     """Bars of KL (nats) per dimension in the given order: which dimensions carry information."""
     fig = go.Figure(go.Bar(x=[f"z{int(i)}" for i in order], y=np.asarray(kl)[order],

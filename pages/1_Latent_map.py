@@ -88,14 +88,11 @@ def axis_titles(label: str):
 def picked_index() -> int | None:
     """The data index of the last dot clicked on either map (None before any click)."""
     for k in ("map_chart_VAE", "map_chart_AE"):
-        state = st.session_state.get(k)
-        pts = state.selection.points if state and state.selection else []
-        if pts and pts[0].get("customdata") is not None:
-            idx = pts[0]["customdata"]
-            idx = int(idx[0] if isinstance(idx, (list, tuple)) else idx)
-            if st.session_state.get(f"_seen_{k}") != idx:
-                st.session_state[f"_seen_{k}"] = idx
-                st.session_state["map_picked"] = idx
+        idx = figures.selected_index(st.session_state.get(k))
+        # A selection stays in its chart's state: only a new one (on either map) is a new pick.
+        if idx is not None and st.session_state.get(f"_seen_{k}") != idx:
+            st.session_state[f"_seen_{k}"] = idx
+            st.session_state["map_picked"] = idx
     return st.session_state.get("map_picked")
 
 

@@ -50,3 +50,40 @@ def test_scatter_codes_has_one_trace_per_class_and_the_overlays():
     assert sum(len(t.x) for t in ellipses) == 20 * 26
     assert sum(int(np.isnan(np.asarray(t.x, dtype=float)).sum()) for t in ellipses) == 20
     assert fig.layout.yaxis.scaleanchor == "x"
+
+
+def click_event(point: dict) -> dict:
+    """A selection event as st.plotly_chart(on_select="rerun") returns it for one clicked point
+    (the shape in Streamlit's PlotlySelectionState docs), read back through Streamlit's own
+    deserialiser when it is importable."""
+    import json
+    event = {"selection": {"points": [point], "point_indices": [point.get("point_index", 0)],
+                           "box": [], "lasso": []}}
+    try:
+        from streamlit.elements.plotly_chart import PlotlyChartSelectionSerde
+    except ImportError:          # a Streamlit that moved it: the plain dict has the same shape
+        return event
+    return PlotlyChartSelectionSerde().deserialize(json.dumps(event))
+
+
+def test_selected_index_reads_the_data_index_of_a_clicked_dot():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, 50)
+    indices = np.arange(100, 150)
+    fig = figures.scatter_codes(rng.normal(size=(50, 2)), labels, ["a", "b", "c"], indices=indices, prior=True)
+    trace = next(t for t in fig.data if t.name == "b")
+    k = 3                                           # the 4th dot of class "b"
+    point = {"curve_number": 1, "point_number": k, "point_index": k, "x": float(trace.x[k]),
+             "y": float(trace.y[k]), "customdata": int(trace.customdata[k]), "legendgroup": "class 1"}
+    expected = int(indices[labels == 1][k])
+    assert figures.selected_index(click_event(point)) == expected
+    assert figures.selected_index(click_event({**point, "customdata": [expected]})) == expected
+    assert figures.selected_index(click_event({**point, "customdata": float(expected)})) == expected
+
+
+def test_selected_index_is_none_without_a_dot():
+    assert figures.selected_index(None) is None
+    assert figures.selected_index({"selection": {"points": [], "point_indices": [], "box": [], "lasso": []}}) is None
+    # A click on the ring or a prior circle: a point, but no customdata.
+    assert figures.selected_index(click_event({"curve_number": 4, "point_number": 0, "x": 1.0, "y": 0.0})) is None
+    assert figures.selected_index(click_event({"curve_number": 4, "point_number": 0, "customdata": []})) is None
