@@ -35,8 +35,10 @@ def _check_size(n_bytes: int, what: str) -> None:
 def check_checkpoint(data: bytes, filename: str = "the file") -> Checkpoint:
     """Validate an uploaded checkpoint's bytes; returns the rebuilt Checkpoint (model in eval mode).
 
-    Raises CheckpointError (too large, not safetensors, truncated, not ours, weights that do not
-    fit the config, NaN or infinite weights). safetensors holds no code, so parsing runs none.
+    Raises CheckpointError (too large, not safetensors, truncated, not ours, a config beyond the
+    bounds, weights that do not fit the config, NaN or infinite weights, a dataset that is not one
+    of the app's or whose images the model does not take). safetensors holds no code, so parsing
+    runs none.
     """
     _check_size(len(data), filename)
     return from_bytes(bytes(data), filename)

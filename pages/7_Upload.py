@@ -36,7 +36,7 @@ if up is not None:
         cfg = ckpt.model_config
         n_params = sum(p.numel() for p in ckpt.model.parameters())
         st.success(f"{up.name} is a valid checkpoint: a {cfg.kind.upper()} with a {cfg.latent_dim}-dimensional "
-                   f"latent space, {n_params:,} weights, trained on {ckpt.dataset or 'an unnamed dataset'}.",
+                   f"latent space, {n_params:,} weights, trained on {ckpt.dataset}.",
                    icon=":material/check_circle:")
         with st.form("upload_save_form"):
             name = st.text_input("Save it as", value=uploads.suggest_name(up.name), key="upload_name",

@@ -97,6 +97,14 @@ def bad_files(good: bytes, marker: Path) -> dict:
         # A few kB whose config would build an 80 GB model.
         "huge_config": (edited_meta(good, model_config={"hidden": [100000, 100000]}), "are too large"),
         "deep_json": (edited_meta(good, train_config="[" * 100_000 + "]" * 100_000), "damaged or invalid config"),
+        # The dataset's name would become part of a file path on the server.
+        "dataset_dotdot": (edited_meta(good, dataset="../../../etc/passwd"),
+                           "trained on '../../../etc/passwd', which is not one of this app's datasets"),
+        "dataset_abs_npz": (edited_meta(good, dataset="/srv/private/faces.npz"),
+                            "trained on '/srv/private/faces.npz', which is not one of this app's datasets"),
+        "dataset_none": (edited_meta(good, dataset=""), "does not say which dataset it was trained on"),
+        "dataset_misfit": (edited_meta(good, dataset="mnist"),
+                           "trained on mnist, whose images are 1 x 28 x 28, but its model takes images of 1 x 8 x 8"),
     }
 
 
@@ -107,7 +115,8 @@ def test_the_pickle_would_run_code_if_unpickled(tmp_path):
     assert marker.exists()
 
 
-CASES = ["random", "truncated", "pickle", "nan", "latent_dim", "empty", "huge_config", "deep_json"]
+CASES = ["random", "truncated", "pickle", "nan", "latent_dim", "empty", "huge_config", "deep_json",
+         "dataset_dotdot", "dataset_abs_npz", "dataset_none", "dataset_misfit"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -297,3 +306,18 @@ def test_a_saved_upload_appears_in_another_pages_model_list(good, folders):
     other.selectbox(key="sb_vae").set_value("mine")
     other.run()
     assert not other.exception and other.selectbox(key="sb_vae").value == "mine"
+
+
+def test_a_bad_dataset_name_placed_in_the_folder_is_skipped_and_the_pages_still_work(good, folders):
+    """A file that bypassed the upload checks (copied into the folder by hand) is left out of the
+    model lists; every page still draws for everyone."""
+    from explorer import models
+    from streamlit.testing.v1 import AppTest
+    shipped, user = folders
+    (user / "sneaky.safetensors").write_bytes(edited_meta(good, dataset="../../../etc/passwd"))
+    assert "sneaky" not in {m["name"] for m in models.list_models()}
+    other = AppTest.from_file(str(REPO / "pages" / "4_Sampling.py"), default_timeout=120)
+    other.run()
+    assert not other.exception and not other.error
+    assert "digits" in other.selectbox(key="sb_dataset").options
+    assert not any("etc" in o for o in other.selectbox(key="sb_dataset").options)

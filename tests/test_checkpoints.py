@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 HISTORY = [{"epoch": 1, "beta": 4.0, "train_loss": 123.456789, "train_recon": 100.0, "train_kl": 5.864,
             "images": 1497, "seconds": 0.25}]
 METRICS = {"iw_elbo": -98.7654321, "active_units": 7, "knn": {"k": 5, "accuracy": 0.9}}
+# The models here take odd-sized 13 x 17 images (none of the named datasets has them), as a model
+# the CLI trained on a user's .npz file does; a checkpoint of this machine may name that file.
+DATASET = "/data/bars-13x17.npz"
 
 
 def make_model(kind="vae", arch="mlp", latent=3, seed=0, **kw):
@@ -37,10 +40,10 @@ def make_model(kind="vae", arch="mlp", latent=3, seed=0, **kw):
 
 
 def save(path, model, **kw):
-    kw.setdefault("dataset", "digits")
+    kw.setdefault("dataset", DATASET)
     kw.setdefault("history", HISTORY)
     kw.setdefault("metrics", METRICS)
-    return save_checkpoint(path, model, TrainConfig(dataset="digits", epochs=3, beta=4.0), **kw)
+    return save_checkpoint(path, model, TrainConfig(dataset=DATASET, epochs=3, beta=4.0), **kw)
 
 
 def outputs(model, x):
@@ -59,8 +62,8 @@ def test_round_trip_is_exact(tmp_path, kind, arch, likelihood):
     ck = load_checkpoint(path)
     assert ck.path == path and ck.name == "m"
     assert ck.model_config == model.cfg
-    assert ck.train_config == TrainConfig(dataset="digits", epochs=3, beta=4.0)
-    assert ck.dataset == "digits"
+    assert ck.train_config == TrainConfig(dataset=DATASET, epochs=3, beta=4.0)
+    assert ck.dataset == DATASET
     assert ck.history == HISTORY and ck.metrics == METRICS
     a, b = model.state_dict(), ck.model.state_dict()
     assert a.keys() == b.keys()
@@ -96,7 +99,7 @@ def test_read_info_gives_configs_without_weights(tmp_path):
     assert info["model_config"] == model.cfg
     assert info["train_config"].beta == 4.0
     assert info["name"] == "info-me" and info["path"] == path
-    assert info["metrics"] == METRICS and info["history"] == HISTORY and info["dataset"] == "digits"
+    assert info["metrics"] == METRICS and info["history"] == HISTORY and info["dataset"] == DATASET
 
 
 def test_defaults_and_no_train_config(tmp_path):
@@ -254,7 +257,7 @@ def test_a_tiny_file_cannot_make_the_loader_allocate_a_huge_model(tmp_path, chan
     assert p.stat().st_size < 50_000
     before = _peak_rss_mb()
     with pytest.raises(CheckpointError) as e:
-        from_bytes(p.read_bytes(), p.name)
+        from_bytes(p.read_bytes(), p.name, local_file=True)
     for w in words:
         assert w in str(e.value), str(e.value)
     assert _peak_rss_mb() - before < 100, "the loader allocated the model before checking it"
@@ -267,6 +270,48 @@ def test_config_bounds_leave_the_shipped_and_usual_models_alone():
         ModelConfig(**cfg)          # at the limits: accepted
     for path in sorted((REPO / "checkpoints").glob("*.safetensors")):
         assert load_checkpoint(path).model_config.hidden in ((400,), (128,), (512, 512)), path
+
+
+def _with_dataset(path, out, dataset):
+    return _rewrite(path, out, edit_meta=lambda m: m.__setitem__("dataset", dataset))
+
+
+@pytest.mark.parametrize("dataset", ["../../etc/passwd", "/etc/shadow", "mnist/../../x", "MNIST", "a\0b.npz"])
+def test_a_dataset_name_that_could_reach_a_file_path_is_refused(tmp_path, dataset):
+    good = save(tmp_path / "good", make_model())
+    p = _with_dataset(good, tmp_path / "bad.safetensors", dataset)
+    for load in (lambda: from_bytes(p.read_bytes(), p.name), lambda: load_checkpoint(p), lambda: read_info(p)):
+        with pytest.raises(CheckpointError) as e:
+            load()
+        assert f"trained on {dataset!r}, which is not one of this app's datasets (mnist, fashion-mnist, digits)" \
+            in str(e.value), str(e.value)
+    assert list_checkpoints(tmp_path) == [read_info(good)]   # the listing skips it
+
+
+def test_only_a_file_of_this_machine_may_name_an_npz_file_or_no_dataset(tmp_path):
+    good = save(tmp_path / "good", make_model())             # names DATASET, an .npz path
+    bare = save(tmp_path / "bare", make_model(), dataset="")
+    assert load_checkpoint(good).dataset == DATASET and load_checkpoint(bare).dataset == ""
+    with pytest.raises(CheckpointError, match="trained on '/data/bars-13x17.npz', which is not one of"):
+        from_bytes(good.read_bytes())
+    with pytest.raises(CheckpointError, match="does not say which dataset it was trained on"):
+        from_bytes(bare.read_bytes())
+
+
+@pytest.mark.parametrize("dataset, shape", [("mnist", "1 x 28 x 28"), ("fashion-mnist", "1 x 28 x 28"),
+                                            ("digits", "1 x 8 x 8")])
+def test_a_model_that_does_not_take_its_datasets_images_is_refused(tmp_path, dataset, shape):
+    good = save(tmp_path / "good", make_model())             # 13 x 17 images
+    p = _with_dataset(good, tmp_path / "misfit.safetensors", dataset)
+    expect = f"trained on {dataset}, whose images are {shape}, but its model takes images of 1 x 13 x 17"
+    for load in (lambda: from_bytes(p.read_bytes(), p.name), lambda: load_checkpoint(p)):
+        with pytest.raises(CheckpointError, match=expect):
+            load()
+    # A model of the right shape loads from anywhere.
+    torch.manual_seed(0)
+    fits = save(tmp_path / "fits", build_model(ModelConfig(latent_dim=2, hidden=(8,), image_shape=(1, 8, 8))),
+                dataset="digits")
+    assert from_bytes(fits.read_bytes()).dataset == "digits"
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -469,7 +514,7 @@ def test_update_metrics_merges_and_keeps_weights(tmp_path, half):
     update_metrics(path, {"active_units": 2, "fid_like": 1.5})
     ckpt = load_checkpoint(path)
     assert ckpt.metrics == {**METRICS, "active_units": 2, "fid_like": 1.5}
-    assert ckpt.history == HISTORY and ckpt.dataset == "digits" and ckpt.train_config.beta == 4.0
+    assert ckpt.history == HISTORY and ckpt.dataset == DATASET and ckpt.train_config.beta == 4.0
     after = st_load(path.read_bytes())
     assert after.keys() == weights.keys()
     for k in weights:

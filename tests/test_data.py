@@ -248,6 +248,20 @@ def test_load_exploration_prefers_the_shipped_file(tmp_path):
     assert len(load_exploration("digits", tmp_path)) == 300
 
 
+@pytest.mark.parametrize("name", ["../secret", "../data/../secret", "SECRET_ABS"])
+def test_load_exploration_builds_no_path_from_an_unknown_name(tmp_path, name):
+    """A name from a checkpoint never picks the file: `folder/<name>-test.npz` is read only for
+    the named datasets, so "../x" or an absolute path cannot reach a file outside the folder."""
+    folder = tmp_path / "shipped" / "data"
+    folder.mkdir(parents=True)
+    np.savez(tmp_path / "shipped" / "secret-test.npz", x=np.full((3, 8, 8), 7, np.uint8))
+    if name == "SECRET_ABS":
+        name = str(tmp_path / "shipped" / "secret")
+    assert (folder / f"{name}-test.npz").is_file()        # the old code would have read it
+    with pytest.raises(DataError, match="is unknown: use one of mnist, fashion-mnist, digits"):
+        load_exploration(name, folder)
+
+
 # ---------------------------------------------------------------- downloads, offline
 
 def test_download_with_a_stub_fetch(tmp_path):

@@ -23,6 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .config import ModelConfig, TrainConfig
+from .data import DATASETS, IMAGE_SHAPES
 from .errors import CheckpointError, ConfigError
 from .models import build_model
 
@@ -147,7 +148,35 @@ def write_error(path: Path, e: OSError) -> CheckpointError:
     return CheckpointError(text + "; nothing was overwritten")
 
 
-def _meta(meta: Optional[dict], where: str) -> dict:
+def check_dataset(dataset, cfg: ModelConfig, where: str = "the file", *, local_file: bool = False) -> str:
+    """The dataset a checkpoint names, checked before anything builds a file path from it.
+
+    Accepted: one of data.DATASETS, whose images must have the model's image shape. A file of this
+    machine (local_file=True: loaded by path, e.g. by the CLI) may also name no dataset ("") or the
+    .npz file it was trained on; a file from elsewhere (an upload) may not, since its name would
+    choose which server file is read."""
+    if not isinstance(dataset, str):
+        raise CheckpointError(f"{where} names its dataset as {dataset!r}, which is not text: the file is damaged")
+    if dataset in IMAGE_SHAPES:
+        want = IMAGE_SHAPES[dataset]
+        if tuple(cfg.image_shape) != want:
+            fmt = lambda s: " x ".join(map(str, s))
+            raise CheckpointError(f"{where} says it was trained on {dataset}, whose images are {fmt(want)}, but its "
+                                  f"model takes images of {fmt(cfg.image_shape)}: the file is damaged or mislabelled")
+        return dataset
+    if local_file and (dataset == "" or (dataset.endswith(".npz") and "\0" not in dataset)):
+        return dataset
+    known = ", ".join(DATASETS)
+    if dataset == "":
+        raise CheckpointError(f"{where} does not say which dataset it was trained on: only models of {known} "
+                              "can be added here; retrain it with this app or `python -m vae_core train`")
+    shown = dataset if len(dataset) <= 80 else dataset[:77] + "..."
+    raise CheckpointError(f"{where} says it was trained on {shown!r}, which is not one of this app's datasets "
+                          f"({known}): only models of those can be added here (a model of your own .npz "
+                          "file works from the command line)")
+
+
+def _meta(meta: Optional[dict], where: str, local_file: bool = False) -> dict:
     if not meta or meta.get("format") != FORMAT:
         raise CheckpointError(f"{where} is a safetensors file but not a VAE Latent Explorer checkpoint "
                               "(no model config inside): train it with vae_core or choose another file")
@@ -165,11 +194,15 @@ def _meta(meta: Optional[dict], where: str) -> dict:
     # RecursionError: JSON nested thousands deep; AttributeError: a train config that is not a table.
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError, ConfigError) as e:
         raise CheckpointError(f"{where} has a damaged or invalid config ({e}): retrain or re-download it") from e
+    out["dataset"] = check_dataset(out["dataset"], out["model_config"], where, local_file=local_file)
     return out
 
 
-def from_bytes(data: bytes, where: str = "the file") -> Checkpoint:
-    """Rebuild a checkpoint from its bytes, checking everything it reads."""
+def from_bytes(data: bytes, where: str = "the file", *, local_file: bool = False) -> Checkpoint:
+    """Rebuild a checkpoint from its bytes, checking everything it reads.
+
+    Bytes from elsewhere (local_file=False, the default: an upload) must name one of data.DATASETS;
+    see check_dataset."""
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"{where} is {len(data) / 2**20:.0f} MB, over the limit of "
                               f"{MAX_CHECKPOINT_BYTES // 2**20} MB: checkpoints here are a few MB")
@@ -180,7 +213,7 @@ def from_bytes(data: bytes, where: str = "the file") -> Checkpoint:
     except Exception as e:
         raise CheckpointError(f"{where} is not a checkpoint or is truncated ({type(e).__name__}): "
                               "choose a .safetensors file written by this app or `python -m vae_core train`") from e
-    info = _meta(meta, where)
+    info = _meta(meta, where, local_file)
     expected = weight_shapes(info["model_config"])
     n_params = sum(math.prod(s) for s in expected.values())
     if n_params > MAX_PARAMETERS:
@@ -230,7 +263,7 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{path} does not exist: check the path or list the folder's checkpoints")
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"{path} is over the size limit of {MAX_CHECKPOINT_BYTES // 2**20} MB")
-    ckpt = from_bytes(path.read_bytes(), str(path))
+    ckpt = from_bytes(path.read_bytes(), str(path), local_file=True)
     ckpt.path = path
     return ckpt
 
@@ -243,7 +276,7 @@ def read_info(path) -> dict:
             meta = f.metadata()
     except Exception as e:
         raise CheckpointError(f"{path} is not a checkpoint or is truncated ({type(e).__name__})") from e
-    info = _meta(meta, str(path))
+    info = _meta(meta, str(path), local_file=True)
     info["name"] = path.name[:-len(SUFFIX)]
     info["path"] = path
     return info
@@ -270,7 +303,7 @@ def update_metrics(path, metrics: dict) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist: check the path or list the folder's checkpoints")
     data = path.read_bytes()
-    ckpt = from_bytes(data, str(path))
+    ckpt = from_bytes(data, str(path), local_file=True)
     half = any(v.dtype == torch.float16 for v in st_load(data).values())
     merged = {**ckpt.metrics, **metrics}
     return save_checkpoint(path, ckpt.model, ckpt.train_config, dataset=ckpt.dataset,

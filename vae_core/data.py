@@ -54,6 +54,8 @@ SOURCES = {
     },
 }
 DATASETS = ("mnist", "fashion-mnist", "digits")
+# (channels, height, width) of each named dataset's images: a model of one of them must take these.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8)}
 MAX_NPZ_IMAGES = 200_000
 
 
@@ -285,7 +287,9 @@ def load_exploration(name: str, folder=None) -> ImageData:
 
     The shipped file lets a fresh clone with no network show every view.
     """
-    if folder is not None:
+    # Only a known name becomes part of a file name: a name from a checkpoint such as "../x" or
+    # "/elsewhere/x" must never pick the file that is read.
+    if folder is not None and name in DATASETS:
         path = Path(folder) / f"{name}-test.npz"
         if path.is_file():
             x, y = npz_arrays(path)
