@@ -120,7 +120,8 @@ def empty_message() -> None:
         f"No trained models were found. Pretrained checkpoints belong in `{paths.shipped_dir()}`; "
         f"models you train are saved in `{paths.user_dir()}`.\n\n"
         "Train a pair on the **Train** page, or from a terminal:\n\n"
-        "`python -m vae_core train --dataset digits --kind vae --latent-dim 2`\n\n"
+        f"`python -m vae_core sweep --dataset digits --betas 1 --latent-dim 2 --epochs 100 "
+        f"--out-dir {paths.user_dir()} --prefix digits-d2`\n\n"
         "(set `VAE_CHECKPOINT_DIR` to use another folder of checkpoints).", icon=":material/folder_open:")
 
 

@@ -94,6 +94,25 @@ def test_every_page_explains_an_empty_checkpoint_folder(tmp_path, monkeypatch, p
     assert "No trained models" in texts and "Train" in texts
 
 
+def test_the_empty_folder_message_gives_a_command_that_works(tmp_path, monkeypatch):
+    """The command the warning suggests, run as written, fills the folder with a pair the app shows."""
+    import re
+    import shlex
+
+    from vae_core.cli import main
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    at = run_page("app.py")
+    text = " ".join(w.value for w in at.warning)
+    command = re.search(r"`(python -m vae_core [^`]+)`", text).group(1)
+    assert main(shlex.split(command)[3:]) == 0
+    at = run_page("app.py")
+    no_errors(at)
+    assert not any("No trained models" in w.value for w in at.warning)
+    assert at.session_state["sel_vae"] == "digits-d2-vae-b1" and at.session_state["sel_ae"] == "digits-d2-ae"
+
+
 def test_home_shows_other_reconstructions_on_request(app_env):
     at = run_page("app.py")
     assert any("ELBO" in l.value for l in at.latex)
