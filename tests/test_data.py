@@ -4,9 +4,13 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
+import math
 import pickle
+import re
 import struct
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +212,63 @@ def test_too_many_npz_images(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="limit of 3"):
         npz_arrays(npz(tmp_path, x=np.zeros((4, 8, 8), np.uint8)))
     assert npz_arrays(npz(tmp_path, "ok.npz", x=np.zeros((3, 8, 8), np.uint8)))[0].shape == (3, 8, 8)
+
+
+def npz_declaring(path, shape, dtype=np.uint8, body_bytes=None):
+    """An .npz (compressed) whose x.npy header declares `shape`, followed by `body_bytes` zero bytes
+    (by default all the header promises), written in 1 MB chunks so the test itself stays small."""
+    dtype = np.dtype(dtype)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("x.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+        left = math.prod(shape) * dtype.itemsize if body_bytes is None else body_bytes
+        chunk = bytes(1 << 20)
+        while left > 0:
+            f.write(chunk[:left])
+            left -= len(chunk)
+    return path
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: KiB
+
+
+def test_a_compressed_npz_bomb_is_refused_from_its_header(tmp_path):
+    # 157 MB of zeros in a file of a few hundred kB: one image over the limit.
+    bomb = npz_declaring(tmp_path / "bomb.npz", (vd.MAX_NPZ_IMAGES + 1, 28, 28))
+    assert bomb.stat().st_size < 1_000_000
+    before = _peak_rss_mb()
+    with pytest.raises(DataError, match=f"x holds {vd.MAX_NPZ_IMAGES + 1} images, more than the limit"):
+        npz_arrays(bomb)
+    with pytest.raises(DataError, match="more than the limit"):
+        npz_arrays(io.BytesIO(bomb.read_bytes()))
+    assert _peak_rss_mb() - before < 100, "the array was decompressed before its size was checked"
+
+
+@pytest.mark.parametrize("shape, dtype, words", [
+    ((vd.MAX_NPZ_IMAGES + 1, 28, 28), np.uint8, "more than the limit of 200000"),
+    ((200_000, 64, 64), np.float64, "would take 6.1 GB once decompressed, over the limit of 1 GB"),
+    ((10, 8, 8), object, "Python objects"),
+    ((10, 8, 4096), np.uint8, "images are 8x4096"),
+])
+def test_the_header_alone_refuses_a_file_whose_data_was_never_read(tmp_path, shape, dtype, words):
+    """The data after the header is cut short: reading it would fail with another message, so the
+    refusal quoted here can only come from the header."""
+    p = npz_declaring(tmp_path / "cut.npz", shape, dtype, body_bytes=64)
+    with pytest.raises(DataError, match=re.escape(words)):
+        npz_arrays(p)
+
+
+def test_a_header_that_lies_about_the_labels_is_refused(tmp_path):
+    p = tmp_path / "labels.npz"
+    with zipfile.ZipFile(p, "w") as zf:
+        with zf.open("x.npy", "w") as f:
+            np.save(f, np.zeros((4, 8, 8), np.uint8))
+        with zf.open("y.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False, "shape": (10**6,)})
+    with pytest.raises(DataError, match=re.escape("y has shape (1000000,) but x holds 4 images")):
+        npz_arrays(p)
 
 
 class _Marker:

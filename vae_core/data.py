@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -57,6 +59,10 @@ DATASETS = ("mnist", "fashion-mnist", "digits")
 # (channels, height, width) of each named dataset's images: a model of one of them must take these.
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8)}
 MAX_NPZ_IMAGES = 200_000
+# The most bytes one array of an .npz may hold once decompressed: 200,000 images of 64 x 64 in
+# uint8 are 0.8 GB. A few kB of zeros compress from far more, so this is checked on the array's
+# header, before anything is decompressed.
+MAX_NPZ_ARRAY_BYTES = 1 << 30
 
 
 @dataclass
@@ -215,8 +221,75 @@ def load_digits(split: str) -> ImageData:
                      [str(i) for i in range(10)])
 
 
+def _npz_headers(source) -> dict:
+    """{key: (shape, dtype)} of the arrays x and y of an .npz, read from each array's .npy header
+    (a few bytes at the start of its zip member) without decompressing its data. {} when the file
+    is not a zip archive: np.load then says what it is."""
+    out = {}
+    try:
+        with zipfile.ZipFile(source) as zf:
+            names = set(zf.namelist())
+            for key in ("x", "y"):
+                if key + ".npy" not in names:
+                    continue
+                with zf.open(key + ".npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read is None:
+                        raise DataError(f"{key} is stored in .npy format {version}, which is not supported: "
+                                        "save it with numpy.savez(path, x=images, y=labels)")
+                    shape, _, dtype = read(f)
+                out[key] = (tuple(shape), dtype)
+    except zipfile.BadZipFile:
+        return {}
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"this is not a readable .npz file ({e}): save it with numpy.savez(path, x=images, y=labels)") from e
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    return out
+
+
+def _check_x_shape(shape: tuple) -> tuple:
+    """The N x H x W of images of `shape` (N x H x W or N x 1 x H x W) within the limits."""
+    if len(shape) == 4 and shape[1] == 1:
+        shape = (shape[0], *shape[2:])
+    if len(shape) != 3:
+        raise DataError(f"x has shape {shape}: expected N x H x W images")
+    n, h, w = shape
+    if n < 2:
+        raise DataError(f"x holds {n} image(s): give at least 2")
+    if n > MAX_NPZ_IMAGES:
+        raise DataError(f"x holds {n} images, more than the limit of {MAX_NPZ_IMAGES}: use a subset")
+    if not (8 <= h <= 64 and 8 <= w <= 64):
+        raise DataError(f"images are {h}x{w}: sizes from 8x8 to 64x64 are supported")
+    return shape
+
+
+def _check_headers(headers: dict) -> None:
+    """Refuse, from the headers alone, arrays that are objects, too many images or too many bytes."""
+    for key, (shape, dtype) in headers.items():
+        if dtype.hasobject:
+            raise DataError(f"the .npz holds Python objects in {key}, which are refused (never unpickled): "
+                            "save plain numeric arrays")
+        n_bytes = math.prod(shape) * dtype.itemsize
+        if n_bytes > MAX_NPZ_ARRAY_BYTES:
+            raise DataError(f"{key} would take {n_bytes / 2**30:.1f} GB once decompressed, over the limit of "
+                            f"{MAX_NPZ_ARRAY_BYTES / 2**30:.0f} GB: use a subset, stored as uint8")
+    if "x" in headers:
+        n, _, _ = _check_x_shape(headers["x"][0])
+        if "y" in headers and headers["y"][0] != (n,):
+            raise DataError(f"y has shape {headers['y'][0]} but x holds {n} images: give one label per image")
+
+
 def npz_arrays(source) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Read and check a user's .npz: x as N x H x W (or N x 1 x H x W) in [0, 1] or uint8, y optional."""
+    """Read and check a user's .npz: x as N x H x W (or N x 1 x H x W) in [0, 1] or uint8, y optional.
+
+    The shapes, dtypes and sizes are checked on the arrays' headers before any data is decompressed."""
+    _check_headers(_npz_headers(source))
     try:
         with np.load(source, allow_pickle=False) as f:
             files = set(f.files)
@@ -230,17 +303,9 @@ def npz_arrays(source) -> tuple[np.ndarray, Optional[np.ndarray]]:
         raise DataError(f"the .npz holds Python objects, which are refused ({e}): save plain numeric arrays") from e
     except Exception as e:
         raise DataError(f"this is not a readable .npz file ({e}): save it with numpy.savez(path, x=images, y=labels)") from e
-    if x.ndim == 4 and x.shape[1] == 1:
+    n, h, w = _check_x_shape(tuple(x.shape))     # again: the header said so, the array must agree
+    if x.ndim == 4:
         x = x[:, 0]
-    if x.ndim != 3:
-        raise DataError(f"x has shape {x.shape}: expected N x H x W images")
-    n, h, w = x.shape
-    if n < 2:
-        raise DataError(f"x holds {n} image(s): give at least 2")
-    if n > MAX_NPZ_IMAGES:
-        raise DataError(f"x holds {n} images, more than the limit of {MAX_NPZ_IMAGES}: use a subset")
-    if not (8 <= h <= 64 and 8 <= w <= 64):
-        raise DataError(f"images are {h}x{w}: sizes from 8x8 to 64x64 are supported")
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
     elif np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_:
