@@ -400,6 +400,52 @@ def test_overwrite_false_refuses_an_existing_name(tmp_path):
     assert path.read_bytes() != before
 
 
+def test_overwrite_false_loses_no_race_to_a_save_that_finishes_first(tmp_path, monkeypatch):
+    """Another session saves the same name while this one is writing (after its exists() check):
+    this save is refused, and the other session's file stays byte for byte as it wrote it."""
+    target = tmp_path / "contested.safetensors"
+    other = ck.to_bytes(make_model(seed=1), dataset=DATASET)
+    real_fsync = ck.os.fsync
+
+    def the_other_session_finishes_first(fd):
+        real_fsync(fd)
+        if not target.exists():
+            target.write_bytes(other)
+
+    monkeypatch.setattr(ck.os, "fsync", the_other_session_finishes_first)
+    with pytest.raises(CheckpointError, match="contested.safetensors already exists: choose another name"):
+        save(target, make_model(seed=2), overwrite=False)
+    monkeypatch.undo()
+    assert target.read_bytes() == other
+    assert sorted(os.listdir(tmp_path)) == ["contested.safetensors"]   # no temporary file left
+    assert save(target, make_model(seed=2)) == target                  # overwrite=True still replaces
+    assert target.read_bytes() != other
+
+
+def test_two_saves_to_one_new_name_at_once_leave_exactly_one_whole_file(tmp_path):
+    import threading
+    for round_ in range(10):
+        target = tmp_path / f"race-{round_}.safetensors"
+        models = [make_model(seed=s) for s in (1, 2)]
+        start, outcomes = threading.Barrier(2), [None, None]
+
+        def run(i):
+            start.wait()
+            try:
+                save(target, models[i], overwrite=False)
+                outcomes[i] = "saved"
+            except CheckpointError as e:
+                outcomes[i] = str(e)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert sorted(outcomes)[1] == "saved" and "already exists" in sorted(outcomes)[0], outcomes
+        winner = models[outcomes.index("saved")]
+        assert torch.equal(load_checkpoint(target).model.head.weight, winner.head.weight)
+    assert all(not p.name.startswith(".") for p in tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------- atomic saves
 
 @pytest.mark.parametrize("where", ["fsync", "replace", "write"])

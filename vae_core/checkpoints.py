@@ -99,7 +99,27 @@ def to_bytes(model, train_config: Optional[TrainConfig] = None, *, dataset: str 
     return st_save(state, metadata=meta)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def publish_new(tmp, path: Path) -> None:
+    """Give the finished file `tmp` the name `path` only if no file has it: raises FileExistsError
+    otherwise, even when another process creates `path` a moment before (unlike exists() followed
+    by os.replace). `tmp` keeps its own name too; the caller removes it."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # A file system without hard links: claim the name with an exclusive create, then swap
+        # our own placeholder for the finished file.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(tmp, path)
+
+
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write `data` as `path` through a temporary file of a unique name in the same folder (fsync,
+    then rename), so a crash leaves the previous file whole and two saves never share a temporary
+    file. overwrite=False raises FileExistsError if `path` exists, however late it appeared."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
@@ -107,10 +127,14 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+            return
+        publish_new(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    Path(tmp).unlink(missing_ok=True)           # the new file has both names now: drop the temporary one
 
 
 def save_checkpoint(path, model, train_config: Optional[TrainConfig] = None, *, dataset: str = "",
@@ -123,12 +147,15 @@ def save_checkpoint(path, model, train_config: Optional[TrainConfig] = None, *, 
     for k, v in model.state_dict().items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"the model's weight {k} holds NaN or infinite values: it was not saved")
+    taken = CheckpointError(f"{path.name} already exists: choose another name")
     if path.exists() and not overwrite:
-        raise CheckpointError(f"{path.name} already exists: choose another name")
+        raise taken                 # early, before serialising; atomic_write checks again, race-free
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, to_bytes(model, train_config, dataset=dataset, history=history,
-                                    metrics=metrics, half=half))
+                                    metrics=metrics, half=half), overwrite=overwrite)
+    except FileExistsError:
+        raise taken from None
     except OSError as e:
         raise write_error(path, e) from e
     return path
