@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from vae_core.checkpoints import (MAX_CHECKPOINT_BYTES, SUFFIX, Checkpoint, check_name, from_bytes, path_in,
-                                  write_error)
+                                  publish_new, write_error)
 from vae_core.data import npz_arrays
 from vae_core.errors import CheckpointError, DataError
 
@@ -71,24 +72,26 @@ def save_upload(data: bytes, name: str, folder, filename: str = "the file") -> P
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _not_written(path, e) from e
-    # Exclusive create: two sessions saving the same name at once cannot overwrite each other.
-    tmp = path.with_name("." + path.name + ".upload")
-    created = False                 # only our own temporary file is removed, never another session's
+    # A temporary file of a unique, hidden name (the listing ignores it): one left behind by a
+    # crashed save never blocks the name, and two sessions never write into the same file.
+    # publish_new fails if the name appeared meanwhile, so neither can overwrite the other.
     try:
-        with open(tmp, "xb") as f:
-            created = True
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + path.name, suffix=".upload")
+    except OSError as e:
+        raise _not_written(path, e) from e
+    try:
+        with os.fdopen(fd, "wb") as f:
             f.write(bytes(data))
             f.flush()
             os.fsync(f.fileno())
-        os.link(tmp, path)          # fails if the name appeared meanwhile, unlike os.replace
+        publish_new(tmp, path)
     except FileExistsError as e:
         raise CheckpointError(f"a model named {path.name[:-len(SUFFIX)]!r} already exists: choose another "
                               "name (nothing was overwritten)") from e
     except OSError as e:
         raise _not_written(path, e) from e
     finally:
-        if created:
-            tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)     # only our own temporary file, never another session's
     return path
 
 

@@ -164,6 +164,18 @@ def test_valid_upload_is_saved_once_and_listed(good, folders):
     assert sorted(os.listdir(user)) == ["my-digits.safetensors"]
 
 
+def test_a_temporary_file_left_by_a_crashed_save_does_not_block_the_name(good, folders):
+    from explorer import models
+    shipped, user = folders
+    stale = user / ".mine.safetensors.upload"        # the fixed temporary name an earlier version used
+    stale.write_bytes(b"half a file")
+    path = uploads.save_upload(good, "mine", user)
+    assert path.read_bytes() == good
+    assert stale.read_bytes() == b"half a file"      # a file that is not this save's is left alone
+    assert sorted(os.listdir(user)) == [".mine.safetensors.upload", "mine.safetensors"]
+    assert [m["name"] for m in models.list_models() if m["source"] == "yours"] == ["mine"]
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", "  ", ".hidden", "x" * 81])
 def test_unsafe_names_are_refused(name, good, folders, tmp_path):
     shipped, user = folders

@@ -538,6 +538,28 @@ def test_killed_save_leaves_the_previous_file_whole(tmp_path):
     assert [i["name"] for i in list_checkpoints(tmp_path)] == ["victim"]
 
 
+def test_each_save_writes_its_own_temporary_file(tmp_path, monkeypatch):
+    """Temporary names are unique per save: a leftover from a killed save blocks nothing, and
+    the listing hides it."""
+    leftover = tmp_path / ".m.safetensors.tmp"
+    leftover.write_bytes(b"from a killed save")
+    seen = []
+    real_fsync = ck.os.fsync
+
+    def note_temps(fd):
+        seen.append(sorted(p.name for p in tmp_path.iterdir() if p.name != leftover.name))
+        real_fsync(fd)
+
+    monkeypatch.setattr(ck.os, "fsync", note_temps)
+    save(tmp_path / "m", make_model(seed=1), overwrite=False)
+    save(tmp_path / "m", make_model(seed=2))
+    monkeypatch.undo()
+    temps = [n for names in seen for n in names if n.startswith(".")]   # each save's temporary file
+    assert len(set(temps)) == 2 and all(t.startswith(".m.safetensors") and t.endswith(".tmp") for t in temps)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [leftover.name, "m.safetensors"]
+    assert [i["name"] for i in list_checkpoints(tmp_path)] == ["m"]
+
+
 # ---------------------------------------------------------------- listing and metrics
 
 def test_list_checkpoints_skips_unreadable_files(tmp_path):
