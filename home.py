@@ -1,6 +1,6 @@
 """VAE Latent Explorer: the home page. The objective, a few reconstructions, and each model's card.
 
-Run the app with `streamlit run app.py`, which lists this page and those in pages/.
+Run the app with `streamlit run app.py`, which lists this page and those in app_pages/.
 """
 from functools import partial
 
@@ -121,7 +121,7 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
 
 st.subheader("Where to go next")
 links = st.columns(4)
-links[0].page_link("pages/1_Latent_map.py", label="Latent map", icon=":material/scatter_plot:")
-links[1].page_link("pages/2_Latent_grid.py", label="Latent grid", icon=":material/grid_on:")
-links[2].page_link("pages/3_Interpolation.py", label="Interpolation", icon=":material/swap_horiz:")
-links[3].page_link("pages/4_Sampling.py", label="Sampling & traversal", icon=":material/casino:")
+links[0].page_link("app_pages/1_Latent_map.py", label="Latent map", icon=":material/scatter_plot:")
+links[1].page_link("app_pages/2_Latent_grid.py", label="Latent grid", icon=":material/grid_on:")
+links[2].page_link("app_pages/3_Interpolation.py", label="Interpolation", icon=":material/swap_horiz:")
+links[3].page_link("app_pages/4_Sampling.py", label="Sampling & traversal", icon=":material/casino:")

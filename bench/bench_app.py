@@ -71,10 +71,10 @@ def server_side(moves: int) -> None:
     report("reference: a script with one slider", ms, GOAL_SERVER_MS)
 
     cases = [
-        ("pages/3_Interpolation.py", "interp_t", list(range(11))),
-        ("pages/2_Latent_grid.py", "grid_n", [10, 11, 12, 13, 14, 15, 16]),
-        ("pages/4_Sampling.py", "trav_range", [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]),
-        ("pages/4_Sampling.py", "samp_temp", [0.5, 0.7, 0.9, 1.0, 1.2]),
+        ("app_pages/3_Interpolation.py", "interp_t", list(range(11))),
+        ("app_pages/2_Latent_grid.py", "grid_n", [10, 11, 12, 13, 14, 15, 16]),
+        ("app_pages/4_Sampling.py", "trav_range", [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]),
+        ("app_pages/4_Sampling.py", "samp_temp", [0.5, 0.7, 0.9, 1.0, 1.2]),
     ]
     for page, key, values in cases:
         at = AppTest.from_file(str(REPO / page), default_timeout=120)

@@ -5,7 +5,7 @@
     every epoch), alternated so load drifts hit both. Goal: the job within 10 % per epoch.
 (b) Slider-like work of an explorer page, timed alone and while a job trains in a background
     thread of this process (as on the server): decoding a batch of codes with a d = 20 model and
-    turning it into a PNG mosaic, and full AppTest reruns of pages/3_Interpolation.py after moving
+    turning it into a PNG mosaic, and full AppTest reruns of app_pages/3_Interpolation.py after moving
     its slider. Goal: p95 under 100 ms for the decode path.
 
 Usage: VAE_DATA_DIR=../shared/data python bench/bench_training_app.py [--quick]
@@ -97,7 +97,7 @@ def make_shipped(folder: Path) -> None:
 
 def time_apptest(n: int) -> list:
     from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(REPO / "pages" / "3_Interpolation.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(REPO / "app_pages" / "3_Interpolation.py"), default_timeout=120).run()
     if at.exception:
         raise RuntimeError(at.exception[0].value)
     out = []
@@ -145,7 +145,7 @@ def bench_exploring(quick: bool, threads: int) -> None:
     print(f"(b) slider-like reruns while a job trains (training thread count {threads}; ms; {blocks} alternating blocks)")
     print(f"    decode 64 codes (d=20, 784-512 MLP) + PNG mosaic: alone p50 {pct(alone, 50):.1f} p95 {pct(alone, 95):.1f};"
           f" while training p50 {pct(busy, 50):.1f} p95 {pct(busy, 95):.1f}  (goal p95 < 100)")
-    print(f"    AppTest full rerun of pages/3_Interpolation.py after a slider move: alone p50 {pct(app_alone, 50):.0f} "
+    print(f"    AppTest full rerun of app_pages/3_Interpolation.py after a slider move: alone p50 {pct(app_alone, 50):.0f} "
           f"p95 {pct(app_alone, 95):.0f}; while training p50 {pct(app_busy, 50):.0f} p95 {pct(app_busy, 95):.0f}")
 
 

@@ -3,8 +3,9 @@ job, presets, turning widget values into a JobSpec, the live figures, and the ca
 computations of the comparison page. Training itself happens in vae_core.jobs.
 
 Reconnecting: each browser session gets a random owner token, kept in st.session_state (so
-switching pages keeps it) and written into the URL as ?trainer=<token> on the Train page (so a
-refresh, which starts a new session, finds the same job again). Anyone holding the URL can see
+switching pages keeps it) and written into the URL as ?trainer=<token> on every page once the
+Train page has made it (so a refresh anywhere, which starts a new session, finds the same job
+again). Anyone holding the URL can see
 and stop that job, so the token is 32 random hex digits and carries nothing else.
 """
 from __future__ import annotations
@@ -66,6 +67,18 @@ def owner_token() -> str:
     if st.query_params.get(OWNER_PARAM) != token:
         st.query_params[OWNER_PARAM] = token
     return token
+
+
+def keep_owner_in_url() -> None:
+    """On every page (app.py calls it): a session that has an owner token keeps it in the URL,
+    and a URL that brings one gives it to a new session. So a refresh on any page, not only on
+    Train, finds the training job again. Creates no token: only the Train page does."""
+    token = st.session_state.get("train_owner")
+    from_url = st.query_params.get(OWNER_PARAM)
+    if token is None and isinstance(from_url, str) and _TOKEN_RE.match(from_url):
+        st.session_state["train_owner"] = token = from_url
+    if token is not None and from_url != token:
+        st.query_params[OWNER_PARAM] = token
 
 
 def apply_preset(name: str) -> None:

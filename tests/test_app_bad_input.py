@@ -29,9 +29,9 @@ from vae_core.jobs import JobManager, default_manager, save_run
 from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLING = str(REPO / "pages" / "4_Sampling.py")
-TRAIN = str(REPO / "pages" / "5_Train.py")
-UPLOAD = str(REPO / "pages" / "7_Upload.py")
+SAMPLING = str(REPO / "app_pages" / "4_Sampling.py")
+TRAIN = str(REPO / "app_pages" / "5_Train.py")
+UPLOAD = str(REPO / "app_pages" / "7_Upload.py")
 GOOD = REPO / "checkpoints" / "digits-d2-vae-b1.safetensors"
 FAST = "Fast demo (8x8 digits, seconds)"
 

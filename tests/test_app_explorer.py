@@ -21,8 +21,8 @@ from vae_core.checkpoints import save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
 
-PAGES = ["app.py", "pages/1_Latent_map.py", "pages/2_Latent_grid.py", "pages/3_Interpolation.py",
-         "pages/4_Sampling.py"]
+PAGES = ["app.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py",
+         "app_pages/4_Sampling.py"]
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +138,7 @@ def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_
     at = run_page("app.py")
     at.selectbox(key="sb_vae").set_value("mnist-d2-vae-b1").run()
     assert at.selectbox(key="sb_ae").value == "mnist-d2-ae"      # the partner AE follows
-    at.switch_page("pages/2_Latent_grid.py").run()
+    at.switch_page("app_pages/2_Latent_grid.py").run()
     no_errors(at)
     assert at.selectbox(key="sb_vae").value == "mnist-d2-vae-b1"
     assert at.selectbox(key="sb_ae").value == "mnist-d2-ae"
@@ -151,7 +151,7 @@ def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_
 
 
 def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
-    at = run_page("pages/1_Latent_map.py")
+    at = run_page("app_pages/1_Latent_map.py")
     n_before = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if t["type"] == "scattergl")
     at.select_slider(key="map_n").set_value(500).run()
     no_errors(at)
@@ -166,7 +166,7 @@ def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
 
 
 def test_latent_map_tsne_projection_runs(app_env):
-    at = run_page("pages/1_Latent_map.py")
+    at = run_page("app_pages/1_Latent_map.py")
     at.select_slider(key="map_n").set_value(500).run()
     pca = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     at.segmented_control(key="map_method").set_value("tsne").run()
@@ -177,7 +177,7 @@ def test_latent_map_tsne_projection_runs(app_env):
 
 
 def test_grid_changes_with_size_range_and_plane(app_env):
-    at = run_page("pages/2_Latent_grid.py")
+    at = run_page("app_pages/2_Latent_grid.py")
     first = image_of(at, "grid_fig_VAE")
     at.slider(key="grid_n").set_value(5).run()
     no_errors(at)
@@ -195,7 +195,7 @@ def test_grid_changes_with_size_range_and_plane(app_env):
 
 
 def test_interpolation_slider_moves_the_decoded_images(app_env):
-    at = run_page("pages/3_Interpolation.py")
+    at = run_page("app_pages/3_Interpolation.py")
     before = list(at.image[1].value) + list(at.image[2].value)
     at.slider(key="interp_t").set_value(0).run()
     no_errors(at)
@@ -219,7 +219,7 @@ def test_interpolation_slider_moves_the_decoded_images(app_env):
 
 
 def test_interpolation_from_the_map_uses_the_last_two_picks(app_env):
-    at = run_page("pages/3_Interpolation.py")
+    at = run_page("app_pages/3_Interpolation.py")
     at.session_state["map_picks"] = [5, 9]
     at.segmented_control(key="interp_mode").set_value("map").run()
     no_errors(at)
@@ -228,7 +228,7 @@ def test_interpolation_from_the_map_uses_the_last_two_picks(app_env):
 
 
 def test_sampling_resample_temperature_and_traversal(app_env):
-    at = run_page("pages/4_Sampling.py")
+    at = run_page("app_pages/4_Sampling.py")
     s0 = image_of(at, "samp_fig_VAE")
     at.button(key="samp_resample").click().run()
     no_errors(at)
@@ -267,7 +267,7 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
-    at = run_page("pages/4_Sampling.py")
+    at = run_page("app_pages/4_Sampling.py")
     img = np.zeros((100, 100), np.uint8)
     img[15:85, 45:58] = 255                       # a "1"
     at.file_uploader(key="draw_upload").set_value(("one.png", _png(img), "image/png")).run()
@@ -284,7 +284,7 @@ def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
 
 
 def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
-    at = run_page("pages/1_Latent_map.py")
+    at = run_page("app_pages/1_Latent_map.py")
     assert not at.image                               # nothing picked yet: a hint instead
     assert "map_pick_png" not in [b.key for b in at.get("download_button")]
     at.session_state["map_picked"] = 7                # what a click on a dot stores
@@ -315,7 +315,7 @@ def test_grid_gives_each_model_a_plane_it_has_when_their_sizes_differ(tmp_path, 
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(REPO / "checkpoints"))
     monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
     monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
-    at = run_page("pages/2_Latent_grid.py")
+    at = run_page("app_pages/2_Latent_grid.py")
     at.selectbox(key="sb_vae").set_value("mnist-bin-d32-vae-b1").run()
     at.selectbox(key="sb_ae").set_value("mnist-d20-ae").run()
     no_errors(at)
@@ -331,7 +331,7 @@ def test_grid_gives_each_model_a_plane_it_has_when_their_sizes_differ(tmp_path, 
     plotly_spec(at, "grid_map_AE")                   # the map below is drawn for both
 
 
-@pytest.mark.parametrize("page", ["pages/2_Latent_grid.py", "pages/3_Interpolation.py"])
+@pytest.mark.parametrize("page", ["app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py"])
 def test_captions_count_the_codes_really_used(tmp_path, monkeypatch, page):
     """The digits set has fewer test images than the 2,000 codes asked for: captions say how many."""
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(REPO / "checkpoints"))

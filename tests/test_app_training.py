@@ -10,8 +10,8 @@ from vae_core.config import ModelConfig, TrainConfig
 from vae_core.jobs import JobManager, JobSpec, default_manager
 
 REPO = Path(__file__).resolve().parent.parent
-TRAIN = str(REPO / "pages" / "5_Train.py")
-COMPARE = str(REPO / "pages" / "6_Compare_beta.py")
+TRAIN = str(REPO / "app_pages" / "5_Train.py")
+COMPARE = str(REPO / "app_pages" / "6_Compare_beta.py")
 
 
 @pytest.fixture(scope="module")

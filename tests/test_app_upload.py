@@ -24,7 +24,7 @@ from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "checkpoints" / "digits-d2-vae-b1.safetensors"
-PAGE = str(REPO / "pages" / "7_Upload.py")
+PAGE = str(REPO / "app_pages" / "7_Upload.py")
 
 
 def _metadata(data: bytes) -> dict:
@@ -310,7 +310,7 @@ def test_a_saved_upload_appears_in_another_pages_model_list(good, folders):
     assert (user / "mine.safetensors").is_file()
 
     from streamlit.testing.v1 import AppTest
-    other = AppTest.from_file(str(REPO / "pages" / "4_Sampling.py"), default_timeout=120)
+    other = AppTest.from_file(str(REPO / "app_pages" / "4_Sampling.py"), default_timeout=120)
     other.run()
     assert not other.exception
     options = other.selectbox(key="sb_vae").options
@@ -328,7 +328,7 @@ def test_a_bad_dataset_name_placed_in_the_folder_is_skipped_and_the_pages_still_
     shipped, user = folders
     (user / "sneaky.safetensors").write_bytes(edited_meta(good, dataset="../../../etc/passwd"))
     assert "sneaky" not in {m["name"] for m in models.list_models()}
-    other = AppTest.from_file(str(REPO / "pages" / "4_Sampling.py"), default_timeout=120)
+    other = AppTest.from_file(str(REPO / "app_pages" / "4_Sampling.py"), default_timeout=120)
     other.run()
     assert not other.exception and not other.error
     assert "digits" in other.selectbox(key="sb_dataset").options

@@ -44,8 +44,8 @@ from vae_core.jobs import default_manager
 from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
-TRAIN = str(REPO / "pages" / "5_Train.py")
-UPLOAD = str(REPO / "pages" / "7_Upload.py")
+TRAIN = str(REPO / "app_pages" / "5_Train.py")
+UPLOAD = str(REPO / "app_pages" / "7_Upload.py")
 EXISTING = REPO / "checkpoints" / "digits-d2-ae.safetensors"      # a model already in the folder
 UPLOADED = REPO / "checkpoints" / "digits-d2-vae-b1.safetensors"  # the file a user uploads
 

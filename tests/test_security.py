@@ -9,7 +9,7 @@ import pytest
 from explorer.uploads import APP_UPLOAD_LIMIT_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = sorted([*REPO.glob("vae_core/*.py"), *REPO.glob("explorer/*.py"), *REPO.glob("pages/*.py"),
+SOURCES = sorted([*REPO.glob("vae_core/*.py"), *REPO.glob("explorer/*.py"), *REPO.glob("app_pages/*.py"),
                   REPO / "app.py", REPO / "home.py"])
 
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}                  # bare builtins

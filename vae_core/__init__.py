@@ -1,6 +1,6 @@
 """vae_core: a small PyTorch engine for Variational Auto-Encoders and plain Auto-Encoders.
 
-Importing it has no side effects. The app (app.py, pages/) and the command line
+Importing it has no side effects. The app (app.py, app_pages/) and the command line
 (python -m vae_core) are built on it; it never imports Streamlit.
 """
 from .config import ModelConfig, TrainConfig
