@@ -2,7 +2,8 @@
 
 Starts the app on a free 127.0.0.1 port, opens one headless Chromium with N contexts (one per
 user), and has each user loop through the explorer pages and move a slider for --seconds; M of
-them first start a short training run on the Train page ("Fast demo" preset, 8x8 digits). Every
+them first start a training run on the Train page (--train-preset; by default the MNIST 2-D VAE,
+about a minute alone, so it trains through most of the run; it goes on while its user browses). Every
 action is timed from the action to the page settling (no stale element, no spinner, no running
 indicator, element count steady for 0.5 s). Errors are exception elements, error alerts and
 timeouts. The server's resident memory is sampled from /proc every 0.25 s.
@@ -105,6 +106,8 @@ class Stats:
         self.errors: list[str] = []
         self.timeouts = 0
         self.trainings_started = 0
+        self.trainings_stopped = 0    # still running at the level's end: stopped by their user
+        self.trainings_finished = 0   # had finished before the level ended
 
     def add(self, kind: str, seconds: float):
         self.times.setdefault(kind, []).append(seconds)
@@ -134,7 +137,11 @@ async def record_errors(page, stats: Stats, where: str, state: list) -> None:
         stats.errors.extend(f"{where}: {t[:160]!r}" for t in texts)
 
 
-async def start_training(page, url: str, stats: Stats, timeout_s: float) -> None:
+TRAIN_PRESET = "MNIST 2-D VAE (about a minute)"
+
+
+async def start_training(page, url: str, stats: Stats, timeout_s: float) -> str:
+    """Start TRAIN_PRESET on the Train page; returns the address's ?trainer= query ("" if none)."""
     t0 = time.monotonic()
     await page.goto(f"{url}/Train", wait_until="domcontentloaded")
     await page.wait_for_selector(".st-key-tr_train", timeout=timeout_s * 1000)
@@ -143,7 +150,7 @@ async def start_training(page, url: str, stats: Stats, timeout_s: float) -> None
     for attempt in range(4):
         try:
             await page.locator(".st-key-tr_preset").click(timeout=15_000)
-            await page.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click(timeout=15_000)
+            await page.get_by_role("option", name=TRAIN_PRESET).click(timeout=15_000)
             break
         except Exception as e:  # noqa: BLE001 - playwright's TimeoutError
             if "Timeout" not in type(e).__name__ or attempt == 3:
@@ -158,6 +165,21 @@ async def start_training(page, url: str, stats: Stats, timeout_s: float) -> None
     state, _ = await settle(page, timeout_s)
     stats.add("train-start", time.monotonic() - t0)
     await record_errors(page, stats, "Train", state)
+    return "?" + page.url.split("?", 1)[1] if "trainer=" in page.url else ""
+
+
+async def stop_training(page, url: str, query: str, stats: Stats, timeout_s: float) -> None:
+    """At the end of a load level the trainer comes back and presses Stop, freeing its job slot
+    for the next level's trainers (the server runs VAE_MAX_JOBS = 2 at once)."""
+    await page.goto(f"{url}/Train{query}", wait_until="domcontentloaded")
+    await settle(page, timeout_s)
+    stop = page.locator(".st-key-tr_stop button")
+    if await stop.count() and await stop.is_enabled():
+        await stop.click()
+        stats.trainings_stopped += 1
+        await page.get_by_text("Training was stopped").wait_for(timeout=timeout_s * 1000)
+    else:
+        stats.trainings_finished += 1
 
 
 async def watch_reruns(page, stats: Stats) -> None:
@@ -201,10 +223,11 @@ async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: 
     page = await context.new_page()
     page.set_default_timeout(timeout_s * 1000)
     await watch_reruns(page, stats)
+    query = ""   # a trainer's ?trainer= token: kept in every address, as the app itself keeps it
     try:
         if trains:
             try:
-                await start_training(page, url, stats, timeout_s)
+                query = await start_training(page, url, stats, timeout_s)
             except Exception as e:  # noqa: BLE001 - a failed step is counted, the user goes on
                 stats.timeouts += isinstance(e, TimeoutError) or "Timeout" in type(e).__name__
                 stats.errors.append(f"user {idx} Train: {type(e).__name__}: {str(e)[:120]}")
@@ -220,7 +243,7 @@ async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: 
                     break
             try:
                 t0 = time.monotonic()
-                await page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                await page.goto(f"{url}/{path}{query}", wait_until="domcontentloaded")
                 # On a slow server the first elements can sit still for a while before the script
                 # has run: wait for the page's own slider (when it has one) before judging it idle.
                 if slider:
@@ -249,6 +272,11 @@ async def user(browser, url: str, idx: int, trains: bool, end_at: float, stats: 
                 if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:
                     stats.timeouts += 1
                 stats.errors.append(f"user {idx} {path or 'home'}: {type(e).__name__}: {str(e)[:120]}")
+        if query:
+            try:
+                await stop_training(page, url, query, stats, timeout_s)
+            except Exception as e:  # noqa: BLE001
+                stats.errors.append(f"user {idx} Stop: {type(e).__name__}: {str(e)[:120]}")
     finally:
         await context.close()
 
@@ -318,7 +346,8 @@ def report(n: int, m: int, seconds: float, res: dict, sampler: RssSampler, start
     for kind, ts in sorted(stats.times.items()):
         print(f"  {kind:12s} n={len(ts):4d}  p50={pct(ts, 0.5):6.2f} s  p95={pct(ts, 0.95):6.2f} s  "
               f"max={max(ts):6.2f} s  mean={statistics.fmean(ts):6.2f} s")
-    print(f"  trainings started: {stats.trainings_started} of {m}")
+    print(f"  trainings started: {stats.trainings_started} of {m}; at the level's end {stats.trainings_stopped} "
+          f"were still training (then stopped), {stats.trainings_finished} had finished")
     print(f"  errors: {len(stats.errors)} (of which timeouts: {stats.timeouts})")
     for e in stats.errors[:8]:
         print(f"    {e}")
@@ -362,7 +391,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, nargs="+", default=[10, 20],
                     help="concurrent browser sessions; several values run one after another on one server")
-    ap.add_argument("--train", type=int, default=2, help="sessions that start a short training run")
+    ap.add_argument("--train", type=int, default=2, help="sessions that start a training run (TRAIN_PRESET)")
     ap.add_argument("--seconds", type=float, default=120.0, help="how long each load level lasts")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before one action counts as timed out")
     ap.add_argument("--think", type=float, default=2.0,
