@@ -59,6 +59,8 @@ def test_upload_limit_is_set_in_the_config_and_enforced_in_code_and_xsrf_stays_o
     assert server.get("enableXsrfProtection", True) is True
     assert server.get("enableCORS", True) is True
     assert server["maxUploadSize"] * 1024 * 1024 == APP_UPLOAD_LIMIT_BYTES
+    # An error no page foresaw shows its type, never a traceback with the server's paths.
+    assert cfg["client"]["showErrorDetails"] in ("type", "none")
 
 
 def test_the_test_suite_cannot_reach_the_network():
