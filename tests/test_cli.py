@@ -112,6 +112,9 @@ def test_train_writes_a_loadable_checkpoint_with_its_history(trained, tiny_npz):
     assert ckpt.model_config.hidden == (32,) and ckpt.model_config.image_shape == (1, 8, 8)
     assert ckpt.train_config.beta == 2.0 and ckpt.train_config.seed == 3 and ckpt.train_config.batch_size == 32
     assert ckpt.dataset == str(tiny_npz)
+    # The quick metrics travel with every trained model; log p(x) only with --evaluate.
+    assert {"loss", "recon", "kl", "active_units", "kl_per_dim", "knn_acc"} <= set(ckpt.metrics)
+    assert ckpt.metrics["log_px"] is None and ckpt.metrics["iw_samples"] == 0
     # The progress bar is driven by fit's callback: one bar per epoch, the loss in its postfix.
     assert "epoch 2/2" in run.stderr and "loss=" in run.stderr
     assert "saved" in run.stderr

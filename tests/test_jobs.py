@@ -146,3 +146,22 @@ def test_abandoned_jobs_are_stopped_and_finished_ones_released():
     assert m.get("henry") is job          # still there to be saved...
     m.cleanup(now=time.time() + 61)
     assert m.get("henry") is None         # ...until nobody looked at it for keep_s
+
+
+def test_a_sweep_from_the_page_equals_the_command_line_sweep(manager, tmp_path):
+    """The Train page's sweep (a job with betas) and `python -m vae_core sweep` (vae_core.sweep)
+    train the same models from the same seed: same names, same weights, same losses."""
+    from vae_core.sweep import sweep
+    s = spec(epochs=2, kinds=("ae", "vae"), betas=(1.0, 4.0), save_dir=str(tmp_path / "page"), save_prefix="dg")
+    job = manager.start("sweeper", s)
+    assert job.wait(120) and job.status == "finished", job.message
+    cli_paths = sweep(s.model, s.train, [1.0, 4.0], tmp_path / "cli", "dg", half=False)
+    page_paths = sorted((tmp_path / "page").glob("*.safetensors"))
+    assert [p.name for p in page_paths] == sorted(p.name for p in cli_paths) == \
+        ["dg-ae.safetensors", "dg-vae-b1.safetensors", "dg-vae-b4.safetensors"]
+    for p in cli_paths:
+        a, b = load_checkpoint(p), load_checkpoint(tmp_path / "page" / p.name)
+        assert a.train_config.beta == b.train_config.beta
+        sa, sb = a.model.state_dict(), b.model.state_dict()
+        assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa), p.name
+        assert [r["train_loss"] for r in a.history] == pytest.approx([r["train_loss"] for r in b.history], rel=1e-6)

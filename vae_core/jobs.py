@@ -44,6 +44,7 @@ from .config import ModelConfig, TrainConfig
 from .data import ImageData, load_dataset
 from .errors import CheckpointError, TrainingDiverged, VaeCoreError
 from .models import build_model
+from .sweep import run_name
 from .train import Progress, fit
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,6 @@ class JobSpec:
 
 def run_label(kind: str, beta: float) -> str:
     return "AE" if kind == "ae" else f"VAE β={beta:g}"
-
-
-def run_name(prefix: str, kind: str, beta: float) -> str:
-    return f"{prefix}-ae" if kind == "ae" else f"{prefix}-vae-b{beta:g}"
 
 
 @dataclass
