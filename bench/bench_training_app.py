@@ -157,7 +157,7 @@ def bench_default_config() -> None:
     job = manager.start("bench-default", spec_from_values(DEFAULTS))
     job.wait()
     run = job.runs[0]
-    print(f"(c) Train page defaults ({DEFAULTS['max_train']} MNIST images, {DEFAULTS['epochs']} epochs, "
+    print(f"(c) Train page defaults ({DEFAULTS['max_train'] or 'all 60,000'} MNIST images, {DEFAULTS['epochs']} epochs, "
           f"784-{DEFAULTS['hidden']}-{DEFAULTS['latent']}): {time.perf_counter() - t:.1f} s in all, "
           f"{run.seconds:.1f} s training ({run.seconds / max(1, len(run.history)):.2f} s per epoch); "
           f"test loss {run.history[-1]['test_loss']:.1f} nats, k-NN accuracy {run.metrics.get('knn_acc', float('nan')):.3f}")
