@@ -240,6 +240,8 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
                 "and train again.", result)
         if tail[1] > 0:
             _check_exploding(tail[0].item() / tail[1].item(), start_recon, epoch, cfg.lr, model, good_state, result)
+        # train_loss is the objective minimised (beta after warm-up, free-bits floors included);
+        # test_loss is recon + beta * KL at the full beta, so at beta = 1 it is the negative ELBO.
         tr = (sums / seen).tolist()
         record = {"epoch": epoch, "beta": beta, "train_loss": tr[0], "train_recon": tr[1], "train_kl": tr[2],
                   "images": seen}
