@@ -16,7 +16,8 @@ LIMIT_MB = uploads.APP_UPLOAD_LIMIT_BYTES // 2**20
 
 # ------------------------------------------------------------------ checkpoints
 st.header("A checkpoint")
-st.markdown(f"A `.safetensors` file written by this app or by `python -m vae_core train` (at most {LIMIT_MB} MB). "
+st.markdown(f"A `.safetensors` file written by this app or by `python -m vae_core train` (at most {LIMIT_MB} MB), "
+            "of a model trained on MNIST, Fashion-MNIST or the 8×8 digits, so the pages have its test images. "
             "It is checked in full before anything is kept: its config, the shape of every weight, and "
             "that no weight is NaN or infinite. A safetensors file holds only numbers, so reading one runs no code.")
 
