@@ -132,13 +132,18 @@ def stop_training(trainer) -> None:
     print("  training stopped")
 
 
-def browser_side(moves: int, env: dict, while_training: bool = False) -> None:
+def browser_side(moves: int, env: dict, while_training: bool = False, nice: int = 0, cpus: str = "") -> None:
     from playwright.sync_api import sync_playwright
 
-    from browser_support import launch_chromium, start_server, stop_server, wait_healthy, wait_rendered
+    from bench_load import niced_chromium
+    from browser_support import CHROMIUM_ARGS, start_server, stop_server, wait_healthy, wait_rendered
+
+    def launch_chromium(p):   # optionally niced and pinned, as bench_load does (see niced_chromium)
+        return p.chromium.launch(executable_path=niced_chromium(nice, cpus), headless=True, args=CHROMIUM_ARGS)
 
     print("\nBrowser: `streamlit run app.py` in headless Chromium"
-          + (", while another session trains" if while_training else ""))
+          + (", while another session trains" if while_training else "")
+          + (f" (Chromium at nice {nice}{f' on core(s) {cpus}' if cpus else ''})" if nice or cpus else ""))
     t_launch = time.perf_counter()
     log = Path(tempfile.gettempdir()) / "bench-app-server.log"
     print(f"  server log: {log}")
@@ -297,6 +302,9 @@ def main():
     ap.add_argument("--no-server", action="store_true", help="skip the AppTest part")
     ap.add_argument("--while-training", action="store_true",
                     help="browser part only: another browser session trains on the Train page meanwhile")
+    ap.add_argument("--browser-nice", type=int, default=0,
+                    help="run Chromium at this nice level (in a class the browsers are not on the server)")
+    ap.add_argument("--browser-cpus", default="", help="cores Chromium may use (a taskset list; default all)")
     args = ap.parse_args()
 
     import torch
@@ -314,7 +322,8 @@ def main():
         server_side(args.moves)
     if not args.no_browser:
         env["VAE_NO_UMAP_WARMUP"] = "0"          # the served app warms UMAP up, as in production
-        browser_side(args.moves, env, while_training=args.while_training)
+        browser_side(args.moves, env, while_training=args.while_training, nice=args.browser_nice,
+                     cpus=args.browser_cpus)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
