@@ -70,14 +70,15 @@ up_npz = st.file_uploader("Image set", type=["npz"], key="upload_npz")
 if up_npz is not None:
     try:
         x, y = uploads.check_dataset(up_npz.getvalue(), up_npz.name)
-    except (DataError, CheckpointError) as e:
-        st.session_state.pop("uploaded_images", None)
-        st.error(f"This file was refused: {e}", icon=":material/block:")
-    except Exception as e:  # unforeseen: refuse the file rather than show a traceback
-        traceback.print_exc()
-        st.session_state.pop("uploaded_images", None)
-        st.error(f"This file was refused: it could not be read ({type(e).__name__}): save it with "
-                 "numpy.savez(path, x=images, y=labels)", icon=":material/block:")
+    except Exception as e:  # DataError/CheckpointError say why; anything unforeseen is refused too
+        if not isinstance(e, (DataError, CheckpointError)):
+            traceback.print_exc()
+            e = (f"it could not be read ({type(e).__name__}): save it with "
+                 "numpy.savez(path, x=images, y=labels)")
+        kept = st.session_state.get("uploaded_images")
+        st.error(f"This file was refused: {e}"
+                 + (f" Your earlier image set, {kept['name']} ({len(kept['x']):,} images), is kept." if kept else ""),
+                 icon=":material/block:")
     else:
         st.session_state["uploaded_images"] = {"name": up_npz.name, "x": x, "y": y}
         labels = f", {len(np.unique(y))} distinct labels" if y is not None else ", no labels"

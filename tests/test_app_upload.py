@@ -296,7 +296,52 @@ def test_page_shows_an_uploaded_image_set(folders):
     at.file_uploader(key="upload_npz").upload("bad.npz", b"junk")
     at.run()
     assert not at.exception and "not a readable .npz" in at.error[0].value
-    assert "uploaded_images" not in at.session_state
+    # A refused file loses nothing: the good set uploaded before stays.
+    assert "mine.npz (15 images), is kept" in at.error[0].value
+    assert at.session_state["uploaded_images"]["name"] == "mine.npz"
+
+
+def _zeros8(n=4):
+    return np.zeros((n, 8, 8), np.uint8)
+
+
+BAD_IMAGE_SETS = {   # what a student might upload, and a phrase of the reason the page must give
+    "wrong key": (dict(images=_zeros8()), "no 'x'"),
+    "flat images": (dict(x=np.zeros((4, 64), np.uint8)), "shape (4, 64)"),
+    "colour images": (dict(x=np.zeros((4, 3, 8, 8), np.uint8)), "shape (4, 3, 8, 8)"),
+    "wrong dtype": (dict(x=np.zeros((4, 8, 8), np.int64)), "int64"),
+    "values above 1": (dict(x=np.full((4, 8, 8), 2.0, np.float32)), "scale pixels to [0, 1]"),
+    "NaN": (dict(x=np.full((4, 8, 8), np.nan, np.float32)), "NaN"),
+    "labels do not match": (dict(x=_zeros8(), y=np.zeros(3, np.int64)), "one label per image"),
+    "pickled objects": (dict(x=np.array([None] * 4, dtype=object)), "Python objects"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGE_SETS) + ["too many images"])
+def test_page_refuses_each_bad_image_set_and_keeps_the_good_one(case, folders, tmp_path):
+    shipped, user = folders
+    before = snapshot(shipped, user)
+    at = _page()
+    good = (np.random.default_rng(2).random((6, 8, 8)) * 255).astype(np.uint8)
+    at.file_uploader(key="upload_npz").upload("good.npz", _npz(x=good))
+    at.run()
+    assert at.session_state["uploaded_images"]["name"] == "good.npz"
+    if case == "too many images":   # the header declares one image over the limit; no data follows
+        from test_data import npz_declaring
+        from vae_core import data as vd
+        data = npz_declaring(tmp_path / "many.npz", (vd.MAX_NPZ_IMAGES + 1, 8, 8), body_bytes=64).read_bytes()
+        phrase = "more than the limit"
+    else:
+        arrays, phrase = BAD_IMAGE_SETS[case]
+        data = _npz(**arrays)
+    at.file_uploader(key="upload_npz").upload("bad.npz", data)
+    at.run()
+    assert not at.exception, case
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and phrase in errors[0] and "good.npz (6 images), is kept" in errors[0], errors
+    kept = at.session_state["uploaded_images"]
+    assert kept["name"] == "good.npz" and np.allclose(kept["x"], good / 255.0)
+    assert snapshot(shipped, user) == before
 
 
 def test_a_saved_upload_appears_in_another_pages_model_list(good, folders):
