@@ -233,6 +233,21 @@ def test_page_refuses_bad_files_and_shows_why(good, folders, tmp_path):
     assert not marker.exists()
 
 
+def test_page_refuses_an_oversize_checkpoint_in_code(good, folders):
+    """AppTest hands the bytes straight to the page (no browser enforces maxUploadSize here), so
+    this is the page's own check at work."""
+    shipped, user = folders
+    before = snapshot(shipped, user)
+    at = _page()
+    big = good + b"\0" * (uploads.APP_UPLOAD_LIMIT_BYTES + 1 - len(good))
+    at.file_uploader(key="upload_ckpt").upload("big.safetensors", big)
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "over this app's upload limit of 50 MB" in errors[0] and "nothing was saved" in errors[0]
+    assert not at.success and snapshot(shipped, user) == before
+
+
 def test_page_refuses_a_file_that_fails_in_an_unforeseen_way(good, folders, monkeypatch):
     """A flaw no check foresaw (here: the loader itself raising) is a refusal, not a traceback."""
     from explorer import uploads as page_uploads
