@@ -122,6 +122,13 @@ a.plotly_chart(tr.versus_beta_figure(rows, "active_units", "Active units vs β",
                key="cb_active", config=figures.CONFIG)
 b.plotly_chart(tr.versus_beta_figure(rows, "log_px", "Importance-weighted log p(x) vs β", "nats per image (higher is better)"),
                key="cb_logpx", config=figures.CONFIG)
+vae_dims = {v["latent_dim"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"}
+others = [f for f, members in fams.items() if any(i["model_config"]["latent_dim"] > 2 for i in members)]
+if vae_dims and max(vae_dims) <= 2:
+    a.caption("With only two latent dimensions every VAE here needs both, so active units cannot fall as β "
+              "grows. " + (f"Choose a family with more dimensions ({', '.join(others)}) to watch dimensions "
+                           "switch off as β rises." if others else "Train a family with more dimensions (the "
+                           "Train page's sweep) to watch dimensions switch off as β rises."))
 
 st.subheader("Why β does this: three forces on the codes")
 st.markdown(

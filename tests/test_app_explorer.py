@@ -345,3 +345,19 @@ def test_captions_count_the_codes_really_used(tmp_path, monkeypatch, page):
     assert n < 2000
     captions = " ".join(c.value for c in at.caption)
     assert f"{n} test codes" in captions and "2000 test codes" not in captions
+
+
+def test_compare_page_says_why_active_units_stay_flat_for_2d_models(tmp_path, monkeypatch):
+    """The shipped 2-D family keeps both dimensions at every β: the page says so and names the
+    family where dimensions do switch off; for that family the remark is gone."""
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(REPO / "checkpoints"))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    at = run_page("app_pages/6_Compare_beta.py")
+    no_errors(at)
+    note = [c.value for c in at.caption if "two latent dimensions" in c.value]
+    assert len(note) == 1 and "(mnist-d20)" in note[0]
+    at.selectbox(key="cb_family").select("mnist-d20").run()
+    no_errors(at)
+    assert not [c.value for c in at.caption if "two latent dimensions" in c.value]
+    assert [r for r in at.dataframe if r.value is not None]   # the metric table is drawn
