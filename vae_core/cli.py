@@ -378,9 +378,8 @@ def _set_threads(n: Optional[int]) -> None:
 
 def cmd_train(args) -> int:
     from .checkpoints import SUFFIX, save_checkpoint
-    from .errors import CheckpointError
     from .data import load_dataset
-    from .errors import TrainingDiverged
+    from .errors import CheckpointError, TrainingDiverged
     from .models import build_model
     from .train import fit
     _set_threads(args.threads)

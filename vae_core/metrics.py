@@ -355,7 +355,8 @@ def evaluate(model, test: ImageData, train: Optional[ImageData] = None, iw_sampl
     loss, recon, kl: means per image (train.evaluate_terms, one posterior sample each);
     elbo = -(recon + kl) and log_px (iw_log_px with iw_samples samples; 0 skips it): VAE
     only, None for the AE; active_units, active_var, kl_per_dim; knn_acc when `train` has
-    labels (k-NN fitted on the first knn_max_train training codes, recorded as knn_train); prior_* (prior_sample_quality) when a classifier is given. With binarize=True
+    labels (k-NN fitted on the first knn_max_train training codes, recorded as knn_train);
+    prior_* (prior_sample_quality) when a classifier is given. With binarize=True
     (models trained with train_config.binarize) the test set is binarised once with `seed`.
     """
     from .train import binarized, evaluate_terms

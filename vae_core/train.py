@@ -192,7 +192,7 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
         model.train()
         perm = torch.randperm(n, generator=gen, device=device)
         sums = torch.zeros(3, device=device)   # loss, recon, kl: accumulated without a sync per step
-        tail = torch.zeros(2, device=device)   # recon sum and image count over the epoch's last batches
+        tail, tail_n = torch.zeros((), device=device), 0   # recon summed over the epoch's last batches
         seen = 0
         for step in range(steps):
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
@@ -217,7 +217,8 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
             b = x.shape[0]
             sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]) * b
             if step >= tail_from:
-                tail += torch.stack([terms.recon.detach() * b, terms.recon.new_tensor(float(b))])
+                tail += terms.recon.detach() * b
+                tail_n += b
             seen += b
             stop = should_stop is not None and should_stop()
             if callback is not None:
@@ -238,8 +239,8 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
                 f"the weights became NaN or infinite during epoch {epoch}: training stopped and the weights "
                 f"of epoch {epoch - 1} were kept. Lower the learning rate (now {cfg.lr:g}, try {cfg.lr / 10:g}) "
                 "and train again.", result)
-        if tail[1] > 0:
-            _check_exploding(tail[0].item() / tail[1].item(), start_recon, epoch, cfg.lr, model, good_state, result)
+        if tail_n:
+            _check_exploding(tail.item() / tail_n, start_recon, epoch, cfg.lr, model, good_state, result)
         # train_loss is the objective minimised (beta after warm-up, free-bits floors included);
         # test_loss is recon + beta * KL at the full beta, so at beta = 1 it is the negative ELBO.
         tr = (sums / seen).tolist()
