@@ -1,23 +1,33 @@
-"""Train an AE, a VAE, both with one seed, or a sweep over β, and watch them learn."""
+"""Train an AE, a VAE, both with one seed, or a sweep over β, and watch them learn.
+
+Trainings run on Ray workers through the class's fair queue (vae_core.jobs): never refused, a job
+past the free workers waits its turn and this page shows its place and estimated times."""
+import uuid
 from pathlib import Path
 
 import streamlit as st
 
 from explorer import figures, models, paths, timing
 from explorer import training as tr
-from vae_core.checkpoints import to_bytes
+from vae_core import jobs
 from vae_core.errors import VaeCoreError
-from vae_core.jobs import save_run
 
 st.set_page_config(page_title="Train · VAE Latent Explorer", page_icon="🏋️", layout="wide")
 st.title("Train a model")
-st.caption("Training runs on the server in the background: you can switch pages or refresh and "
-           "come back (the address keeps a token that finds your job again). Stop keeps what was learned so far.")
+st.caption("Training runs on the server's workers, one model per worker; when they are all busy your job "
+           "waits its turn in a fair queue (one student's sweep never holds the class back). You can switch "
+           "pages or refresh and come back: the address keeps a token that finds your job again. "
+           "Stop keeps what was learned so far.")
 
 owner = tr.owner_token()
-mgr = tr.manager()
-job = mgr.get(owner)
+engine_error = ""
+try:
+    job = jobs.view(owner)
+except VaeCoreError as e:
+    job, engine_error = None, str(e)
 running = job is not None and not job.done
+if engine_error:
+    st.warning(f"{engine_error} The other pages work as usual.")
 
 if "tr_dataset" not in st.session_state:
     tr.apply_preset(next(iter(tr.PRESETS)))
@@ -63,7 +73,9 @@ values = {k: st.session_state[f"tr_{k}"] for k in tr.DEFAULTS}
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Train", key="tr_train", type="primary", disabled=running):
     try:
-        mgr.start(owner, tr.spec_from_values(values))
+        with st.spinner("Sending the job to the training queue (the first training starts the workers: "
+                        "a few seconds)…"):
+            jobs.submit(owner, tr.spec_from_values(values))
         st.rerun()
     except VaeCoreError as e:
         st.error(str(e))
@@ -71,14 +83,18 @@ if b1.button("Train", key="tr_train", type="primary", disabled=running):
 with st.expander("Sweep over β: one VAE per value (and the AE), saved for the Compare β page"):
     st.text_input("β values", "0.5, 1, 2, 4, 8", key="tr_sweep_betas")
     st.checkbox("Include the AE (same seed)", True, key="tr_sweep_ae")
-    st.text_input("Name prefix", f"{values['dataset']}-d{values['latent']}-sweep", key="tr_sweep_prefix",
+    if "tr_sweep_tag" not in st.session_state:
+        st.session_state["tr_sweep_tag"] = uuid.uuid4().hex[:4]
+    st.text_input("Name prefix", f"{values['dataset']}-d{values['latent']}-sweep-{st.session_state['tr_sweep_tag']}",
+                  key="tr_sweep_prefix",
                   help="Models are saved as <prefix>-ae and <prefix>-vae-b<β> among your models.")
     if st.button("Run sweep", key="tr_sweep_start", disabled=running):
         try:
             v = {**values, "models": "AE and VAE (same seed)" if st.session_state["tr_sweep_ae"] else "VAE"}
             spec = tr.spec_from_values(v, betas=tr.parse_betas(st.session_state["tr_sweep_betas"]),
                                        save_dir=paths.user_dir(), save_prefix=st.session_state["tr_sweep_prefix"].strip())
-            mgr.start(owner, spec)
+            with st.spinner("Sending the sweep to the training queue…"):
+                jobs.submit(owner, spec)
             st.rerun()
         except VaeCoreError as e:
             st.error(str(e))
@@ -86,26 +102,41 @@ with st.expander("Sweep over β: one VAE per value (and the AE), saved for the C
 
 # ---------------------------------------------------------------- live view
 def live(started_running: bool):
-    job = mgr.get(owner)
-    if job is None:
+    try:
+        view = jobs.view(owner)
+    except VaeCoreError as e:
+        st.warning(str(e))
         return
-    view = job.view()
+    if view is None:
+        return
     if started_running and view.done:
         st.rerun()                  # redraw the whole page: settings, save forms
-    run = view.runs[min(view.current, len(view.runs) - 1)]
-    if view.status == "queued":
-        st.info("Loading the data…")
+    run = view.runs[view.current]
+    if view.queued:
+        ahead = view.place or 0
+        st.info(f"Waiting in the training queue: {ahead} model{'s' if ahead != 1 else ''} will start before "
+                f"yours · {view.queue['running']} training now · starts in about "
+                f"{tr.fmt_seconds(view.seconds_to_start())}, finishes in about {tr.fmt_seconds(view.seconds_left())} "
+                "(estimates from the models ahead of you; the queue serves students in turn).")
     elif not view.done:
-        e = min(run.epoch + 1, view.spec.train.epochs)
-        text = (f"{run.label}: epoch {e} of {view.spec.train.epochs}, batch {run.step} of {run.steps_per_epoch}"
+        e = min(run.epoch + 1, run.epochs)
+        text = (f"{run.label}: epoch {e} of {run.epochs}, batch {run.step} of {run.steps_per_epoch or '…'}"
                 f" · model {view.current + 1} of {len(view.runs)} · time left {tr.fmt_seconds(view.seconds_left())}")
         if run.status == "evaluating":
             text = f"{run.label}: computing its metrics…"
+        elif run.status == "running" and not run.steps_per_epoch:
+            text = f"{run.label}: starting on a worker (loading the data)…"
         st.progress(view.fraction, text=text)
     if not view.done:
-        if st.button("Stop", key="tr_stop", disabled=view.stop_requested):
-            job.stop()
+        c1, c2, _ = st.columns([1, 1, 4])
+        if c1.button("Stop", key="tr_stop", disabled=view.stop_requested or view.queued,
+                     help="Stop after the current batch and keep the weights learned so far."):
+            jobs.stop(owner)
             st.toast("Stopping after this batch…")
+        if c2.button("Cancel", key="tr_cancel", disabled=view.stop_requested,
+                     help="Leave the queue, or end the training now: nothing is kept."):
+            jobs.stop(owner, cancel=True)
+            st.toast("Cancelled.")
     if len(view.runs) > 1:
         st.dataframe([{"model": r.label, "status": r.status, "epochs done": r.epoch,
                        "test loss": round(r.history[-1].get("test_loss", float("nan")), 2) if r.history else None,
@@ -115,14 +146,15 @@ def live(started_running: bool):
         st.plotly_chart(tr.curves_figure(view), key="tr_curves", config=figures.CONFIG)
     if view.fixed_images is not None:
         shown = [r for r in view.runs if r.recon is not None][-4:]
-        st.image(tr.recon_strip(view.fixed_images, [r.recon for r in shown]),
-                 caption="Top row: fixed test images. Below: reconstructions by "
-                         + ", ".join(r.label for r in shown) + " (refreshed as they learn).")
-    with_codes = [r for r in view.runs if r.codes and view.code_labels is not None][-3:]
+        if shown:
+            st.image(tr.recon_strip(view.fixed_images, [r.recon for r in shown]),
+                     caption="Top row: fixed test images. Below: reconstructions by "
+                             + ", ".join(r.label for r in shown) + " (refreshed as they learn).")
+    with_codes = [r for r in view.runs if r.codes is not None and view.code_labels is not None][-3:]
     if with_codes:
         cols = st.columns(len(with_codes))
         for col, r in zip(cols, with_codes):
-            fig = tr.codes_figure(r, view.code_labels[:len(r.codes[-1])])
+            fig = tr.codes_figure(r, view.code_labels[:len(r.codes)])
             col.plotly_chart(fig, key=f"tr_codes_{r.label}", config=figures.CONFIG)
 
 
@@ -133,12 +165,20 @@ if job is not None:
     else:
         live(False)
 
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
+def _checkpoint_bytes(job_id: str, index: int):
+    return jobs.fetch(job_id, index)
+
+
 # ---------------------------------------------------------------- results
 if job is not None and job.done:
     if job.status == "finished":
         st.success(f"Training finished in {tr.fmt_seconds(sum(r.seconds for r in job.runs))}.")
     elif job.status == "stopped":
         st.info("Training was stopped: the weights learned so far are kept and can be saved.")
+    elif job.status == "cancelled":
+        st.info("The job was cancelled: nothing was kept.")
     elif job.status == "diverged":
         st.error(f"Training diverged. {job.message}")
     else:
@@ -150,24 +190,23 @@ if job is not None and job.done:
         if run.saved_path:
             st.success(f"Saved as **{Path(run.saved_path).stem}**: it is in every page's model list now.")
         else:
-            tc = run.train_config
-            default = (f"{tc.dataset}-d{job.spec.model.latent_dim}-"
-                       + ("ae" if run.kind == "ae" else f"vae-b{run.beta:g}") + f"-{job.id[:4]}")
+            default = (f"{job.dataset}-d{job.latent_dim}-" + ("ae" if run.kind == "ae" else f"vae-b{run.beta:g}")
+                       + f"-{job.id[-6:]}")
             c1, c2 = st.columns([3, 1])
             name = c1.text_input("Name", default, key=f"tr_name_{i}_{job.id}",
                                  help="Letters, digits, '.', '_' and '-'; saved among your models.")
             replace = c2.checkbox("Replace a model of that name", False, key=f"tr_replace_{i}_{job.id}")
             if st.button("Save", key=f"tr_save_{i}_{job.id}"):
                 try:
-                    path = save_run(run, paths.user_dir(), name, dataset=tc.dataset, overwrite=replace)
+                    jobs.save_run(job, i, paths.user_dir(), name, overwrite=replace)
                     st.rerun()
                 except VaeCoreError as e:
-                    st.error(f"Not saved: {e}. The model stays in this session; the download below still works.")
-        st.download_button(f"Download {run.label} (.safetensors)",
-                           to_bytes(run.model, run.train_config, dataset=run.train_config.dataset,
-                                    history=run.history, metrics=run.metrics),
-                           file_name=f"{run.train_config.dataset}-{run.kind}.safetensors",
-                           mime="application/octet-stream", key=f"tr_dl_{i}_{job.id}")
+                    st.error(f"Not saved: {e}. The model stays on the server for an hour; the download below still works.")
+        data = _checkpoint_bytes(job.id, i)
+        if data is not None:
+            st.download_button(f"Download {run.label} (.safetensors)", data,
+                               file_name=f"{run.kind}-{job.id[-6:]}-{i}.safetensors",
+                               mime="application/octet-stream", key=f"tr_dl_{i}_{job.id}")
 
 mine = [m for m in models.list_models() if m.get("source") == "yours"]
 if mine:

@@ -1,6 +1,6 @@
 """Helpers for the Train and Compare-β pages: the owner token that reconnects a user to their
 job, presets, turning widget values into a JobSpec, the live figures, and the cached per-model
-computations of the comparison page. Training itself happens in vae_core.jobs.
+computations of the comparison page. Training itself happens on Ray, through vae_core.jobs.
 
 Reconnecting: each browser session gets a random owner token, kept in st.session_state (so
 switching pages keeps it) and written into the URL as ?trainer=<token> on every page once the
@@ -26,7 +26,7 @@ import torch
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.checkpoints import check_name
 from vae_core.errors import CheckpointError, ConfigError
-from vae_core.jobs import JobSpec, default_manager
+from vae_core.jobs import JobSpec
 
 from . import figures
 
@@ -51,10 +51,6 @@ PRESETS = {
     "AE vs VAE, same seed": {"models": "AE and VAE (same seed)", "epochs": 6},
     "Posterior collapse (β = 8, d = 20)": {"beta": 8.0, "latent": 20, "epochs": 6},
 }
-
-
-def manager():
-    return default_manager()
 
 
 def owner_token() -> str:
@@ -120,7 +116,7 @@ def spec_from_values(v: dict, betas: tuple = (), save_dir=None, save_prefix=None
     tcfg = TrainConfig(dataset=v["dataset"], epochs=int(v["epochs"]), batch_size=int(v["batch"]),
                        lr=float(v["lr"]), beta=float(v["beta"]), warmup_epochs=float(v["warmup"]),
                        free_bits=float(v["free_bits"]), seed=int(v["seed"]), max_train=int(v["max_train"]),
-                       device="cpu")
+                       device="auto")      # the worker's GPU where it has one
     if save_prefix is not None:
         try:
             check_name(save_prefix)     # else an empty prefix is refused as the puzzling name "-ae"
@@ -216,17 +212,18 @@ _CODES_LOCK = threading.Lock()
 def codes_figure(run, labels, classes=None, title="") -> Optional[go.Figure]:
     """The latest 2-D test codes of a run, coloured by class, with the prior's circles for a VAE.
 
-    The codes change once an epoch but the live view redraws every second, so the figure is kept
-    for the codes array it was built from (the cache holds that array, so its id stays unique).
+    The codes change once an epoch but the live view redraws every second (each poll brings a new
+    copy of the same array), so the figure is kept for a fingerprint of the codes it was built from.
     The figure returned is shared: do not change it."""
-    if not run.codes:
+    if run.codes is None:
         return None
-    z = run.codes[-1]
-    title = title or f"{run.label}: test codes after epoch {run.epoch}"
-    key = (id(z), title, run.kind, len(labels))
+    z = run.codes
+    title = title or f"{run.label}: test codes after epoch {run.codes_epoch}"
+    z = np.asarray(z)
+    key = (z.shape, z.tobytes()[:64], z.tobytes()[-64:], float(z.sum()), title, run.kind, len(labels))
     with _CODES_LOCK:
         hit = _CODES_FIGS.get(key)
-        if hit is not None and hit[0] is z:
+        if hit is not None:
             _CODES_FIGS.move_to_end(key)
             return hit[1]
     fig = figures.scatter_codes(z, labels, classes, title=title, axis_titles=("z₁", "z₂"),
@@ -303,7 +300,7 @@ def model_views(path: str, mtime_ns: int, dataset: str, n_codes: int = 2000, n_r
             pca = PCA(2, random_state=0).fit(z)
             xy = pca.transform(z)
             how = f"PCA of {d}-D means ({pca.explained_variance_ratio_.sum():.0%} of variance)"
-        from vae_core.jobs import fixed_indices
+        from vae_core.runs import fixed_indices
         idx = fixed_indices(data, n_recon)
         x = data.x[idx]
         recon = model.decode_image(model.embed(x))[:, 0].numpy()

@@ -26,6 +26,7 @@ from .config import ModelConfig, TrainConfig
 from .data import DATASETS, IMAGE_SHAPES
 from .errors import CheckpointError, ConfigError
 from .models import build_model
+from .runmeta import parse as parse_run
 
 FORMAT = "vae-latent-explorer/1"
 SUFFIX = ".safetensors"
@@ -47,6 +48,7 @@ class Checkpoint:
     metrics: dict = field(default_factory=dict)
     path: Optional[Path] = None
     digest: str = ""          # a hash of the weights alone: the model's identity for caches
+    run: Optional[dict] = None   # what the model is: run group, owner, kind, beta, seed (runmeta)
 
     @property
     def name(self) -> str:
@@ -79,7 +81,9 @@ def path_in(folder, name: str) -> Path:
 
 
 def to_bytes(model, train_config: Optional[TrainConfig] = None, *, dataset: str = "",
-             history: Optional[list] = None, metrics: Optional[dict] = None, half: bool = False) -> bytes:
+             history: Optional[list] = None, metrics: Optional[dict] = None, half: bool = False,
+             run: Optional[dict] = None) -> bytes:
+    """The checkpoint as bytes. run: the record of what the model is (vae_core.runmeta.make)."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -96,6 +100,8 @@ def to_bytes(model, train_config: Optional[TrainConfig] = None, *, dataset: str 
         "history": json.dumps(history or []),
         "metrics": json.dumps(metrics or {}),
     }
+    if run is not None:
+        meta["run"] = json.dumps(run)
     return st_save(state, metadata=meta)
 
 
@@ -139,7 +145,7 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
 
 def save_checkpoint(path, model, train_config: Optional[TrainConfig] = None, *, dataset: str = "",
                     history: Optional[list] = None, metrics: Optional[dict] = None,
-                    half: bool = False, overwrite: bool = True) -> Path:
+                    half: bool = False, overwrite: bool = True, run: Optional[dict] = None) -> Path:
     """Write a checkpoint atomically. Refuses a model with non-finite weights."""
     path = Path(path)
     if not path.name.endswith(SUFFIX):
@@ -152,10 +158,22 @@ def save_checkpoint(path, model, train_config: Optional[TrainConfig] = None, *, 
         raise taken                 # early, before serialising; atomic_write checks again, race-free
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, to_bytes(model, train_config, dataset=dataset, history=history,
-                                    metrics=metrics, half=half), overwrite=overwrite)
+        data = to_bytes(model, train_config, dataset=dataset, history=history, metrics=metrics,
+                        half=half, run=run)
+    except OSError as e:
+        raise write_error(path, e) from e
+    return save_bytes(path, data, overwrite=overwrite)
+
+
+def save_bytes(path, data: bytes, *, overwrite: bool = False) -> Path:
+    """Write a checkpoint's bytes (to_bytes, or a worker's result) atomically as `path`.
+    overwrite=False never replaces a file, even one another process creates at the same moment."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, overwrite=overwrite)
     except FileExistsError:
-        raise taken from None
+        raise CheckpointError(f"{path.name} already exists: choose another name") from None
     except OSError as e:
         raise write_error(path, e) from e
     return path
@@ -214,6 +232,10 @@ def _meta(meta: Optional[dict], where: str, local_file: bool = False) -> dict:
         out["history"] = json.loads(meta.get("history") or "[]")
         out["metrics"] = json.loads(meta.get("metrics") or "{}")
         out["dataset"] = meta.get("dataset", "")
+        try:
+            out["run"] = parse_run(json.loads(meta["run"])) if "run" in meta else None
+        except (ValueError, RecursionError):
+            out["run"] = None      # an unreadable run record is dropped: the configs still say what it is
         if not isinstance(out["history"], list) or not all(isinstance(r, dict) for r in out["history"]):
             raise ValueError("the history is not a list of records")
         if not isinstance(out["metrics"], dict):
@@ -262,7 +284,7 @@ def from_bytes(data: bytes, where: str = "the file", *, local_file: bool = False
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.eval()
     return Checkpoint(model, info["model_config"], info["train_config"], info["dataset"],
-                      info["history"], info["metrics"], digest=weights_digest(state))
+                      info["history"], info["metrics"], digest=weights_digest(state), run=info["run"])
 
 
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple]:
@@ -334,4 +356,14 @@ def update_metrics(path, metrics: dict) -> Path:
     half = any(v.dtype == torch.float16 for v in st_load(data).values())
     merged = {**ckpt.metrics, **metrics}
     return save_checkpoint(path, ckpt.model, ckpt.train_config, dataset=ckpt.dataset,
-                           history=ckpt.history, metrics=merged, half=half)
+                           history=ckpt.history, metrics=merged, half=half, run=ckpt.run)
+
+
+def update_run(path, run: dict) -> Path:
+    """Rewrite a checkpoint with a new run record (runmeta.make), weights and all else unchanged."""
+    path = Path(path)
+    data = path.read_bytes()
+    ckpt = from_bytes(data, str(path), local_file=True)
+    half = any(v.dtype == torch.float16 for v in st_load(data).values())
+    return save_checkpoint(path, ckpt.model, ckpt.train_config, dataset=ckpt.dataset,
+                           history=ckpt.history, metrics=ckpt.metrics, half=half, run=run)

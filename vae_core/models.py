@@ -174,5 +174,24 @@ class AE(_Base):
 MODELS = {"vae": VAE, "ae": AE}
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    return MODELS[cfg.kind](cfg)
+def build_model(cfg: ModelConfig, generator: "torch.Generator | None" = None) -> nn.Module:
+    """The model of a config. With a generator, its initial weights come from that generator
+    alone (PyTorch's default initialisation, drawn from it), not from the global seed: two
+    models built from generators seeded alike start from the same weights, whatever else runs."""
+    model = MODELS[cfg.kind](cfg)
+    if generator is not None:
+        init_weights(model, generator)
+    return model
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of Linear, Conv2d and ConvTranspose2d layers (weights
+    Kaiming-uniform with a = sqrt(5), biases uniform in +-1/sqrt(fan_in)), drawn from `generator`."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)

@@ -167,7 +167,8 @@ def fit(model, train: ImageData, test: Optional[ImageData], cfg: TrainConfig,
     _check_exploding), restores the weights of the last finished epoch and raises TrainingDiverged.
     """
     device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    # Every random draw (batch order, posterior samples, binarisation) comes from this generator:
+    # fit never reads or changes the global seed, so runs in threads or workers cannot disturb each other.
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     model.to(device).train()
     x_train = train.x[:cfg.max_train] if cfg.max_train else train.x

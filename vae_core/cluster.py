@@ -1,0 +1,326 @@
+"""Ray, the engine that runs trainings away from the web server: connecting, and the run task.
+
+Nothing here imports Ray at module import: the explorer pages never pay for it. `connect()`
+brings it up on first use:
+
+- With RAY_ADDRESS set (a cluster: `ray start --head` on the class server, `ray start --address`
+  on each extra machine), the process joins that cluster as a driver. Token authentication is
+  Ray's own (RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH in the environment).
+- Otherwise a local Ray is started on this machine: `ray start --head --block` as its own process
+  (so restarting the web server keeps queued and running jobs), on 127.0.0.1 only (every socket:
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), no dashboard, token authentication with a fresh token
+  in a 0600 file, and one CPU fewer than the machine has, so interactive pages keep a core. Its
+  folder, VAE_RAY_DIR (default <tmp>/vae-ray-<uid>), holds the token, the address and the logs;
+  a later process finds the running head there and joins it instead of starting another.
+
+Ray ties the processes it starts to the thread that called `ray.init`, and Streamlit runs every
+page in a thread that ends; so `ray.init` runs in one daemon thread that never returns, and
+callers wait for it. The only module-level state is that cached handle (`_ENGINE`).
+
+A run is one Ray task with one CPU (`train_task`): it sets its own torch threads, uses a GPU
+where its worker has one, sends its progress to a mailbox actor without waiting for replies
+(a task blocked in ray.get lends its CPU out), reads its stop flag from the replies, and returns
+the finished checkpoint as bytes. Nothing is published by the worker: a worker that dies
+leaves no partial file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .errors import VaeCoreError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "vae-latent-explorer"
+QUEUE_NAME = "train-queue"
+
+
+class EngineError(VaeCoreError):
+    """The training engine (Ray) could not be started or reached; the message says why."""
+
+
+# ---------------------------------------------------------------- where the local head lives
+
+def ray_dir() -> Path:
+    d = os.environ.get("VAE_RAY_DIR")
+    # Short: Ray puts Unix sockets under it, and their paths may not exceed 107 bytes.
+    return Path(d) if d else Path(tempfile.gettempdir()) / f"vae-ray-{os.getuid()}"
+
+
+def local_cpus() -> int:
+    """Workers of the local head: every core but one (VAE_RAY_CPUS overrides)."""
+    env = os.environ.get("VAE_RAY_CPUS")
+    if env:
+        return max(1, int(env))
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _environment(folder: Path) -> dict:
+    """What Ray reads from the environment, for the head and for this process."""
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",     # every socket on 127.0.0.1
+           "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",     # SIGTERM exits cleanly (ray.md)
+           "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN_PATH": str(folder / "token")}
+    return env
+
+
+def _state(folder: Path) -> Optional[dict]:
+    try:
+        state = json.loads((folder / "head.json").read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        socket.create_connection(("127.0.0.1", int(state["port"])), timeout=1).close()
+    except OSError:
+        return None
+    return state
+
+
+def start_local_head(folder: Optional[Path] = None, cpus: Optional[int] = None, timeout: float = 60.0) -> dict:
+    """Start `ray start --head --block` on 127.0.0.1 in its own session, or find the one running
+    from this folder. Returns {"pid", "port", "address"}."""
+    folder = folder or ray_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = _state(folder)
+    if state is not None:
+        return state
+    token = folder / "token"
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, **_environment(folder)}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--port", str(port),
+           "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus or local_cpus()), "--num-gpus", "0",
+           "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(folder / "t")]
+    with open(folder / "head.log", "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=str(folder))
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = (folder / "head.log").read_text(errors="replace")[-600:]
+            raise EngineError(f"the local Ray head exited at start (status {proc.returncode}): {tail.strip()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise EngineError(f"the local Ray head did not open its port within {timeout:.0f} s: "
+                                  f"see {folder / 'head.log'}")
+            time.sleep(0.2)
+    state = {"pid": proc.pid, "port": port, "address": f"127.0.0.1:{port}"}
+    (folder / "head.json").write_text(json.dumps(state))
+    return state
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Processes of a session: the head and everything Ray started under it (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == sid:       # field 6 of stat: the session id
+                    pids.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return pids
+
+
+def stop_local_head(folder: Optional[Path] = None, timeout: float = 10.0) -> bool:
+    """Stop the local head started from this folder and every process of its session (SIGTERM,
+    then SIGKILL after `timeout`). True when one was running."""
+    folder = folder or ray_dir()
+    try:
+        sid = int(json.loads((folder / "head.json").read_text())["pid"])   # the head leads its own session
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    pids = _session_pids(sid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.waitpid(pid, os.WNOHANG)      # reap our own child
+                except ChildProcessError:
+                    pass
+            pids = [p for p in _session_pids(sid)]
+            if not pids:
+                break
+            time.sleep(0.1)
+        if not pids:
+            break
+    (folder / "head.json").unlink(missing_ok=True)
+    return True
+
+
+# ---------------------------------------------------------------- the connection
+
+class _Engine:
+    """The connection of this process to Ray, made in a thread that never returns."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.state = "off"          # off, starting, up, failed
+        self.error = ""
+        self.address = ""
+        self.local = False
+        self.ready = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+        self.on_up: list = []       # callbacks started in their own threads once connected
+        self.remotes: dict = {}     # Ray remote functions and actor classes made for this connection
+
+    def _hold(self, address: Optional[str]) -> None:
+        try:
+            if address:
+                self.local = False
+            else:
+                folder = ray_dir()
+                os.environ.update(_environment(folder))
+                address = start_local_head(folder)["address"]
+                self.local = True
+            import ray
+            # The engine's code travels with the job (py_modules), so workers on other machines
+            # run the same vae_core as this server.
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                     logging_level=logging.WARNING, configure_logging=False,
+                     runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
+            self.address = address
+            self.state = "up"
+        except Exception as e:      # noqa: BLE001 - any failure is reported on the page, never raised there
+            self.state, self.error = "failed", _why(e)
+            log.warning("training engine could not start: %s", self.error)
+            self.ready.set()
+            return
+        self.ready.set()
+        for fn in list(self.on_up):
+            threading.Thread(target=fn, name="vae-ray-helper", daemon=True).start()
+        threading.Event().wait()    # never return: Ray's processes live as long as this thread
+
+    def connect(self, timeout: float = 90.0):
+        with self.lock:
+            if self.state in ("off", "failed"):
+                self.state, self.error = "starting", ""
+                self.ready.clear()
+                address = os.environ.get("RAY_ADDRESS") or None
+                self.thread = threading.Thread(target=self._hold, args=(address,), name="vae-ray", daemon=True)
+                self.thread.start()
+        if not self.ready.wait(timeout):
+            raise EngineError(f"the training engine (Ray) did not start within {timeout:.0f} s")
+        if self.state != "up":
+            raise EngineError(f"the training engine (Ray) could not start: {self.error}")
+        import ray
+        return ray
+
+    def lost(self, e: BaseException) -> None:
+        """Ray failed under us (the runtime died): forget the connection; the next connect starts again."""
+        with self.lock:
+            if self.state != "up":
+                return
+            self.state, self.error = "failed", _why(e)
+            try:
+                import ray
+                ray.shutdown()
+            except Exception:       # noqa: BLE001
+                pass
+            if self.local and _state(ray_dir()) is None:
+                (ray_dir() / "head.json").unlink(missing_ok=True)
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:400]
+
+
+_ENGINE = _Engine()
+
+
+def connect(timeout: float = 90.0):
+    """The `ray` module, connected (starting a local head if need be). Raises EngineError."""
+    return _ENGINE.connect(timeout)
+
+
+def engine() -> _Engine:
+    return _ENGINE
+
+
+def is_connected() -> bool:
+    return _ENGINE.state == "up"
+
+
+def local_head_running() -> bool:
+    """A local head from VAE_RAY_DIR is up (so joining it is cheap and starts nothing)."""
+    return not os.environ.get("RAY_ADDRESS") and _state(ray_dir()) is not None
+
+
+# ---------------------------------------------------------------- the run task
+
+def _train_task(spec, mailbox, key):
+    """Body of the Ray task: train one RunSpec, report to `mailbox`, return the result as a dict."""
+    import ray
+    import torch
+
+    from .runs import execute
+    torch.set_num_threads(max(1, int(spec.threads or 1)))   # device "auto": the worker's GPU where it has one
+    pending: list = []
+    stop = {"asked": False}
+
+    def send(msg: dict) -> None:
+        if mailbox is None:
+            return
+        # Fire and forget; the replies say whether a stop was asked. Never block on them.
+        pending.append(mailbox.report.remote(key, msg))
+        done, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+        for ref in done:
+            pending.remove(ref)
+            try:
+                if ray.get(ref):
+                    stop["asked"] = True
+            except Exception:       # noqa: BLE001 - a lost report must not fail the run
+                pass
+
+    def should_stop() -> bool:
+        if mailbox is not None and len(pending) > 50:   # the mailbox is slow: wait a little, never pile up
+            ray.wait(pending, num_returns=len(pending) - 10, timeout=1.0)
+        return stop["asked"]
+
+    result = execute(spec, report=send, should_stop=should_stop)
+    if pending:
+        ray.wait(pending, num_returns=len(pending), timeout=5.0)
+    return {"status": result.status, "message": result.message, "history": result.history,
+            "metrics": result.metrics, "seconds": result.seconds, "precision": result.precision,
+            "usable": result.usable, "record": result.record,
+            "checkpoint": result.to_bytes() if result.usable else None}
+
+
+def remote_train():
+    """The Ray remote function of `_train_task`, made once per connection."""
+    fn = _ENGINE.remotes.get("train")
+    if fn is None:
+        import ray
+        fn = _ENGINE.remotes["train"] = ray.remote(num_cpus=1, max_retries=0)(_train_task)
+    return fn
