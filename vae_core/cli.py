@@ -174,7 +174,9 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("sweep", help="train the AE and VAEs at several betas",
-                       description="Train the AE and one VAE per beta with one shared config and seed.")
+                       description="Train the AE and one VAE per beta with one shared config and seed, in "
+                                   "parallel on Ray (every core here, or a cluster with --address), one "
+                                   "progress bar per model.")
     _add_model_and_training(p, sweep=True)
     p.add_argument("--betas", type=_float_list, default=(0.5, 1.0, 2.0, 4.0, 8.0), metavar="LIST",
                    help="comma-separated beta values (default: 0.5,1,2,4,8)")
@@ -183,6 +185,10 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
     p.add_argument("--prefix", default="mnist", help="checkpoint name prefix (default: mnist)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace checkpoints of the same names (default: refuse before training)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="train on this Ray cluster (default: $RAY_ADDRESS, else a local Ray on every core)")
+    p.add_argument("--in-process", action="store_true",
+                   help="train the models one after another in this process, without Ray")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("project", help="a 2-D map of a checkpoint's codes",
@@ -323,22 +329,8 @@ def _train_split(name: str):
 
 
 def _json_safe(value):
-    """Metrics as plain JSON: arrays become lists, NaN and infinities become null."""
-    import numpy as np
-    import torch
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _json_safe(value.detach().cpu().tolist())
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
+    from .runs import json_safe
+    return json_safe(value)
 
 
 def _evaluate(model, tcfg, dataset: str, iw_samples: int, seed: int = 0, max_test: int = 0,
@@ -377,11 +369,12 @@ def _set_threads(n: Optional[int]) -> None:
 # ---------------------------------------------------------------- commands
 
 def cmd_train(args) -> int:
-    from .checkpoints import SUFFIX, save_checkpoint
-    from .data import load_dataset
+    """One run of the run pipeline (vae_core.runs), in this process: no Ray on this path."""
+    import uuid
+
+    from .checkpoints import SUFFIX, save_bytes
     from .errors import CheckpointError, TrainingDiverged
-    from .models import build_model
-    from .train import fit
+    from .runs import RunSpec, execute
     _set_threads(args.threads)
     if args.evaluate:
         _check_iw(args.iw_samples)
@@ -390,54 +383,39 @@ def cmd_train(args) -> int:
         raise CliError(f"--beta {args.beta} is invalid: use a number >= 0, e.g. 1 or 4")
     mcfg, tcfg = _configs(args, args.model, args.beta if args.model == "vae" else 0.0)
     out = _checkpoint_path(args.out)
-    train = load_dataset(tcfg.dataset, "train")
-    test = load_dataset(tcfg.dataset, "test")
-    import dataclasses
-    mcfg = dataclasses.replace(mcfg, image_shape=train.image_shape)
-    import torch
-    torch.manual_seed(tcfg.seed)   # the initial weights too come from the seed
-    model = build_model(mcfg)
+    spec = RunSpec(mcfg, tcfg, group="cli-" + uuid.uuid4().hex[:12], owner="cli",
+                   iw_samples=args.iw_samples if args.evaluate else 0)
     bar = _Bar(tcfg.epochs, quiet=args.quiet)
     with _ctrl_c_stops() as stop_asked:
         try:
-            result = fit(model, train, test, tcfg, callback=bar, should_stop=stop_asked)
-        except TrainingDiverged as e:
-            bar.close()
-            # fit restored the last finished epoch's weights: keep them, then report the divergence.
-            # A failed run never replaces a file that is already there: it goes beside it.
-            if e.result is not None and e.result.history:
-                epochs = len(e.result.history)
-                target = out if not out.exists() else out.with_name(
-                    f"{out.name[:-len(SUFFIX)]}-diverged-epoch{epochs}{SUFFIX}")
-                try:
-                    path = save_checkpoint(target, model, tcfg, dataset=tcfg.dataset,
-                                           history=e.result.history, half=args.half, overwrite=False)
-                except CheckpointError as save_error:
-                    raise TrainingDiverged(f"{e} The model of epoch {epochs} was not saved: {save_error}",
-                                           e.result) from None
-                raise TrainingDiverged(f"{e} The model of epoch {epochs} was saved to {path}.",
-                                       e.result) from None
-            raise
+            result = execute(spec, callback=bar, should_stop=stop_asked)
         finally:
             bar.close()
+    if result.status == "diverged":
+        # The run kept its last finished epoch's weights: save them, then report the divergence.
+        # A failed run never replaces a file that is already there: it goes beside it.
+        if not result.history:
+            raise TrainingDiverged(result.message)
+        epochs = len(result.history)
+        target = out if not out.exists() else out.with_name(
+            f"{out.name[:-len(SUFFIX)]}-diverged-epoch{epochs}{SUFFIX}")
+        try:
+            path = save_bytes(target, result.to_bytes(half=args.half), overwrite=False)
+        except CheckpointError as save_error:
+            raise TrainingDiverged(f"{result.message} The model of epoch {epochs} was not saved: {save_error}") from None
+        raise TrainingDiverged(f"{result.message} The model of epoch {epochs} was saved to {path}.")
     if not result.history:
         print("error: stopped before the first batch finished: nothing was saved", file=sys.stderr)
         return EXIT_STOPPED
-    # Every finished model carries its test metrics; the importance-weighted log p(x) (a minute or
-    # more at K = 1000 on MNIST) and the prior-sample score come with --evaluate.
-    metrics = {}
-    if not result.stopped:
-        metrics = _evaluate(model, tcfg, tcfg.dataset, args.iw_samples if args.evaluate else 0, seed=tcfg.seed)
-    path = save_checkpoint(out, model, tcfg, dataset=tcfg.dataset, history=result.history,
-                           metrics=metrics, half=args.half)
+    path = save_bytes(out, result.to_bytes(half=args.half), overwrite=True)
     last = result.history[-1]
     summary = f"saved {path} after {len(result.history)} epoch(s), train loss {last['train_loss']:.2f}"
     if "test_loss" in last:
         summary += f", test loss {last['test_loss']:.2f}"
-    print(summary + (" (stopped early)" if result.stopped else ""), file=sys.stderr)
-    if metrics:
-        _print_metrics(metrics, sys.stderr)
-    return EXIT_STOPPED if result.stopped else 0
+    print(summary + (" (stopped early)" if result.status == "stopped" else ""), file=sys.stderr)
+    if result.metrics:
+        _print_metrics(result.metrics, sys.stderr)
+    return EXIT_STOPPED if result.status == "stopped" else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -465,7 +443,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import sweep
+    """The runs of a sweep in parallel on Ray: a local Ray on every core, or the cluster at
+    --address / RAY_ADDRESS; --in-process trains them one after another without Ray."""
+    from .sweep import sweep, sweep_on_ray
     _set_threads(args.threads)
     if args.evaluate:
         _check_iw(args.iw_samples)
@@ -478,38 +458,39 @@ def cmd_sweep(args) -> int:
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise CliError(f"--out-dir {out_dir} is a file: give a folder")
-    bar = _Bar(tcfg.epochs, quiet=args.quiet)
-
-    def on_model(name, i, n):
-        bar.close()
-        bar.label = f"[{i + 1}/{n}] {name}"
-        if not args.quiet:
-            print(f"training {name} ({i + 1} of {n})", file=sys.stderr)
-
-    def evaluate(model, cfg):   # as in train: quick metrics always, log p(x) with --evaluate
-        return _evaluate(model, cfg, cfg.dataset, args.iw_samples if args.evaluate else 0, seed=cfg.seed)
-
+    iw = args.iw_samples if args.evaluate else 0
     diverged = []
 
     def on_diverged(name, error):
-        bar.close()
         diverged.append(name)
         print(f"error: {name} diverged and was not saved: {error}", file=sys.stderr)
 
     with _ctrl_c_stops() as stop_asked:
-        try:
-            paths = sweep(mcfg, tcfg, args.betas, out_dir, args.prefix, include_ae=not args.no_ae,
-                          half=args.half, on_model=on_model, callback=bar, should_stop=stop_asked,
-                          evaluate=evaluate, overwrite=args.overwrite, on_diverged=on_diverged)
-        finally:
-            bar.close()
+        if args.in_process:
+            bar = _Bar(tcfg.epochs, quiet=args.quiet)
+
+            def on_model(name, i, n):
+                bar.close()
+                bar.label = f"[{i + 1}/{n}] {name}"
+                if not args.quiet:
+                    print(f"training {name} ({i + 1} of {n})", file=sys.stderr)
+            try:
+                paths = sweep(mcfg, tcfg, args.betas, out_dir, args.prefix, include_ae=not args.no_ae,
+                              half=args.half, on_model=on_model, callback=bar, should_stop=stop_asked,
+                              overwrite=args.overwrite, iw_samples=iw, on_diverged=on_diverged)
+            finally:
+                bar.close()
+        else:
+            paths, _ = sweep_on_ray(mcfg, tcfg, args.betas, out_dir, args.prefix, include_ae=not args.no_ae,
+                                    half=args.half, overwrite=args.overwrite, iw_samples=iw, address=args.address,
+                                    quiet=args.quiet, stop_asked=stop_asked, on_diverged=on_diverged)
     for p in paths:
         print(p)
     stopped = stop_asked()
     if stopped:
         print(f"stopped early: {len(paths)} checkpoint(s) saved", file=sys.stderr)
     if diverged:
-        print(f"error: {len(diverged)} model(s) diverged ({', '.join(diverged)}); {len(paths)} saved",
+        print(f"error: {len(diverged)} model(s) diverged or failed ({', '.join(diverged)}); {len(paths)} saved",
               file=sys.stderr)
         return EXIT_USAGE
     return EXIT_STOPPED if stopped else 0

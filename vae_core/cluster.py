@@ -324,3 +324,58 @@ def remote_train():
         import ray
         fn = _ENGINE.remotes["train"] = ray.remote(num_cpus=1, max_retries=0)(_train_task)
     return fn
+
+
+class Mailbox:
+    """Where the runs of a command-line sweep report (an actor): the latest report per run and
+    one stop flag for all, returned to every report."""
+
+    def __init__(self):
+        self.latest: dict = {}
+        self.stop = False
+
+    def report(self, key, msg: dict) -> bool:
+        cur = self.latest.setdefault(tuple(key), {})
+        for k in ("epoch", "step", "steps_per_epoch"):
+            if k in msg:
+                cur[k] = msg[k]
+        if msg.get("steps"):
+            cur["loss"] = msg["steps"][-1][1]
+        return self.stop
+
+    def snapshot(self) -> dict:
+        return self.latest
+
+    def stop_all(self) -> bool:
+        self.stop = True
+        return True
+
+
+def connect_cli(address: Optional[str] = None):
+    """Ray for a command run from a terminal, in its main thread: the cluster at `address`
+    (or RAY_ADDRESS), else a Ray of this process alone on every core, on 127.0.0.1, that ends
+    with the command."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env = _environment(ray_dir())
+    if address:      # a cluster's token comes from the user's RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH
+        env.pop("RAY_AUTH_MODE")
+        env.pop("RAY_AUTH_TOKEN_PATH")
+    else:
+        folder = ray_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token = folder / "cli-token"
+        if not token.exists():
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        env["RAY_AUTH_TOKEN_PATH"] = str(token)
+    os.environ.update(env)
+    import ray
+    kwargs = dict(namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING,
+                  runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    _ENGINE.state, _ENGINE.address = "up", address or "local"
+    return ray
