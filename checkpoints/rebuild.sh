@@ -16,6 +16,9 @@ python -m vae_core sweep --dataset mnist --binarize --hidden 512,512 --latent-di
 # The 8x8 digits pair: retrains in seconds on any machine.
 python -m vae_core sweep --dataset digits --hidden 128 --latent-dim 2 --epochs 100 --batch-size 64 \
   --betas 1 --seed 0 --half --quiet --overwrite --out-dir $OUT --prefix digits-d2
+# Every file says it is a pretrained model and which family it belongs to (its run record:
+# owner "shipped", group shipped-<dataset>-d<latent size>); weights, and so maps, are untouched.
+python -c "from vae_core.shipped import mark_shipped; mark_shipped('$OUT', log=print)"
 
 # The digit classifier that scores decoded prior samples, then every model's metrics.
 python -m vae_core classifier --dataset mnist --out $OUT/classifiers/mnist-classifier.safetensors

@@ -27,6 +27,22 @@ def test_the_shipped_set_is_complete_and_lean():
     assert total <= 25 * 2**20, f"checkpoints/ holds {total / 2**20:.1f} MB, over the 25 MB budget"
 
 
+def test_every_file_records_its_shipped_family():
+    """Families and pairs are read from the run record, so every shipped file carries one."""
+    groups = {}
+    for info in list_checkpoints(CKPT):
+        run = info["run"]
+        assert run is not None, f"{info['name']} has no run record: run vae_core.shipped.mark_shipped"
+        assert run["owner"] == "shipped" and run["kind"] == info["model_config"].kind
+        assert run["beta"] == (info["train_config"].beta if run["kind"] == "vae" else 0.0)
+        groups.setdefault(run["group"], set()).add(info["name"])
+    assert groups == {
+        "shipped-mnist-d2": {"mnist-d2-ae"} | {f"mnist-d2-vae-b{b:g}" for b in BETAS},
+        "shipped-mnist-d20": {"mnist-d20-ae"} | {f"mnist-d20-vae-b{b:g}" for b in BETAS},
+        "shipped-mnist-bin-d32": {"mnist-bin-d32-vae-b1"},
+        "shipped-digits-d2": {"digits-d2-ae", "digits-d2-vae-b1"}}
+
+
 def test_the_app_default_pair_exists():
     from explorer.sidebar import DEFAULT_AE, DEFAULT_VAE
     assert (CKPT / f"{DEFAULT_VAE}.safetensors").is_file()

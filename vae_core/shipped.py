@@ -11,7 +11,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .checkpoints import load_checkpoint
+from . import runmeta
+from .checkpoints import list_checkpoints, load_checkpoint, update_run
 from .data import load_exploration
 
 MAP_METHODS = ("pca", "tsne", "umap")
@@ -45,6 +46,34 @@ def precompute_maps(folder, methods=MAP_METHODS, points=MAP_POINTS, seed: int = 
                 count += 1
                 if log:
                     log(f"{ckpt.name} {method} n={n}: {time.perf_counter() - t:.1f} s")
+    return count
+
+
+def shipped_group(info: dict) -> str:
+    """The run group of a shipped model, from its configs: shipped-<dataset>[-bin]-d<latent size>
+    (shipped-mnist-d20, shipped-mnist-bin-d32, shipped-digits-d2)."""
+    mc, tc = info["model_config"], info.get("train_config")
+    binarized = bool(tc is not None and (tc.binarize if hasattr(tc, "binarize") else tc.get("binarize")))
+    latent = mc.latent_dim if hasattr(mc, "latent_dim") else mc["latent_dim"]
+    return f"shipped-{info['dataset']}{'-bin' if binarized else ''}-d{latent}"
+
+
+def mark_shipped(folder, log: Optional[Callable[[str], None]] = None) -> int:
+    """Give every checkpoint in `folder` the run record of a pretrained model (owner "shipped",
+    group from shipped_group, kind, β and seed from its configs), weights untouched, so the
+    app's families and pairs hold whatever the sweeps that trained them recorded. A stored
+    `created` is kept; a file without one gets 0 (unknown). Returns the count."""
+    count = 0
+    for info in list_checkpoints(folder):
+        old = runmeta.of(info)
+        label = "AE" if old["kind"] == "ae" else f"VAE β={old['beta']:g}"
+        run = runmeta.make(old["kind"], old["beta"], old["seed"], group=shipped_group(info), owner="shipped",
+                           label=label, created=old["created"])
+        if info.get("run") != run:
+            update_run(info["path"], run)
+            count += 1
+            if log:
+                log(f"{info['name']}: {run['group']} {label}")
     return count
 
 
