@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models
+from explorer import families, figures, models
 from explorer import training as tr
 
 import pandas as pd  # noqa: E402 - after explorer, which imports the heavy libraries in one order
@@ -16,27 +16,40 @@ st.caption("One column per model: what its code space looks like, how well it re
 
 infos = models.list_models()
 by_name = {i["name"]: i for i in infos}
-fams = tr.families(infos)
+fams = families.families(infos)
 if not infos:
     st.info("No models yet. Train some on the Train page (its β sweep saves a whole family at once).")
     st.stop()
 
-family = tr.default_family(fams)
+
+def _members(key: str) -> list:
+    return [i["name"] for i in families.spread(fams[key])]
+
+
+if st.session_state.get("cb_family") not in fams:
+    st.session_state.pop("cb_family", None)        # its family is gone (a file was removed)
+family = st.session_state.get("cb_family") or families.default_family(fams)
 if "cb_models" not in st.session_state:
-    st.session_state["cb_models"] = [i["name"] for i in fams[family]] if family else [infos[0]["name"]]
+    st.session_state["cb_models"] = _members(family) if family else [infos[0]["name"]]
+# Names of files removed since, or more than the page draws, never reach the widget.
+st.session_state["cb_models"] = [n for n in st.session_state["cb_models"] if n in by_name][:families.MAX_SHOWN]
 
 
 def _use_family():
-    st.session_state["cb_models"] = [i["name"] for i in fams[st.session_state["cb_family"]]]
+    st.session_state["cb_models"] = _members(st.session_state["cb_family"])
 
 
 c1, c2 = st.columns([1, 3])
 if fams:
     c1.selectbox("Family", list(fams), index=list(fams).index(family), key="cb_family", on_change=_use_family,
-                 help="Models that share a name prefix, e.g. mnist-d2-ae and mnist-d2-vae-b4.")
-c2.multiselect("Models", list(by_name), key="cb_models", max_selections=8,
-               format_func=lambda n: f"{n} ({tr.short_label(by_name[n])})")
-chosen = sorted([by_name[n] for n in st.session_state["cb_models"] if n in by_name], key=tr.sort_key)
+                 format_func=lambda k: families.family_label(fams[k]),
+                 help="Models trained together (one training run or β sweep), as their files record it.")
+c2.multiselect("Models", list(by_name), key="cb_models", max_selections=families.MAX_SHOWN,
+               format_func=lambda n: f"{n} ({families.short_label(by_name[n])})")
+if family and len(fams[family]) > families.MAX_SHOWN:
+    st.caption(f"This family has {len(fams[family])} models; the page shows at most {families.MAX_SHOWN} "
+               "side by side, spread over its β range. Swap models in the box above.")
+chosen = sorted([by_name[n] for n in st.session_state["cb_models"] if n in by_name], key=families.sort_key)
 if not chosen:
     st.info("Choose at least one model.")
     st.stop()
@@ -57,7 +70,7 @@ with st.spinner("Encoding and decoding the test images…"):
 cols = st.columns(len(chosen))
 for col, info, v in zip(cols, chosen, views):
     with col:
-        st.markdown(f"**{tr.short_label(info)}** · d={v['latent_dim']}", help=info["name"])
+        st.markdown(f"**{families.short_label(info)}** · d={v['latent_dim']}", help=info["name"])
         fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=info["model_config"]["kind"] == "vae"
                                     and v["latent_dim"] == 2, height=260, marker_size=2)
         fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0))
@@ -82,7 +95,7 @@ computing = [i for i in chosen if not ("recon" in (i.get("metrics") or {}) and "
 with st.spinner(f"Computing metrics for {len(computing)} model(s) that carry none…") if computing else st.empty():
     for info in chosen:
         m = tr.metrics_for(info)
-        row = {"name": info["name"], "model": tr.short_label(info), "beta": tr.beta_of(info)}
+        row = {"name": info["name"], "model": families.short_label(info), "beta": families.beta_of(info)}
         row.update({k: m.get(k) for k in tr.METRIC_KEYS})
         row["source"] = m.get("source", "")
         rows.append(row)
@@ -123,10 +136,11 @@ a.plotly_chart(tr.versus_beta_figure(rows, "active_units", "Active units vs β",
 b.plotly_chart(tr.versus_beta_figure(rows, "log_px", "Importance-weighted log p(x) vs β", "nats per image (higher is better)"),
                key="cb_logpx", config=figures.CONFIG)
 vae_dims = {v["latent_dim"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"}
-others = [f for f, members in fams.items() if any(i["model_config"]["latent_dim"] > 2 for i in members)]
+others = [families.family_label(members) for members in fams.values()
+          if any(i["model_config"]["latent_dim"] > 2 for i in members)]
 if vae_dims and max(vae_dims) <= 2:
     a.caption("With only two latent dimensions every VAE here needs both, so active units cannot fall as β "
-              "grows. " + (f"Choose a family with more dimensions ({', '.join(others)}) to watch dimensions "
+              "grows. " + (f"Choose a family with more dimensions ({'; '.join(others)}) to watch dimensions "
                            "switch off as β rises." if others else "Train a family with more dimensions (the "
                            "Train page's sweep) to watch dimensions switch off as β rises."))
 

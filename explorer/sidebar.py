@@ -4,9 +4,10 @@ The choice lives in plain session-state keys (sel_dataset, sel_vae, sel_ae) so i
 pages; the widgets (keys sb_dataset, sb_vae, sb_ae) are refilled from them on each page,
 because Streamlit forgets a widget's value when a page without that widget is shown.
 
-Defaults: the shipped pretrained MNIST pair, mnist-d20-vae-b1 beside mnist-d20-ae. A page
-never swaps the models on its own; the grid and map pages offer a one-click switch to the
-2-D pair when the chosen pair has more than two latent dimensions.
+Defaults: the β = 1 VAE of the default family (explorer.families: the shipped 20-D MNIST family,
+so mnist-d20-vae-b1) beside the AE of its run. Pairs are read from the files' run records, never
+from their names. A page never swaps the models on its own; the grid and map pages offer a
+one-click switch to the 2-D pair when the chosen pair has more than two latent dimensions.
 """
 from __future__ import annotations
 
@@ -20,10 +21,7 @@ from typing import Optional
 
 import streamlit as st
 
-from . import models, paths
-
-DEFAULT_VAE = "mnist-d20-vae-b1"
-DEFAULT_AE = "mnist-d20-ae"
+from . import families, models, paths
 
 
 @dataclass
@@ -61,11 +59,9 @@ def dims_for(dims: tuple, latent_dim: int) -> tuple:
 
 
 def beta_of(info: dict) -> Optional[float]:
-    """A VAE's β (TrainConfig's default, 1, when the checkpoint does not say); None for an AE,
-    which has no KL term to weigh."""
-    if info["model_config"]["kind"] != "vae":
-        return None
-    return float((info.get("train_config") or {}).get("beta", 1.0))
+    """A VAE's β, from its run record (else its train config; TrainConfig's default, 1, when the
+    checkpoint does not say); None for an AE, which has no KL term to weigh."""
+    return families.beta_of(info)
 
 
 def describe(info: dict) -> str:
@@ -76,36 +72,18 @@ def describe(info: dict) -> str:
     return f"{info['name']}  ·  d={mc['latent_dim']}{beta}{mine}"
 
 
-def partner_ae(vae_name: str, aes: list) -> Optional[str]:
-    """The AE trained alongside a VAE, found by name (mnist-d20-vae-b1 -> mnist-d20-ae), or None
-    when there is no such AE (preferred_ae then looks for one of the same latent size)."""
-    prefix = vae_name.split("-vae")[0]
-    names = [a["name"] for a in aes]
-    if f"{prefix}-ae" in names:
-        return f"{prefix}-ae"
-    return None
+def _name(info: Optional[dict]) -> Optional[str]:
+    return None if info is None else info["name"]
 
 
 def preferred_vae(vaes: list, aes: list) -> Optional[str]:
-    """The default VAE: mnist-d20-vae-b1 when present, else a β = 1 VAE with a partner AE, else
-    any VAE with a partner AE, else the first."""
-    names = [v["name"] for v in vaes]
-    if DEFAULT_VAE in names:
-        return DEFAULT_VAE
-    paired = [n for n in names if partner_ae(n, aes)]
-    for n in paired:
-        if n.endswith("-vae-b1"):
-            return n
-    return paired[0] if paired else (names[0] if names else None)
+    """The name of the VAE a page opens on (explorer.families.preferred_vae)."""
+    return _name(families.preferred_vae(vaes, aes))
 
 
 def preferred_ae(vae: dict, aes: list) -> Optional[str]:
-    """The AE shown beside a VAE: its partner, else one with the same latent size, else the first."""
-    partner = partner_ae(vae["name"], aes)
-    if partner:
-        return partner
-    same = [a["name"] for a in aes if a["model_config"]["latent_dim"] == vae["model_config"]["latent_dim"]]
-    return same[0] if same else (aes[0]["name"] if aes else None)
+    """The name of the AE shown beside a VAE: its partner, else one of the same latent size."""
+    return _name(families.preferred_ae(vae, aes))
 
 
 def _default(options: list, preferred: Optional[str]) -> Optional[str]:
@@ -209,10 +187,9 @@ def offer_2d_pair(sel: Selection, why: str) -> None:
     vaes2 = [i for i in sel.infos if i["model_config"]["kind"] == "vae" and i["model_config"]["latent_dim"] == 2]
     if not vaes2:
         return
-    names = [i["name"] for i in vaes2]
-    pick = next((n for n in names if n.endswith("-vae-b1")), names[0])
     aes = [i for i in sel.infos if i["model_config"]["kind"] == "ae"]
-    ae = partner_ae(pick, aes)
+    pick = preferred_vae(vaes2, aes)
+    ae = _name(families.partner_ae(next(i for i in vaes2 if i["name"] == pick), aes))
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     c1.info(f"These models have {sel.latent_dim} latent dimensions. {why}", icon=":material/lightbulb:")
     c2.button(f"Use the 2-D pair ({pick})", key="use_2d_pair", on_click=select_pair,

@@ -70,13 +70,14 @@ DEFAULT_PAIR = ("mnist-d20-vae-b1", "mnist-d20-ae")
 
 
 def make_tiny_checkpoints(folder: Path) -> Path:
-    """Tiny MLP models under the shipped names (the d = 20 and d = 2 MNIST pairs), each trained one
-    epoch on 1,000 exploration images, plus the exploration data: a stand-in for checkpoints/
-    that takes a few seconds to build."""
+    """Tiny MLP models under the shipped names and run records (the d = 20 and d = 2 MNIST pairs),
+    each trained one epoch on 1,000 exploration images, plus the exploration data: a stand-in for
+    checkpoints/ that takes a few seconds to build."""
     import shutil
 
     import torch
 
+    from vae_core import runmeta
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import ModelConfig, TrainConfig
     from vae_core.data import load_exploration
@@ -94,8 +95,9 @@ def make_tiny_checkpoints(folder: Path) -> Path:
             cfg = TrainConfig(dataset="mnist", epochs=1, batch_size=100, beta=1.0 if kind == "vae" else 0.0)
             fit(model, data, None, cfg)
             name = f"mnist-d{d}-vae-b1" if kind == "vae" else f"mnist-d{d}-ae"
+            run = runmeta.make(kind, cfg.beta, 0, group=f"shipped-mnist-d{d}", owner="shipped", created=0.0)
             save_checkpoint(folder / name, model, cfg, dataset="mnist",
-                            history=[{"epoch": 1, "train_loss": 1.0, "test_loss": 1.0}])
+                            history=[{"epoch": 1, "train_loss": 1.0, "test_loss": 1.0}], run=run)
     return folder
 
 

@@ -348,16 +348,17 @@ def test_captions_count_the_codes_really_used(tmp_path, monkeypatch, page):
 
 
 def test_compare_page_says_why_active_units_stay_flat_for_2d_models(tmp_path, monkeypatch):
-    """The shipped 2-D family keeps both dimensions at every β: the page says so and names the
-    family where dimensions do switch off; for that family the remark is gone."""
+    """The page opens on the shipped 20-D family, where dimensions switch off as β grows. The 2-D
+    family keeps both dimensions at every β: for it the page says so and names the 20-D family."""
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(REPO / "checkpoints"))
     monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
     monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
     at = run_page("app_pages/6_Compare_beta.py")
     no_errors(at)
-    note = [c.value for c in at.caption if "two latent dimensions" in c.value]
-    assert len(note) == 1 and "(mnist-d20)" in note[0]
-    at.selectbox(key="cb_family").select("mnist-d20").run()
-    no_errors(at)
+    assert at.selectbox(key="cb_family").value == "shipped-mnist-d20"
     assert not [c.value for c in at.caption if "two latent dimensions" in c.value]
     assert [r for r in at.dataframe if r.value is not None]   # the metric table is drawn
+    at.selectbox(key="cb_family").set_value("shipped-mnist-d2").run()
+    no_errors(at)
+    note = [c.value for c in at.caption if "two latent dimensions" in c.value]
+    assert len(note) == 1 and "(mnist d=20 · 6 models · pretrained)" in note[0]

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from vae_core.checkpoints import load_checkpoint, save_checkpoint
+from vae_core import runmeta
+from vae_core.checkpoints import load_checkpoint, read_info, save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.jobs import JobManager, JobSpec, default_manager
 
@@ -24,8 +25,11 @@ def shipped(tmp_path_factory):
     job = JobManager().start("fixture", spec)
     assert job.wait(120) and job.status == "finished", job.message
     run = job.runs[-1]
+    # No metrics (the page computes them); the same run record as the job's files, so it joins their family.
+    rec = read_info(folder / "digits-d2-ae.safetensors")["run"]
+    same_run = None if rec is None else runmeta.make("vae", 2.0, rec["seed"], group=rec["group"], owner=rec["owner"])
     save_checkpoint(folder / "digits-d2-vae-b2.safetensors", run.model, TrainConfig(dataset="digits", beta=2.0),
-                    dataset="digits", history=run.history)   # no metrics: the page computes them
+                    dataset="digits", history=run.history, run=same_run)
     return folder
 
 
@@ -182,8 +186,9 @@ def test_sweep_from_the_page_lands_in_the_comparison(dirs):
     assert sorted(p.name for p in user.iterdir()) == [
         "mysweep-ae.safetensors", "mysweep-vae-b0.5.safetensors", "mysweep-vae-b2.safetensors"]
     cmp_ = AppTest.from_file(COMPARE, default_timeout=120).run()
-    assert "mysweep" in cmp_.selectbox(key="cb_family").options
-    cmp_.selectbox(key="cb_family").set_value("mysweep").run()
+    family = runmeta.family_key(read_info(user / "mysweep-ae.safetensors"))   # the sweep's run group
+    assert any("3 models" in o for o in cmp_.selectbox(key="cb_family").options)
+    cmp_.selectbox(key="cb_family").set_value(family).run()
     no_errors(cmp_)
     assert cmp_.dataframe[0].value["name"].tolist() == ["mysweep-ae", "mysweep-vae-b0.5", "mysweep-vae-b2"]
     # A second sweep with the same prefix is refused before it starts: nothing is overwritten.

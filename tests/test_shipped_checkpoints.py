@@ -43,10 +43,16 @@ def test_every_file_records_its_shipped_family():
         "shipped-digits-d2": {"digits-d2-ae", "digits-d2-vae-b1"}}
 
 
-def test_the_app_default_pair_exists():
-    from explorer.sidebar import DEFAULT_AE, DEFAULT_VAE
-    assert (CKPT / f"{DEFAULT_VAE}.safetensors").is_file()
-    assert (CKPT / f"{DEFAULT_AE}.safetensors").is_file()
+def test_the_app_opens_on_the_20d_beta_1_pair():
+    from explorer import families
+    infos = [{**i, "model_config": i["model_config"].to_dict(), "train_config": i["train_config"].to_dict()}
+             for i in list_checkpoints(CKPT) if i["dataset"] == "mnist"]
+    vaes = [i for i in infos if i["model_config"]["kind"] == "vae"]
+    aes = [i for i in infos if i["model_config"]["kind"] == "ae"]
+    vae = families.preferred_vae(vaes, aes)
+    assert vae["name"] == "mnist-d20-vae-b1"
+    assert families.preferred_ae(vae, aes)["name"] == "mnist-d20-ae"
+    assert families.default_family(families.families(infos)) == "shipped-mnist-d20"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

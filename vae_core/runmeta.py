@@ -142,7 +142,8 @@ def family_label(members: list) -> str:
     r = of(first)
     mc = _as_dict(first.get("model_config"))
     who = {"shipped": "pretrained", "cli": "command line", "": ""}.get(r["owner"], r["owner"])
-    parts = [f"{first.get('dataset', '?')} d={mc.get('latent_dim', '?')}", f"{len(members)} models"]
+    n = len(members)
+    parts = [f"{first.get('dataset', '?')} d={mc.get('latent_dim', '?')}", f"{n} model{'s' if n != 1 else ''}"]
     if who:
         parts.append(who)
     if r["group"] and r["owner"] != "shipped":
