@@ -21,6 +21,8 @@ PAGES = [
     st.Page("app_pages/5_Train.py", title="Train", icon=":material/model_training:", url_path="Train"),
     st.Page("app_pages/6_Compare_beta.py", title="Compare β", icon=":material/compare:", url_path="Compare_beta"),
     st.Page("app_pages/7_Upload.py", title="Upload", icon=":material/upload_file:", url_path="Upload"),
+    st.Page("app_pages/8_Class_gallery.py", title="Class gallery", icon=":material/photo_library:",
+            url_path="Class_gallery"),
 ]
 
 page = st.navigation(PAGES)

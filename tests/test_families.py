@@ -1,5 +1,5 @@
 """Which models belong together is read from each file's run record, never from its name: pairs in
-the sidebar, families on the Compare β page."""
+the sidebar, families on the Compare β page, groups in the class gallery."""
 import sys
 from pathlib import Path
 
@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:          # the pages import `explorer` from the repository root
     sys.path.insert(0, str(REPO))
 
-from explorer import families  # noqa: E402
+from explorer import families, gallery  # noqa: E402
 from vae_core import runmeta  # noqa: E402
 from vae_core.checkpoints import list_checkpoints, save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
@@ -19,6 +19,7 @@ from vae_core.models import build_model  # noqa: E402
 
 APP = str(REPO / "app.py")
 COMPARE = str(REPO / "app_pages" / "6_Compare_beta.py")
+GALLERY = str(REPO / "app_pages" / "8_Class_gallery.py")
 METRICS = {"loss": 30.0, "recon": 28.0, "kl": 2.0, "knn_acc": 0.7}
 
 
@@ -167,3 +168,50 @@ def test_compare_beta_groups_by_run_not_by_name(env):
     at.selectbox(key="cb_family").set_value("job-two").run()
     no_exception(at)
     assert at.multiselect(key="cb_models").value == ["a-vae-b2", "a-vae-b8"]
+
+
+# ---------------------------------------------------------------- class gallery
+
+
+def test_the_gallery_shows_saved_models_grouped_by_run(env):
+    _, user = env
+    save(user, "alice-ae", "ae", group="job-alice", owner="student-aaaa1111", metrics=METRICS)
+    save(user, "alice-vae", "vae", beta=4, group="job-alice", owner="student-aaaa1111",
+         metrics={**METRICS, "kl": float("nan"), "knn_acc": "high"})
+    at = AppTest.from_file(GALLERY, default_timeout=60).run()
+    no_exception(at)
+    headers = [s.value for s in at.subheader]
+    assert len(headers) == 1 and "2 models" in headers[0] and "student-aaaa1111" in headers[0]
+    assert any("student-aaaa1111" in c.value and "job-alice" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["alice-ae", "alice-vae"]
+    assert table["β"].tolist() == ["— (AE)", "4"]
+    assert table["KL"].tolist() == ["2.00", "—"] and table["k-NN accuracy"].tolist() == ["0.700", "—"]
+    assert len(at.get("image")) == 2                                 # one prior-sample strip per model
+
+
+def test_the_gallery_puts_other_runs_in_their_own_groups_and_honours_the_window(env):
+    import time
+    _, user = env
+    save(user, "bob-vae", "vae", group="job-bob", owner="student-bbbb2222")
+    save(user, "old-vae", "vae", group="job-old", created=time.time() - 30 * 3600)
+    at = AppTest.from_file(GALLERY, default_timeout=60).run()
+    no_exception(at)
+    assert [s.value for s in at.subheader] == ["digits d=2 · 1 model · student-bbbb2222 · job-bob"]
+    at.selectbox(key="cg_window").set_value("all").run()
+    no_exception(at)
+    assert len(at.subheader) == 2
+
+
+def test_the_gallery_explains_an_empty_folder(env):
+    at = AppTest.from_file(GALLERY, default_timeout=60).run()
+    no_exception(at)
+    text = " ".join(i.value for i in at.info)
+    assert "No models" in text and "Train" in text and "β sweep" in text
+    assert not at.subheader
+
+
+@pytest.mark.parametrize("value, shown", [(1.5, "1.50"), (2, "2.00"), (None, "—"), (float("nan"), "—"),
+                                          (float("inf"), "—"), ("3", "—"), (True, "—"), ([1.0], "—")])
+def test_gallery_numbers_format_only_finite_numbers(value, shown):
+    assert gallery.number(value) == shown
