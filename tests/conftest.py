@@ -32,6 +32,23 @@ def _loopback_only():
 
 
 _loopback_only()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_folder():
+    """One local Ray head for the whole run (started by the first test that trains, in its own
+    folder, one worker: the other core stays with the tests and the browser servers), stopped
+    at the end with every process it started."""
+    import shutil
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="vr"))   # short: Ray's socket paths live under it
+    os.environ["VAE_RAY_DIR"] = str(folder)
+    os.environ.setdefault("VAE_RAY_CPUS", "1")
+    os.environ.pop("RAY_ADDRESS", None)
+    yield folder
+    from vae_core import cluster
+    cluster.stop_local_head(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 # Tiny test models run faster on one thread than two (less synchronisation), and the
 # Streamlit server of the browser tests keeps the other core.
 torch.set_num_threads(1)

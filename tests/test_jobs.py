@@ -1,167 +1,207 @@
-"""The background job manager, on scikit-learn's 8x8 digits (seconds each)."""
+"""Training jobs on a real local Ray through the class's queue, on scikit-learn's 8x8 digits."""
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
-import torch
 
-from vae_core.checkpoints import load_checkpoint
+from vae_core import cluster, jobs
+from vae_core.checkpoints import load_checkpoint, read_info
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.errors import CheckpointError
-from vae_core.jobs import JobError, JobManager, JobSpec, ServerBusy, save_run
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def spec(epochs=2, lr=1e-3, kinds=("vae",), latent=2, **kw):
-    return JobSpec(ModelConfig(latent_dim=latent, hidden=(32,)),
-                   TrainConfig(dataset="digits", epochs=epochs, batch_size=64, lr=lr, seed=3),
-                   kinds=kinds, evaluate=kw.pop("evaluate", False), **kw)
+    return jobs.JobSpec(ModelConfig(latent_dim=latent, hidden=(32,)),
+                        TrainConfig(dataset="digits", epochs=epochs, batch_size=64, lr=lr, seed=3),
+                        kinds=kinds, **kw)
 
 
-def wait_for_steps(job, n=3, timeout=30):
+def owner() -> str:
+    return uuid.uuid4().hex
+
+
+def wait(who, until=lambda v: v.done, timeout=120):
     t0 = time.time()
-    while job.done_steps < n and not job.done and time.time() - t0 < timeout:
-        time.sleep(0.01)
+    while time.time() - t0 < timeout:
+        v = jobs.view(who)
+        if v is not None and until(v):
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; last view: {v and (v.status, [(r.status, r.epoch) for r in v.runs])}")
 
 
-@pytest.fixture
-def manager():
-    m = JobManager(max_running=2)
-    yield m
-    for job in m.running():
-        job.stop()
-        job.wait(30)
+def worker_pids() -> set:
+    """Ray worker processes currently training a run (their process title names the task)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if "ray::_train_task" in line}
 
 
-def test_short_run_finishes_with_history_and_live_views(manager):
-    job = manager.start("alice", spec(epochs=2, evaluate=True, iw_samples=10))
-    assert job.wait(60)
-    v = job.view()
+def test_short_run_finishes_with_history_live_views_and_its_run_record():
+    a = owner()
+    jobs.submit(a, spec(epochs=2))
+    v = wait(a)
     assert v.status == "finished", v.message
     run = v.runs[0]
     assert [r["epoch"] for r in run.history] == [1, 2]
-    assert {"train_loss", "test_loss", "test_recon", "test_kl"} <= set(run.history[-1])
-    assert len(run.steps) == 2 * run.steps_per_epoch   # one smoothed loss per batch
-    # Smoothed loss, reconstruction and KL per batch; averaging is linear, so with a constant beta
-    # the smoothed loss is the smoothed reconstruction plus beta times the smoothed KL.
-    for _, loss, beta, recon, kl in run.steps:
-        assert beta == 1.0 and kl > 0 and recon > 0
-        assert loss == pytest.approx(recon + beta * kl, rel=1e-6)
-    assert v.fraction == 1.0 and v.seconds_left() == 0.0
-    assert run.recon.shape == (10, 8, 8) and v.fixed_images.shape == (10, 8, 8)
-    assert sorted(v.fixed_labels.tolist()) == list(range(10))   # one image of each digit
-    assert len(run.codes) == 3 and run.codes[-1].shape == (len(v.code_labels), 2)  # init + 2 epochs
-    assert run.metrics["log_px"] < 0 and run.metrics["active_units"] >= 0
-    assert run.model is not None and run.usable
+    assert run.steps and run.steps_per_epoch > 0 and run.recon is not None
+    assert v.fixed_images is not None and v.fixed_images.shape[0] == run.recon.shape[0]
+    assert run.codes is not None and run.codes.shape[1] == 2 and v.code_labels is not None
+    # One evaluation policy: the cheap metrics always, no importance sampling unless asked.
+    assert {"loss", "recon", "kl", "active_units", "knn_acc"} <= set(run.metrics)
+    assert run.metrics["log_px"] is None
+    ck = load_checkpoint(_save(v, 0))
+    assert ck.run["group"] == v.id and ck.run["owner"].startswith("student-") and a not in str(ck.run)
 
 
-def test_stop_ends_early_and_keeps_the_model(manager, tmp_path):
-    job = manager.start("bob", spec(epochs=500, evaluate=True, iw_samples=10))
-    wait_for_steps(job, 5)
-    job.stop()
-    assert job.wait(30)
-    assert job.status == "stopped"
-    run = job.runs[0]
-    assert run.status == "stopped" and run.usable
-    assert run.metrics == {}   # stop means stop: no evaluation pass after it
-    assert job.done_steps < 500 * run.steps_per_epoch
-    path = save_run(run, tmp_path, "stopped-model", dataset="digits")
-    ckpt = load_checkpoint(path)
-    x = torch.rand(3, 1, 8, 8)
-    assert torch.allclose(ckpt.model.embed(x), run.model.embed(x))
-    with pytest.raises(CheckpointError, match="already exists"):
-        save_run(run, tmp_path, "stopped-model", dataset="digits")
-    with pytest.raises(CheckpointError, match="only hold"):
-        save_run(run, tmp_path, "../escape", dataset="digits")
+def _save(v, i, folder=None, name="saved"):
+    import tempfile
+    folder = folder or tempfile.mkdtemp()
+    return jobs.save_run(v, i, folder, name)
 
 
-def test_diverging_run_ends_as_diverged_with_a_message(manager):
-    job = manager.start("carol", spec(epochs=3, lr=10.0))
-    assert job.wait(60)
-    assert job.status == "diverged"
-    assert "learning rate" in job.message and "nan" in job.message.lower()
-    assert job.runs[0].status == "diverged" and not job.runs[0].usable
+def test_stop_ends_early_and_keeps_the_model(tmp_path):
+    a = owner()
+    jobs.submit(a, spec(epochs=400))
+    wait(a, until=lambda v: v.runs[0].steps_per_epoch and v.runs[0].epoch >= 1)
+    jobs.stop(a)
+    v = wait(a)
+    assert v.status == "stopped" and v.runs[0].status == "stopped" and v.runs[0].usable
+    assert 1 <= len(v.runs[0].history) < 400
+    path = jobs.save_run(v, 0, tmp_path, "stopped-vae")
+    assert load_checkpoint(path).history == v.runs[0].history
 
 
-def test_unknown_dataset_fails_with_a_message(manager):
+def test_diverging_run_ends_as_diverged_with_a_message():
+    a = owner()
+    jobs.submit(a, spec(epochs=3, lr=1e6, kinds=("ae",)))
+    v = wait(a)
+    assert v.status == "diverged" and "learning rate" in v.message
+
+
+def test_unknown_dataset_fails_with_its_own_message():
+    a = owner()
     s = spec()
-    s.train.dataset = "no-such-data"
-    job = manager.start("dave", s)
-    assert job.wait(30)
-    assert job.status == "failed" and "unknown" in job.message
+    s.train = TrainConfig(dataset="no-such-set", epochs=1)
+    jobs.submit(a, s)
+    v = wait(a)
+    assert v.status == "failed" and "no-such-set" in v.message and "unexpected" not in v.message
 
 
-def test_cap_on_running_jobs_gives_busy():
-    m = JobManager(max_running=1)
-    a = m.start("a", spec(epochs=500))
+def test_one_job_per_owner_but_never_a_refusal_for_load():
+    a = owner()
+    jobs.submit(a, spec(epochs=200))
+    with pytest.raises(jobs.JobError, match="already have"):
+        jobs.submit(a, spec())
+    # Four more students while the one worker is busy: all queued, none refused, places in order.
+    others = [owner() for _ in range(4)]
+    for o in others:
+        jobs.submit(o, spec(epochs=1))
+    views = [jobs.view(o) for o in others]
+    assert all(v.status == "queued" for v in views)
+    assert sorted(v.place for v in views) == [v.place for v in views] and views[0].place == 0
+    assert all(v.eta_start is not None and v.eta_finish >= v.eta_start for v in views)
+    assert views[-1].eta_start >= views[0].eta_start
+    jobs.stop(a)
+    for o in others:
+        assert wait(o).status == "finished"
+
+
+def test_cancel_while_queued_and_while_running_keeps_nothing():
+    a, b = owner(), owner()
+    jobs.submit(a, spec(epochs=400))
+    wait(a, until=lambda v: v.status == "running")
+    jobs.submit(b, spec(epochs=1))
+    assert jobs.view(b).status == "queued"
+    jobs.stop(b, cancel=True)
+    vb = jobs.view(b)
+    assert vb.status == "cancelled" and not vb.runs[0].usable
+    jobs.stop(a, cancel=True)
+    va = wait(a)
+    assert va.status == "cancelled" and not va.runs[0].usable
+    assert jobs.fetch(va.id, 0) is None
+
+
+def test_a_killed_worker_fails_its_job_frees_the_slot_and_the_queue_goes_on():
+    a, b = owner(), owner()
+    jobs.submit(a, spec(epochs=400))
+    wait(a, until=lambda v: v.runs[0].steps_per_epoch > 0)
+    jobs.submit(b, spec(epochs=1))
+    pids = worker_pids()
+    assert len(pids) == 1, pids
+    os.kill(pids.pop(), signal.SIGKILL)
+    va = wait(a)
+    assert va.status == "failed" and "worker" in va.message and "nothing was saved" in va.message
+    assert not va.runs[0].usable and jobs.fetch(va.id, 0) is None
+    assert wait(b).status == "finished"
+
+
+def test_jobs_survive_the_web_server_process_being_killed():
+    """A server process submits a job and dies (kill -9); a new process finds the job by its
+    owner token and sees it finish: the queue lives in Ray, not in the server."""
+    a = owner()
+    code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r})\n"
+            "from vae_core import jobs\nfrom tests.test_jobs import spec\n"
+            f"jobs.submit({a!r}, spec(epochs=30))\nprint('submitted', flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(REPO), stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        with pytest.raises(ServerBusy, match="busy"):
-            m.start("b", spec())
+        assert proc.stdout.readline().strip() == "submitted"
+        proc.kill()
+        proc.wait(10)
+        v = wait(a)
+        assert v.status == "finished" and len(v.runs[0].history) == 30
     finally:
-        a.stop()
-        a.wait(30)
-    b = m.start("b", spec(epochs=1))   # a free slot again
-    assert b.wait(30) and b.status == "finished"
+        proc.kill()
 
 
-def test_one_job_per_owner(manager):
-    a = manager.start("erin", spec(epochs=500))
-    with pytest.raises(JobError, match="already have"):
-        manager.start("erin", spec())
-    a.stop()
-    a.wait(30)
-    b = manager.start("erin", spec(epochs=1))   # a finished job is replaced
-    assert b is not a and manager.get("erin") is b
-    b.wait(30)
-
-
-def test_ae_and_vae_with_the_same_seed(manager):
-    both = manager.start("frank", spec(epochs=2, kinds=("ae", "vae")))
-    assert both.wait(60) and both.status == "finished"
-    assert [r.kind for r in both.runs] == ["ae", "vae"]
-    assert all(len(r.history) == 2 for r in both.runs)
-    assert "test_kl" in both.runs[1].history[-1] and both.runs[0].history[-1]["train_kl"] == 0
-    # The VAE trained second learns exactly what a VAE trained alone with that seed learns.
-    alone = manager.start("frank-2", spec(epochs=2, kinds=("vae",)))
-    assert alone.wait(60)
-    assert alone.runs[0].history[-1]["train_loss"] == pytest.approx(both.runs[1].history[-1]["train_loss"], rel=1e-5)
-
-
-def test_sweep_saves_each_model_and_refuses_taken_names(manager, tmp_path):
-    s = spec(epochs=1, kinds=("ae", "vae"), betas=(0.5, 4), save_dir=str(tmp_path), save_prefix="sw")
-    job = manager.start("gina", s)
-    assert job.wait(60) and job.status == "finished"
-    assert [r.label for r in job.runs] == ["AE", "VAE β=0.5", "VAE β=4"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "sw-ae.safetensors", "sw-vae-b0.5.safetensors", "sw-vae-b4.safetensors"]
-    assert load_checkpoint(tmp_path / "sw-vae-b4.safetensors").train_config.beta == 4
+def test_a_sweep_saves_each_model_and_refuses_taken_names(tmp_path):
+    a = owner()
+    jobs.submit(a, spec(epochs=1, kinds=("ae", "vae"), betas=(1.0, 4.0), save_dir=str(tmp_path), save_prefix="dg"))
+    v = wait(a, until=lambda v: v.done and all(r.saved_path or r.save_error for r in v.runs))
+    assert v.status == "finished"
+    names = sorted(p.name for p in tmp_path.glob("*.safetensors"))
+    assert names == ["dg-ae.safetensors", "dg-vae-b1.safetensors", "dg-vae-b4.safetensors"]
+    groups = {read_info(tmp_path / n)["run"]["group"] for n in names}
+    assert groups == {v.id}
     with pytest.raises(CheckpointError, match="already exists"):
-        manager.start("gina", s)
+        jobs.submit(owner(), spec(epochs=1, betas=(1.0,), save_dir=str(tmp_path), save_prefix="dg"))
 
 
-def test_abandoned_jobs_are_stopped_and_finished_ones_released():
-    m = JobManager(max_running=2, keep_s=60, abandon_s=10)
-    job = m.start("henry", spec(epochs=500))
-    wait_for_steps(job, 2)
-    m.cleanup(now=time.time() + 11)      # nobody polled it for 11 s
-    assert job.wait(30) and job.status == "stopped"
-    assert m.get("henry") is job          # still there to be saved...
-    m.cleanup(now=time.time() + 61)
-    assert m.get("henry") is None         # ...until nobody looked at it for keep_s
-
-
-def test_a_sweep_from_the_page_equals_the_command_line_sweep(manager, tmp_path):
-    """The Train page's sweep (a job with betas) and `python -m vae_core sweep` (vae_core.sweep)
-    train the same models from the same seed: same names, same weights, same losses."""
+def test_a_sweep_from_the_page_equals_the_command_line_sweep(tmp_path):
+    """The Train page's sweep (a job with betas, on Ray) and vae_core.sweep in-process train the
+    same models from the same seed: same weights, same losses."""
     from vae_core.sweep import sweep
+    a = owner()
     s = spec(epochs=2, kinds=("ae", "vae"), betas=(1.0, 4.0), save_dir=str(tmp_path / "page"), save_prefix="dg")
-    job = manager.start("sweeper", s)
-    assert job.wait(120) and job.status == "finished", job.message
+    jobs.submit(a, s)
+    wait(a, until=lambda v: v.done and all(r.saved_path for r in v.runs))
     cli_paths = sweep(s.model, s.train, [1.0, 4.0], tmp_path / "cli", "dg", half=False)
-    page_paths = sorted((tmp_path / "page").glob("*.safetensors"))
-    assert [p.name for p in page_paths] == sorted(p.name for p in cli_paths) == \
-        ["dg-ae.safetensors", "dg-vae-b1.safetensors", "dg-vae-b4.safetensors"]
     for p in cli_paths:
-        a, b = load_checkpoint(p), load_checkpoint(tmp_path / "page" / p.name)
-        assert a.train_config.beta == b.train_config.beta
-        sa, sb = a.model.state_dict(), b.model.state_dict()
-        assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa), p.name
-        assert [r["train_loss"] for r in a.history] == pytest.approx([r["train_loss"] for r in b.history], rel=1e-6)
+        page, cli = load_checkpoint(tmp_path / "page" / p.name), load_checkpoint(p)
+        for k, w in cli.model.state_dict().items():
+            assert (page.model.state_dict()[k] == w).all(), (p.name, k)
+        assert [r["train_loss"] for r in page.history] == [r["train_loss"] for r in cli.history]
+
+
+def test_a_dead_runtime_is_reported_and_started_again_on_the_next_training():
+    jobs.queue()                               # connected (starting the head if this test runs alone)
+    cluster.stop_local_head()
+    deadline = time.time() + 60
+    while cluster.is_connected() and time.time() < deadline:   # the next call to the queue finds out
+        try:
+            jobs.view(owner())
+        except cluster.EngineError as e:
+            assert "starts again when you press Train" in str(e)
+        time.sleep(0.5)
+    assert not cluster.is_connected() and cluster.engine().state == "failed" and cluster.engine().error
+    assert jobs.view(owner()) is None          # pages go on: nothing to show, nothing started
+    a = owner()
+    jobs.submit(a, spec(epochs=1))
+    assert wait(a).status == "finished"

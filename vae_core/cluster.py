@@ -90,6 +90,14 @@ def _state(folder: Path) -> Optional[dict]:
     return state
 
 
+def _write_token(path: Path) -> None:
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+
+
 def start_local_head(folder: Optional[Path] = None, cpus: Optional[int] = None, timeout: float = 60.0) -> dict:
     """Start `ray start --head --block` on 127.0.0.1 in its own session, or find the one running
     from this folder. Returns {"pid", "port", "address"}."""
@@ -98,10 +106,9 @@ def start_local_head(folder: Optional[Path] = None, cpus: Optional[int] = None, 
     state = _state(folder)
     if state is not None:
         return state
-    token = folder / "token"
-    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
+    # One token per folder, kept across restarts of the head: Ray caches a process's token, so a
+    # server that reconnects after the head died must find the same one.
+    _write_token(folder / "token")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -364,10 +371,7 @@ def connect_cli(address: Optional[str] = None):
         folder = ray_dir()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         token = folder / "cli-token"
-        if not token.exists():
-            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
+        _write_token(token)
         env["RAY_AUTH_TOKEN_PATH"] = str(token)
     os.environ.update(env)
     import ray

@@ -86,11 +86,17 @@ def sweep_name(prefix: str, kind: str, beta: float) -> str:
 def queue(start: bool = True):
     """The queue actor's handle, connecting to Ray first (starting a local head when `start`).
     Returns None when not connected and start is False. Raises cluster.EngineError."""
+    eng = cluster.engine()
+    if cluster.is_connected() and eng.local and not cluster.local_head_running():
+        # The local head died (killed, or the machine's memory ran out): say so once, start afresh later.
+        eng.lost(cluster.EngineError("the local Ray head is no longer running"))
+        eng.remotes.clear()
+        raise cluster.EngineError("the training engine stopped (its Ray head is no longer running); it starts "
+                                  "again when you press Train. Jobs it held are lost.")
     if not start and not cluster.is_connected():
         if not cluster.local_head_running():
             return None
     ray = cluster.connect()
-    eng = cluster.engine()
     handle = eng.remotes.get("queue")
     if handle is None:
         actor = ray.remote(num_cpus=0, max_restarts=0)(TrainQueueActor)
@@ -103,7 +109,7 @@ def queue(start: bool = True):
     return handle
 
 
-def _call(method, *args, timeout: float = 30.0, **kwargs):
+def _call(method, *args, timeout: float = 15.0, **kwargs):
     """Call a queue method and wait; a dead runtime is reported and forgotten, so the next
     training starts it again."""
     import ray
