@@ -8,7 +8,10 @@ from streamlit.testing.v1 import AppTest
 from vae_core import runmeta
 from vae_core.checkpoints import load_checkpoint, read_info, save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.jobs import JobManager, JobSpec, default_manager
+from vae_core import jobs
+from vae_core.jobs import JobSpec
+from vae_core.sweep import sweep
+from job_support import Job
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = str(REPO / "app_pages" / "5_Train.py")
@@ -19,15 +22,12 @@ COMPARE = str(REPO / "app_pages" / "6_Compare_beta.py")
 def shipped(tmp_path_factory):
     """A tiny shipped family digits-d2-{ae, vae-b0.5, vae-b4} with metrics, plus one VAE without."""
     folder = tmp_path_factory.mktemp("shipped")
-    spec = JobSpec(ModelConfig(latent_dim=2, hidden=(32,)),
-                   TrainConfig(dataset="digits", epochs=3, batch_size=64), kinds=("ae", "vae"), betas=(0.5, 4),
-                   iw_samples=10, save_dir=str(folder), save_prefix="digits-d2")
-    job = JobManager().start("fixture", spec)
-    assert job.wait(120) and job.status == "finished", job.message
-    run = job.runs[-1]
-    # No metrics (the page computes them); the same run record as the job's files, so it joins their family.
-    rec = read_info(folder / "digits-d2-ae.safetensors")["run"]
-    same_run = None if rec is None else runmeta.make("vae", 2.0, rec["seed"], group=rec["group"], owner=rec["owner"])
+    paths = sweep(ModelConfig(latent_dim=2, hidden=(32,)), TrainConfig(dataset="digits", epochs=3, batch_size=64),
+                  [0.5, 4], folder, "digits-d2", half=False)
+    run = type("R", (), {})()
+    last = load_checkpoint(paths[-1])
+    run.model, run.history = last.model, last.history
+    same_run = {**last.run, "beta": 2.0, "label": "VAE β=2"}   # the sweep's run group: one family
     save_checkpoint(folder / "digits-d2-vae-b2.safetensors", run.model, TrainConfig(dataset="digits", beta=2.0),
                     dataset="digits", history=run.history, run=same_run)
     return folder
@@ -39,9 +39,6 @@ def dirs(shipped, tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(shipped))
     monkeypatch.setenv("VAE_USER_DIR", str(user))
     yield shipped, user
-    for job in default_manager().running():
-        job.stop()
-        job.wait(30)
 
 
 def no_errors(at):
@@ -56,8 +53,8 @@ def start_training(at, **settings):
     at.run()
     at.button(key="tr_train").click().run()
     no_errors(at)
-    job = default_manager().get(at.session_state["train_owner"])
-    assert job is not None
+    job = Job(at.session_state["train_owner"])
+    assert job.view() is not None
     return job
 
 
@@ -101,9 +98,7 @@ def test_train_save_and_the_model_is_listed(dirs):
 def test_stop_keeps_the_model(dirs):
     at = AppTest.from_file(TRAIN, default_timeout=60).run()
     job = start_training(at, tr_epochs=200)
-    t0 = time.time()
-    while job.done_steps < 5 and time.time() - t0 < 30:
-        time.sleep(0.02)
+    assert job.wait(60, until=lambda v: v.runs[0].epoch >= 1)
     at.run()
     at.button(key="tr_stop").click().run()
     assert job.wait(30) and job.status == "stopped"
@@ -111,7 +106,7 @@ def test_stop_keeps_the_model(dirs):
     no_errors(at)
     assert any("stopped" in i.value for i in at.info)
     assert by_prefix(at.button, "tr_save_"), "a stopped model can still be saved"
-    assert job.done_steps < 200 * job.runs[0].steps_per_epoch
+    assert len(job.runs[0].history) < 200
 
 
 def test_a_failed_save_keeps_the_model_for_download(dirs, tmp_path, monkeypatch):
@@ -127,7 +122,7 @@ def test_a_failed_save_keeps_the_model_for_download(dirs, tmp_path, monkeypatch)
     no_errors(at)
     assert any("Not saved" in e.value and "could not write" in e.value for e in at.error)
     assert by_prefix(at.button, "tr_save_"), "the save form is still there to try again"
-    assert default_manager().get(at.session_state["train_owner"]).runs[0].model is not None
+    assert jobs.fetch(job.id, 0) is not None
     assert len(by_prefix(at.get("download_button"), "tr_dl_")) == 2
 
 
@@ -147,7 +142,7 @@ def test_bad_settings_are_explained(dirs):
     at.button(key="tr_train").click().run()
     no_errors(at)
     assert any("hidden sizes" in e.value and "512,256" in e.value for e in at.error)
-    assert default_manager().get(at.session_state["train_owner"]) is None
+    assert jobs.view(at.session_state["train_owner"]) is None
 
 
 def test_compare_page_default_family_and_chosen_set(dirs):
@@ -178,8 +173,9 @@ def test_sweep_from_the_page_lands_in_the_comparison(dirs):
     at.text_input(key="tr_sweep_prefix").set_value("mysweep")
     at.button(key="tr_sweep_start").click().run()
     no_errors(at)
-    job = default_manager().get(at.session_state["train_owner"])
-    assert job.wait(120) and job.status == "finished", job.message
+    job = Job(at.session_state["train_owner"])
+    assert job.wait(120, until=lambda v: v.done and all(r.saved_path for r in v.runs)), job.message
+    assert job.status == "finished"
     at.run()
     no_errors(at)
     assert at.dataframe[0].value["model"].tolist() == ["AE", "VAE β=0.5", "VAE β=2"]   # progress per model
@@ -202,7 +198,9 @@ def test_live_curves_show_smoothed_per_batch_lines_for_every_term():
     from explorer.training import curves_figure
     spec = JobSpec(ModelConfig(latent_dim=2, hidden=(32,)), TrainConfig(dataset="digits", epochs=2, batch_size=64),
                    kinds=("ae", "vae"))
-    job = JobManager().start("curves", spec)
+    owner = "c" * 32
+    jobs.submit(owner, spec)
+    job = Job(owner)
     assert job.wait(120) and job.status == "finished", job.message
     fig = curves_figure(job.view())
     per_batch = [t for t in fig.data if t.name.endswith("per batch (smoothed)")]
