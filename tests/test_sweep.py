@@ -29,8 +29,7 @@ def test_sweep_writes_an_ae_and_one_vae_per_beta(tmp_path):
     model_cfg, train_cfg = configs(warmup_epochs=0.5)
     seen = []
     paths = sweep(model_cfg, train_cfg, [1, 4.0], tmp_path, "dg",
-                  on_model=lambda name, i, n: seen.append((name, i, n)),
-                  evaluate=lambda model, tcfg: {"beta_seen": tcfg.beta, "kind": model.cfg.kind})
+                  on_model=lambda name, i, n: seen.append((name, i, n)))
     names = ["dg-ae", "dg-vae-b1", "dg-vae-b4"]
     assert [p.name for p in paths] == [n + ".safetensors" for n in names]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
@@ -43,10 +42,14 @@ def test_sweep_writes_an_ae_and_one_vae_per_beta(tmp_path):
         assert tc.beta == beta
         assert (tc.seed, tc.epochs, tc.warmup_epochs, tc.dataset) == (5, 1, 0.5, "digits")
         assert info["dataset"] == "digits"
-        assert info["metrics"] == {"beta_seen": beta, "kind": kind}
+        # The one evaluation policy: the cheap metrics at the run's own β, no importance sampling.
+        assert info["metrics"]["beta"] == (beta if kind == "vae" else 1.0) and info["metrics"]["log_px"] is None
+        assert {"loss", "recon", "kl", "active_units"} <= set(info["metrics"])
+        assert info["run"]["kind"] == kind and info["run"]["beta"] == beta and info["run"]["owner"] == "cli"
         assert len(info["history"]) == 1 and info["history"][0]["images"] == 128
         with safe_open(str(path), framework="pt") as f:   # half precision by default
             assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        assert info["run"]["group"] == read_info(paths[0])["run"]["group"]   # one run group
         ck = load_checkpoint(path)
         assert ck.model.cfg.kind == kind
         assert ck.model.decode_image(torch.zeros(1, 2)).shape == (1, 1, 8, 8)

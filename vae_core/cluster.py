@@ -362,6 +362,9 @@ def connect_cli(address: Optional[str] = None):
     """Ray for a command run from a terminal, in its main thread: the cluster at `address`
     (or RAY_ADDRESS), else a Ray of this process alone on every core, on 127.0.0.1, that ends
     with the command."""
+    loaded = sys.modules.get("ray")    # Ray reads its settings at import: set them before importing it
+    if loaded is not None and loaded.is_initialized():   # already connected (inside a server or a test)
+        return loaded
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = _environment(ray_dir())
     if address:      # a cluster's token comes from the user's RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH
@@ -380,6 +383,6 @@ def connect_cli(address: Optional[str] = None):
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     _ENGINE.state, _ENGINE.address = "up", address or "local"
     return ray
