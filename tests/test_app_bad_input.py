@@ -25,7 +25,10 @@ from explorer.models import prepare_drawing
 from vae_core.checkpoints import load_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.errors import ConfigError, DataError
-from vae_core.jobs import JobManager, default_manager, save_run
+from vae_core import jobs
+from vae_core.checkpoints import path_in, save_bytes
+from vae_core.runs import execute
+from job_support import Job
 from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,9 +55,6 @@ def folders(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_USER_DIR", str(user))
     monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
     yield tmp_path
-    for job in default_manager().running():
-        job.stop()
-        job.wait(30)
 
 
 def no_errors(at):
@@ -187,19 +187,18 @@ def page_values(**over) -> dict:
 ], ids=["beta=0", "beta=1000", "d=1", "d=256", "one-epoch", "batch=1", "ae+vae-batch1-d1"])
 def test_extreme_legal_settings_train_to_a_usable_model(over, tmp_path, one_thread):
     spec = tr.spec_from_values(page_values(**{"epochs": 2, **over}))      # the spec the page builds
-    job = JobManager(max_running=1).start("extreme", spec)
-    assert job.wait(120), "the job ends"
-    assert job.status == "finished", (job.status, job.message)
-    for i, run in enumerate(job.runs):
-        assert run.usable and run.status == "finished"
+    # The run pipeline the workers run (vae_core.runs.execute), here in-process.
+    for i, run_spec in enumerate(spec.run_specs("student-test", "extreme")):
+        run = execute(run_spec)
+        assert run.usable and run.status == "finished", (run.status, run.message)
         assert len(run.history) == spec.train.epochs
         assert all(math.isfinite(v) for rec in run.history for k, v in rec.items() if k != "epoch"), run.history
         assert math.isfinite(run.metrics["recon"])
-        path = save_run(run, tmp_path, f"extreme-{i}", dataset="digits")
+        path = save_bytes(path_in(tmp_path, f"extreme-{i}"), run.to_bytes())
         ckpt = load_checkpoint(path)
         assert ckpt.model_config.latent_dim == spec.model.latent_dim
         assert ckpt.train_config.batch_size == spec.train.batch_size
-        if run.kind == "vae":
+        if run_spec.model.kind == "vae":
             assert ckpt.train_config.beta == spec.train.beta
         with torch.no_grad():
             img = ckpt.model.decode_image(torch.zeros(3, spec.model.latent_dim))
@@ -217,8 +216,8 @@ def page_train(at, **numbers):
         assert at.number_input(key=key).value == value, f"the page accepts {key} = {value}"
     at.button(key="tr_train").click().run()
     no_errors(at)
-    job = default_manager().get(at.session_state["train_owner"])
-    assert job is not None, [e.value for e in at.error]
+    job = Job(at.session_state["train_owner"])
+    assert job.view() is not None, [e.value for e in at.error]
     return job
 
 
@@ -230,7 +229,7 @@ def test_extreme_settings_through_the_train_page(numbers, folders):
     before = snapshot(folders)
     at = AppTest.from_file(TRAIN, default_timeout=60).run()
     job = page_train(at, **numbers)
-    assert job.spec.model.latent_dim == numbers["tr_latent"] and job.spec.train.beta == numbers["tr_beta"]
+    assert job.latent_dim == numbers["tr_latent"] and job.runs[0].beta == numbers["tr_beta"]
     assert job.wait(120)
     still_answers(at)
     assert job.status == "finished", job.message
@@ -257,7 +256,7 @@ def test_illegal_text_settings_start_no_job(key, text, field, fix, folders):
     no_errors(at)
     errors = texts(at.error)
     assert len(errors) == 1 and field in errors[0] and fix in errors[0] and repr(text) in errors[0], errors
-    assert default_manager().get(at.session_state["train_owner"]) is None, "no job started"
+    assert jobs.view(at.session_state["train_owner"]) is None, "no job started"
     assert snapshot(folders) == before
     still_answers(at)
 
@@ -272,7 +271,7 @@ def test_illegal_sweep_betas_start_no_job(betas, folders):
     no_errors(at)
     errors = texts(at.error)
     assert len(errors) == 1 and "β values" in errors[0] and "e.g. 0.5, 1, 2, 4" in errors[0], errors
-    assert default_manager().get(at.session_state["train_owner"]) is None, "no job started"
+    assert jobs.view(at.session_state["train_owner"]) is None, "no job started"
     assert snapshot(folders) == before
     still_answers(at)
 
@@ -292,7 +291,7 @@ def test_out_of_range_numbers_never_reach_a_job(key, value, folders):
     got = at.number_input(key=key)
     assert got.value != value and got.min <= got.value <= got.max
     tr.spec_from_values({k: at.session_state[f"tr_{k}"] for k in tr.DEFAULTS})   # raises if illegal
-    assert default_manager().get(at.session_state["train_owner"]) is None
+    assert jobs.view(at.session_state["train_owner"]) is None
 
 
 @pytest.mark.parametrize("kwargs, field, fix", [
@@ -376,10 +375,10 @@ def finished_job():
     """One tiny finished VAE job in the app's job manager; each test opens the Train page as its
     owner (what a refresh with ?trainer=<token> does) and tries to save it."""
     owner = "0123456789abcdef0123456789abcdef"
-    job = default_manager().start(owner, tr.spec_from_values(page_values()))
+    jobs.submit(owner, tr.spec_from_values(page_values()))
+    job = Job(owner)
     assert job.wait(120) and job.status == "finished", job.message
     yield owner, job
-    default_manager().release(owner)
 
 
 def train_page_of(owner) -> AppTest:
@@ -409,7 +408,7 @@ def test_train_page_refuses_a_bad_save_name(case, finished_job, folders):
     errors = texts(at.error)
     assert len(errors) == 1 and errors[0].startswith("Not saved: ") and phrase in errors[0], errors
     assert "download below still works" in errors[0]
-    assert job.runs[0].saved_path is None
+    assert not job.runs[0].saved_path
     assert_nothing_written(folders, before, name)
     still_answers(at)
     save_box(at)                                              # the box is there to try again
@@ -425,7 +424,7 @@ def test_train_page_unicode_sweep_prefix_and_empty_prefix_start_no_job(folders):
         no_errors(at)
         errors = texts(at.error)
         assert len(errors) == 1 and errors[0].startswith("name prefix: ") and phrase in errors[0], errors
-        assert default_manager().get(at.session_state["train_owner"]) is None, "no job started"
+        assert jobs.view(at.session_state["train_owner"]) is None, "no job started"
     assert_nothing_written(folders, before, "prefix")
     still_answers(at)
 
