@@ -40,7 +40,8 @@ from streamlit.testing.v1 import AppTest
 from browser_support import (ARTIFACTS, errors_shown, make_tiny_checkpoints, nudge_slider, open_page,
                              screenshot, start_server, stop_server, wait_healthy, wait_rendered)
 from vae_core.checkpoints import from_bytes
-from vae_core.jobs import default_manager
+from vae_core import jobs
+from job_support import Job
 from file_support import snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,9 +161,6 @@ def fault(request, tmp_path, monkeypatch):
             (user / "probe").unlink()
         yield fault, shipped
     finally:
-        for job in default_manager().running():
-            job.stop()
-            job.wait(30)
         if mounted:
             _umount(user)
         elif user.exists():
@@ -208,8 +206,8 @@ def test_train_page_save_into_a_broken_folder_keeps_the_model(fault, media):
     at.number_input(key="tr_epochs").set_value(1).run()
     at.button(key="tr_train").click().run()
     no_errors(at)
-    job = default_manager().get(at.session_state["train_owner"])
-    assert job is not None and job.wait(60) and job.status == "finished", job and job.message
+    job = Job(at.session_state["train_owner"])
+    assert job.wait(60) and job.status == "finished", job.message
     at.run()
     by_prefix(at.text_input, "tr_name_")[1].set_value("my-vae").run()
     with fault.during():
@@ -381,53 +379,39 @@ def click_train(page, epochs: int) -> str:
     return "busy" if page.locator(BUSY).count() else "started"
 
 
+QUEUED = "[data-testid=stAlertContentInfo]:has-text('Waiting in the training queue')"
+
+
 @pytest.mark.browser
-def test_a_reloaded_then_closed_tab_frees_its_training_slot(server, browser):
-    """One training slot on the server. A reload finds the running job again (no second job), a
-    closed tab's job is stopped as abandoned and frees the slot, and its owner's link still
-    shows the stopped job with its model to save."""
+def test_a_second_student_waits_in_the_queue_and_a_reload_finds_the_job(server, browser):
+    """One worker. A reload finds the running job again (no second job); a second student is
+    queued, never refused, sees their place and estimates, and trains once the first cancels."""
     url = server
     first, other = new_page(browser), new_page(browser)
-    back = None
     try:
         start_long_training(first, url)
-        token_url = first.url                            # holds ?trainer=<token>
         first.reload(wait_until="domcontentloaded")      # a new session with the same token
         first.wait_for_selector(".st-key-tr_stop button", timeout=60_000)
-        first.wait_for_selector("[data-testid=stProgress]", timeout=30_000)
+        first.wait_for_selector("[data-testid=stProgress]", timeout=60_000)
         assert errors_shown(first) == []
 
         open_quick_training(other, url)
-        assert click_train(other, 2) == "busy"           # the slot is still held: one job, not two
-        busy = other.locator(BUSY).inner_text()
-        assert "limit is 1" in busy and "Try again" in busy
-
-        first.context.close()                            # the tab goes away mid-training
-        # Every rerun of a page stops jobs nobody has polled for VAE_ABANDON_S seconds; the slot
-        # is free once the abandoned job has ended.
-        deadline = time.monotonic() + 60
-        outcome, epochs = "busy", 1
-        while outcome == "busy" and time.monotonic() < deadline:
-            time.sleep(1.0)
-            outcome = click_train(other, epochs)
-            epochs = 3 - epochs
-        assert outcome == "started", "the closed tab's job never released its slot"
-        other.get_by_text("Training finished").wait_for(timeout=60_000)
-        wait_rendered(other)
+        set_number(other, "tr_epochs", 2)
+        other.locator(".st-key-tr_train button").click()
+        other.wait_for_selector(QUEUED, timeout=60_000)
+        text = other.locator(QUEUED).inner_text()
+        assert "starts in about" in text and "finishes in about" in text
         assert errors_shown(other) == []
-        assert healthy(url)
 
-        # The abandoned job was stopped, not lost: its owner's link shows it, the model savable.
-        back = new_page(browser)
-        back.goto(token_url, wait_until="domcontentloaded")
-        back.get_by_text("Training was stopped").wait_for(timeout=60_000)
-        wait_rendered(back)
-        assert back.locator("[class*='st-key-tr_save_0_'] button").count() == 1
-        assert errors_shown(back) == []
+        first.locator(".st-key-tr_cancel button").click()
+        first.get_by_text("cancelled").first.wait_for(timeout=60_000)
+        other.get_by_text("Training finished").wait_for(timeout=120_000)
+        wait_rendered(other)
+        assert errors_shown(other) == [] and errors_shown(first) == []
+        assert healthy(url)
     finally:
-        for pg in (first, other, back):
-            if pg is not None:
-                pg.context.close()
+        for pg in (first, other):
+            pg.context.close()
 
 
 @pytest.mark.browser
