@@ -235,43 +235,6 @@ def codes_figure(run, labels, classes=None, title="") -> Optional[go.Figure]:
     return fig
 
 
-def family_of(name: str) -> str:
-    """mnist-d2-vae-b4 -> mnist-d2; mnist-d2-ae -> mnist-d2; other names are their own family."""
-    m = re.match(r"^(.*?)-(?:vae-b[0-9.]+|ae)$", name)
-    return m.group(1) if m else name
-
-
-def families(infos: list) -> dict:
-    """{family: [infos]} for families of at least two models, AE first then by β."""
-    out: dict = {}
-    for info in infos:
-        out.setdefault(family_of(info["name"]), []).append(info)
-    return {k: sorted(v, key=sort_key) for k, v in out.items() if len(v) >= 2}
-
-
-def sort_key(info: dict):
-    mc, tc = info["model_config"], info.get("train_config") or {}
-    return (mc["kind"] != "ae", float(tc.get("beta", 0.0)) if mc["kind"] == "vae" else 0.0, info["name"])
-
-
-def default_family(fams: dict) -> Optional[str]:
-    for pref in ("mnist-d2", "mnist-d20"):
-        if pref in fams:
-            return pref
-    return max(fams, key=lambda k: len(fams[k])) if fams else None
-
-
-def beta_of(info: dict) -> Optional[float]:
-    if info["model_config"]["kind"] != "vae":
-        return None
-    return float((info.get("train_config") or {}).get("beta", 1.0))
-
-
-def short_label(info: dict) -> str:
-    b = beta_of(info)
-    return "AE" if b is None else f"β={b:g}"
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def model_views(path: str, mtime_ns: int, dataset: str, n_codes: int = 2000, n_recon: int = 8,
                 n_prior: int = 16) -> dict:
