@@ -224,7 +224,8 @@ def save_finished_sweeps() -> int:
 
 
 def _saver_loop() -> None:
-    while cluster.is_connected():
+    import ray
+    while cluster.is_connected() and ray.is_initialized():   # ends with the connection it served
         try:
             save_finished_sweeps()
         except Exception as e:     # noqa: BLE001 - keep trying; the queue keeps the models meanwhile

@@ -42,6 +42,7 @@ class FairQueue:
         self.per_owner = per_owner
         self.overhead_s = overhead_s    # start-up and evaluation of a run, seconds
         self.rate = rate                # cost units (runs.estimated_cost) trained per second per worker
+        self.scale = 1.0                # measured wall time / estimate of finished runs, smoothed
         self.jobs: dict = {}            # job id -> job dict
         self.by_owner: dict = {}        # owner token -> latest job id
         self.waiting = collections.OrderedDict()   # owner -> deque of (job id, run index), in line order
@@ -116,8 +117,7 @@ class FairQueue:
         run["status"], run["started"] = "running", now
         job["status"] = "running"
 
-    def finished(self, job_id: str, index: int, status: str, now: float, message: str = "",
-                 seconds: Optional[float] = None) -> None:
+    def finished(self, job_id: str, index: int, status: str, now: float, message: str = "") -> None:
         job = self.jobs.get(job_id)
         if job is None:
             return
@@ -125,11 +125,11 @@ class FairQueue:
         run["status"], run["ended"] = status, now
         if message:
             run["message"] = message
-        if status == "finished" and seconds:
-            cost = self.costs.get((job_id, index), 0.0)
-            measured = max(seconds - self.overhead_s, 0.5)
-            if cost > 0:   # the pace of this server's workers, smoothed over the runs so far
-                self.rate = 0.7 * self.rate + 0.3 * (cost / measured)
+        if status == "finished" and run["started"] is not None:
+            # The pace of this server's workers, smoothed over the runs so far: every later
+            # estimate is scaled by how long runs really took against what was expected.
+            wall = max(0.1, now - run["started"])
+            self.scale = 0.6 * self.scale + 0.4 * (wall / self._raw_estimate(job_id, index))
         self._close_if_done(job, now)
 
     def _close_if_done(self, job: dict, now: float) -> None:
@@ -173,8 +173,12 @@ class FairQueue:
         return running
 
     # ------------------------------------------------------------ estimates
-    def estimate(self, job_id: str, index: int) -> float:
+    def _raw_estimate(self, job_id: str, index: int) -> float:
         return self.overhead_s + self.costs.get((job_id, index), 0.0) / max(self.rate, 1.0)
+
+    def estimate(self, job_id: str, index: int) -> float:
+        """Expected seconds of a run: start-up and evaluation plus its cost at the workers' pace."""
+        return self.scale * self._raw_estimate(job_id, index)
 
     def remaining(self, job_id: str, index: int, now: float) -> float:
         """Seconds a running run still needs: its own pace so far, else the estimate."""
@@ -366,7 +370,7 @@ class TrainQueueActor:
         return out
 
     async def summary(self) -> dict:
-        return {**self._counts(), "slots": self.slots(), "rate": self.q.rate}
+        return {**self._counts(), "slots": self.slots(), "scale": self.q.scale}
 
     async def gallery(self) -> list:
         """Every job on this server: owner id, runs with status and final metrics (no images)."""
@@ -466,7 +470,7 @@ class TrainQueueActor:
                     self.results[key] = out["checkpoint"]
                 if status == "stopped" or key in self.stopping:
                     status = "stopped" if status != "diverged" else status
-            self.q.finished(job_id, index, status, time.time(), message, seconds=out and out["seconds"])
+            self.q.finished(job_id, index, status, time.time(), message)
         self.stopping.discard(key)
         self.cancelling.discard(key)
         self._housekeeping(time.time())
