@@ -73,3 +73,47 @@ def test_train_from_the_page_shows_live_curves_stops_and_saves(server, page):  #
     screenshot(page, "train-finished")
     assert (user / "browser-vae.safetensors").is_file()
     assert not errors_shown(page)
+
+
+def test_four_students_train_at_once_none_refused_each_sees_their_own_job(server, browser):  # noqa: F811
+    """Four browser contexts press Train on the 8x8 digits demo at the same moment, on a server
+    with one worker: none is refused, the waiting ones see their place in the queue, all four
+    finish, and each page shows its own job (the queue keys jobs by each session's token)."""
+    from vae_core import jobs
+    url, _ = server
+    pages = [browser.new_context(viewport={"width": 1280, "height": 800}).new_page() for _ in range(4)]
+    try:
+        for pg in pages:
+            open_page(pg, url, "Train", until=".st-key-tr_train")
+            pg.locator(".st-key-tr_preset input").click()
+            pg.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click()
+            wait_rendered(pg)
+            box = pg.locator(".st-key-tr_epochs input")
+            box.fill("60")
+            box.press("Enter")
+            wait_rendered(pg)
+        for pg in pages:                                   # as close together as one thread can click
+            pg.locator(".st-key-tr_train button").click()
+        queued = 0
+        for pg in pages:
+            pg.wait_for_function(
+                """() => document.querySelector('[data-testid=stProgress]')
+                      || document.body.innerText.includes('Waiting in the training queue')
+                      || document.body.innerText.includes('Training finished')""", timeout=90_000)
+            queued += "Waiting in the training queue" in pg.locator("body").inner_text()
+            assert not errors_shown(pg)
+        assert queued >= 1, "with one worker and four jobs, someone waits in the queue"
+        screenshot(pages[-1], "train-queued")
+        tokens = set()
+        for pg in pages:
+            pg.get_by_text("Training finished").wait_for(timeout=240_000)
+            wait_rendered(pg)
+            assert not errors_shown(pg)
+            token = pg.url.split("trainer=")[1].split("&")[0]
+            tokens.add(token)
+            view = jobs.view(token)
+            assert view.status == "finished" and len(view.runs) == 2
+        assert len(tokens) == 4, "four students, four jobs"
+    finally:
+        for pg in pages:
+            pg.context.close()
