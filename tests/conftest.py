@@ -44,6 +44,7 @@ def ray_folder():
     folder = Path(tempfile.mkdtemp(prefix="vr"))   # short: Ray's socket paths live under it
     os.environ["VAE_RAY_DIR"] = str(folder)
     os.environ.setdefault("VAE_RAY_CPUS", "1")
+    os.environ["VAE_RAY_KEEP"] = "1"     # one head for the whole run, whichever process started it
     os.environ.pop("RAY_ADDRESS", None)
     yield folder
     from vae_core import cluster

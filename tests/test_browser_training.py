@@ -45,7 +45,7 @@ def test_train_from_the_page_shows_live_curves_stops_and_saves(server, page):  #
 
     page.wait_for_function(  # at least one finished epoch: per-epoch lines join the per-batch ones
         "() => document.querySelectorAll('.st-key-tr_curves .scatterlayer .trace').length >= 4", timeout=60_000)
-    page.locator(".st-key-tr_stop button").click()
+    page.locator(".st-key-tr_stop button").first.click()   # the live fragment may hold a stale copy a moment
     page.get_by_text("Training was stopped").wait_for(timeout=60_000)
     wait_rendered(page)
     assert not errors_shown(page)

@@ -403,7 +403,7 @@ def test_a_second_student_waits_in_the_queue_and_a_reload_finds_the_job(server, 
         assert "starts in about" in text and "finishes in about" in text
         assert errors_shown(other) == []
 
-        first.locator(".st-key-tr_cancel button").click()
+        first.locator(".st-key-tr_cancel button").first.click()
         first.get_by_text("cancelled").first.wait_for(timeout=60_000)
         other.get_by_text("Training finished").wait_for(timeout=120_000)
         wait_rendered(other)

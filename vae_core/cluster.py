@@ -208,8 +208,12 @@ class _Engine:
             else:
                 folder = ray_dir()
                 os.environ.update(_environment(folder))
+                was_running = _state(folder) is not None
                 address = start_local_head(folder)["address"]
                 self.local = True
+                if not was_running and not os.environ.get("VAE_RAY_KEEP"):
+                    import atexit
+                    atexit.register(self._stop_if_idle, folder)
             import ray
             # The engine's code travels with the job (py_modules), so workers on other machines
             # run the same vae_core as this server.
@@ -227,6 +231,22 @@ class _Engine:
         for fn in list(self.on_up):
             threading.Thread(target=fn, name="vae-ray-helper", daemon=True).start()
         threading.Event().wait()    # never return: Ray's processes live as long as this thread
+
+    def _stop_if_idle(self, folder: Path) -> None:
+        """At a clean exit of the process that started the local head: stop it when no job is
+        queued or running (a restart then starts afresh), else leave it so the jobs go on and a
+        restarted server finds them. VAE_RAY_KEEP=1 always leaves it."""
+        try:
+            import ray
+            queue = ray.get_actor(QUEUE_NAME, namespace=NAMESPACE)
+            counts = ray.get(queue.summary.remote(), timeout=3)
+            busy = counts["waiting"] or counts["running"]
+        except ValueError:          # no queue actor: nothing was ever submitted
+            busy = False
+        except Exception:           # noqa: BLE001 - unsure: keep the head, never lose a job
+            return
+        if not busy:
+            stop_local_head(folder)
 
     def connect(self, timeout: float = 90.0):
         with self.lock:
