@@ -30,7 +30,8 @@ def _run_state(spec, index: int) -> dict:
             "epochs": int(spec.train.epochs), "status": "queued", "message": "", "epoch": 0, "step": 0,
             "steps_per_epoch": 0, "history": [], "steps": [], "recon": None, "codes": None, "codes_epoch": 0,
             "metrics": {}, "seconds": 0.0, "started": None, "ended": None, "usable": False,
-            "saved_path": "", "save_error": "", "publish_claim": 0.0}
+            "saved_path": "", "save_error": "", "publish_claim": 0.0,
+            "training_since": None}    # the worker's first report: data loaded, training begins
 
 
 class FairQueue:
@@ -185,8 +186,9 @@ class FairQueue:
         run = self.jobs[job_id]["runs"][index]
         total = run["epochs"] * run["steps_per_epoch"]
         done = run["epoch"] * run["steps_per_epoch"] + run["step"]
-        if run["started"] is not None and total and done >= max(5, total // 50):
-            elapsed = now - run["started"]
+        since = run.get("training_since") or run["started"]   # not the worker's start-up (imports, data)
+        if since is not None and total and done >= max(5, total // 50):
+            elapsed = now - since
             return max(0.0, elapsed / done * (total - done)) + 1.0
         started = run["started"] if run["started"] is not None else now
         return max(1.0, self.estimate(job_id, index) - (now - started))
@@ -388,6 +390,7 @@ class TrainQueueActor:
         run = job["runs"][key[1]]
         event = msg.get("event")
         if event == "start":
+            run["training_since"] = time.time()
             for k in ("fixed_images", "fixed_labels", "code_labels"):
                 if msg.get(k) is not None:
                     job[k] = msg[k]
