@@ -404,5 +404,8 @@ def connect_cli(address: Optional[str] = None):
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
-    _ENGINE.state, _ENGINE.address = "up", address or "local"
+    # The process's one connection: the app's code in this process (a test, a server running a
+    # command) uses it too instead of starting a head beside it.
+    _ENGINE.state, _ENGINE.address, _ENGINE.local = "up", address or "local", False
+    _ENGINE.ready.set()
     return ray
