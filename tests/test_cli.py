@@ -346,3 +346,59 @@ def test_classifier_maps_and_table_build_a_shipped_folder(tiny_npz, tmp_path):
     no_markers = tmp_path / "plain.md"
     no_markers.write_text("no table here\n")
     assert_one_line_error(main_in_process("table", folder, "--readme", no_markers), "<!-- table -->")
+
+
+# ---------------------------------------------------------------- the command line loses nothing
+
+def test_train_refuses_an_existing_out_before_training_and_replaces_it_only_when_asked(tiny_npz, tmp_path):
+    out = tmp_path / "kept.safetensors"
+    out.write_bytes(b"an earlier model")
+    run = main_in_process("train", "--dataset", tiny_npz, "--epochs", 1, *TINY_IN, "--out", out)
+    assert run.returncode == 2 and "already exists" in run.stderr and "--overwrite" in run.stderr
+    assert "epoch" not in run.stderr                       # refused before any training
+    assert out.read_bytes() == b"an earlier model"
+    run = main_in_process("train", "--dataset", tiny_npz, "--epochs", 1, *TINY_IN, "--out", out, "--overwrite")
+    assert run.returncode == 0, run.stderr
+    from vae_core.checkpoints import load_checkpoint
+    assert load_checkpoint(out).model_config.latent_dim == 2
+
+
+def test_train_into_a_folder_it_cannot_write_stops_before_training(tiny_npz, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    run = main_in_process("train", "--dataset", tiny_npz, "--epochs", 50, *TINY_IN,
+                          "--out", blocker / "sub" / "m.safetensors")
+    assert run.returncode == 2 and "before training" in run.stderr and "Traceback" not in run.stderr
+    assert "epoch" not in run.stderr
+
+
+def test_a_saved_checkpoint_gets_the_umask_mode_and_stale_temporaries_go(tiny_npz, tmp_path):
+    import os
+    import time
+    stale = tmp_path / ".old.safetensors1234abcd.tmp"
+    fresh = tmp_path / ".busy.safetensors5678efgh.tmp"
+    for p in (stale, fresh):
+        p.write_bytes(b"left by a killed save")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    old = os.umask(0o027)
+    try:
+        run = main_in_process("train", "--dataset", tiny_npz, "--epochs", 1, *TINY_IN,
+                              "--out", tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o640
+    assert not stale.exists() and fresh.exists()            # a save in progress elsewhere is left alone
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--seed", str(2**70), "seed"), ("--seed", "-1", "seed"), ("--epochs", "0", "epochs"),
+    ("--lr", "nan", "learning rate"), ("--batch-size", "-3", "batch"),
+])
+def test_every_bad_number_gets_its_own_one_line_message(tiny_npz, tmp_path, flag, value, words):
+    run = main_in_process("train", "--dataset", tiny_npz, *TINY_IN, flag, value, "--out", tmp_path / "m")
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], run.stderr
+    assert "unexpected" not in lines[0]

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -122,6 +123,39 @@ def publish_new(tmp, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux /proc; else the usual 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+STALE_TMP_S = 3600.0
+
+
+def remove_stale_temporaries(folder: Path, max_age_s: float = STALE_TMP_S) -> int:
+    """Remove temporary files a killed save left in `folder` (".<name>.safetensors*.tmp", older
+    than max_age_s, so a save in progress is never touched). Returns how many went."""
+    n = 0
+    try:
+        entries = list(Path(folder).glob(".*" + SUFFIX + "*.tmp"))
+    except OSError:
+        return 0
+    now = time.time()
+    for p in entries:
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > max_age_s:
+                p.unlink()
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
 def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Write `data` as `path` through a temporary file of a unique name in the same folder (fsync,
     then rename), so a crash leaves the previous file whole and two saves never share a temporary
@@ -129,6 +163,7 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())     # a saved file gets the mode any new file would (mkstemp: 0600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -171,6 +206,7 @@ def save_bytes(path, data: bytes, *, overwrite: bool = False) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)
         atomic_write(path, data, overwrite=overwrite)
     except FileExistsError:
         raise CheckpointError(f"{path.name} already exists: choose another name") from None

@@ -134,6 +134,8 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
                                    "Ctrl-C stops after the current batch and saves the model so far.")
     _add_model_and_training(p)
     p.add_argument("--out", required=True, metavar="PATH", help="the checkpoint to write (.safetensors)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (default: refuse before training)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test-set metrics of a checkpoint",
@@ -383,6 +385,9 @@ def cmd_train(args) -> int:
         raise CliError(f"--beta {args.beta} is invalid: use a number >= 0, e.g. 1 or 4")
     mcfg, tcfg = _configs(args, args.model, args.beta if args.model == "vae" else 0.0)
     out = _checkpoint_path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CliError(f"--out {out} already exists: choose another name, or pass --overwrite to replace it")
+    _check_writable(out.parent)
     spec = RunSpec(mcfg, tcfg, group="cli-" + uuid.uuid4().hex[:12], owner="cli",
                    iw_samples=args.iw_samples if args.evaluate else 0)
     bar = _Bar(tcfg.epochs, quiet=args.quiet)
@@ -407,7 +412,7 @@ def cmd_train(args) -> int:
     if not result.history:
         print("error: stopped before the first batch finished: nothing was saved", file=sys.stderr)
         return EXIT_STOPPED
-    path = save_bytes(out, result.to_bytes(half=args.half), overwrite=True)
+    path = _publish(out, result.to_bytes(half=args.half), args.overwrite)
     last = result.history[-1]
     summary = f"saved {path} after {len(result.history)} epoch(s), train loss {last['train_loss']:.2f}"
     if "test_loss" in last:
@@ -416,6 +421,43 @@ def cmd_train(args) -> int:
     if result.metrics:
         _print_metrics(result.metrics, sys.stderr)
     return EXIT_STOPPED if result.status == "stopped" else 0
+
+
+def _check_writable(folder: Path) -> None:
+    """Before minutes of training: the folder exists (or can be made) and takes a file."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vae-write-check-"):
+            pass
+    except OSError as e:
+        raise CliError(f"cannot write into {folder} ({e.strerror or e}): choose a folder you can write to "
+                       "with --out, before training") from None
+
+
+def _publish(out: Path, data: bytes, overwrite: bool) -> Path:
+    """Save a finished model as `out`. Without --overwrite a file that appeared meanwhile (another
+    run to the same --out) is never replaced: this model goes beside it, and the message says where."""
+    from .checkpoints import SUFFIX, save_bytes
+    from .errors import CheckpointError
+    try:
+        return save_bytes(out, data, overwrite=overwrite)
+    except CheckpointError:
+        if overwrite or not out.exists():
+            raise
+    stem = out.name[:-len(SUFFIX)]
+    for i in range(2, 1000):
+        beside = out.with_name(f"{stem}-{i}{SUFFIX}")
+        try:
+            path = save_bytes(beside, data, overwrite=False)
+        except CheckpointError:
+            if beside.exists():
+                continue
+            raise
+        print(f"note: {out.name} appeared while this run trained (another run?): kept it, saved this model "
+              f"as {path.name}", file=sys.stderr)
+        return path
+    raise CliError(f"{out} and its numbered neighbours all exist: choose another --out")
 
 
 def cmd_evaluate(args) -> int:
