@@ -602,3 +602,51 @@ def test_half_save_refuses_weights_beyond_float16(tmp_path):
     # In full precision it saves and loads.
     full = save(tmp_path / "full", big)
     assert load_checkpoint(full).model.head.weight[0, 0].item() == 1e6
+
+
+# ---------------------------------------------------------------- values read from files
+
+def _tiny_bytes(**kw):
+    import torch
+    from vae_core.checkpoints import to_bytes
+    from vae_core.config import ModelConfig, TrainConfig
+    from vae_core.models import build_model
+    model = build_model(ModelConfig(latent_dim=2, hidden=(8,), image_shape=(1, 8, 8)),
+                        generator=torch.Generator().manual_seed(0))
+    return to_bytes(model, TrainConfig(dataset="digits"), dataset="digits", **kw)
+
+
+def test_text_where_a_number_belongs_is_dropped_and_named_never_kept(tmp_path):
+    from vae_core.checkpoints import read_info
+    path = tmp_path / "bad-metrics.safetensors"
+    path.write_bytes(_tiny_bytes(metrics={"recon": "lots", "kl": 1.5, "kl_per_dim": [0.1, "x"],
+                                          "source": "stored", "knn": {"accuracy": "high", "k": 5}},
+                                 history=[{"epoch": 1, "train_loss": "nan?", "test_loss": 3.0}]))
+    info = read_info(path)
+    assert info["metrics"] == {"kl": 1.5, "source": "stored", "knn": {"k": 5}}
+    assert set(info["dropped"]) == {"metrics.recon", "metrics.kl_per_dim", "metrics.knn.accuracy",
+                                    "history[0].train_loss"}
+    assert info["history"] == [{"epoch": 1, "test_loss": 3.0}]
+
+
+def test_a_broken_entry_never_breaks_the_list_and_is_reported(tmp_path, caplog):
+    import json
+    from safetensors.torch import save
+    import torch
+    from vae_core.checkpoints import FORMAT, list_checkpoints
+    (tmp_path / "good.safetensors").write_bytes(_tiny_bytes())
+    (tmp_path / "dangling.safetensors").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "a-folder.safetensors").mkdir()
+    cfg = {"kind": "vae", "arch": "mlp", "latent_dim": 2, "hidden": [float("inf")], "image_shape": [1, 8, 8]}
+    (tmp_path / "infinite.safetensors").write_bytes(save({"w": torch.zeros(1)}, metadata={
+        "format": FORMAT, "model_config": json.dumps(cfg), "dataset": "digits"}))
+    (tmp_path / "noise.safetensors").write_bytes(b"\x00" * 64)
+    skipped = []
+    infos = list_checkpoints(tmp_path, skipped=skipped)
+    assert [i["name"] for i in infos] == ["good"]
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in skipped) == [
+        "a-folder.safetensors", "dangling.safetensors", "infinite.safetensors", "noise.safetensors"]
+    assert all(reason for _, reason in skipped)
+    assert sum("skipped" in r.message for r in caplog.records) == 4
+    list_checkpoints(tmp_path)                                # logged once per file version, not per call
+    assert sum("skipped" in r.message for r in caplog.records) == 4

@@ -276,11 +276,58 @@ def _meta(meta: Optional[dict], where: str, local_file: bool = False) -> dict:
             raise ValueError("the history is not a list of records")
         if not isinstance(out["metrics"], dict):
             raise ValueError("the metrics are not a table of names and values")
-    # RecursionError: JSON nested thousands deep; AttributeError: a train config that is not a table.
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError, ConfigError) as e:
+        out["metrics"], dropped = clean_metrics(out["metrics"])
+        out["history"], dropped_h = clean_history(out["history"])
+        out["dropped"] = dropped + dropped_h
+    # RecursionError: JSON nested thousands deep; AttributeError: a train config that is not a table;
+    # OverflowError: an infinite size where a whole number belongs.
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError, ConfigError) as e:
         raise CheckpointError(f"{where} has a damaged or invalid config ({e}): retrain or re-download it") from e
     out["dataset"] = check_dataset(out["dataset"], out["model_config"], where, local_file=local_file)
     return out
+
+
+_TEXT_METRICS = ("source",)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def clean_metrics(raw: dict, prefix: str = "metrics", depth: int = 0) -> tuple[dict, list]:
+    """Metrics as read from a file, value by value: numbers must be finite numbers (or null), lists
+    lists of finite numbers, text only where text belongs. Anything else is dropped and named, so
+    no page ever formats a string as a number. Returns (metrics, names of what was dropped)."""
+    out, dropped = {}, []
+    for k, v in raw.items():
+        k = str(k)[:80]
+        if v is None or isinstance(v, bool) or _number(v):
+            out[k] = v
+        elif k in _TEXT_METRICS and isinstance(v, str) and len(v) <= 300:
+            out[k] = v
+        elif isinstance(v, list) and len(v) <= 4096 and all(x is None or _number(x) for x in v):
+            out[k] = v
+        elif isinstance(v, dict) and depth < 2:
+            out[k], more = clean_metrics(v, f"{prefix}.{k}", depth + 1)
+            dropped += more
+        else:
+            dropped.append(f"{prefix}.{k}")
+    return out, dropped
+
+
+def clean_history(raw: list) -> tuple[list, list]:
+    """History records keep only their finite numeric fields (a NaN loss is kept as None)."""
+    out, dropped = [], []
+    for i, rec in enumerate(raw[:10_000]):
+        clean = {}
+        for k, v in rec.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v is None:
+                if v is not None:
+                    dropped.append(f"history[{i}].{k}")
+                continue
+            clean[str(k)[:80]] = v if math.isfinite(v) else None
+        out.append(clean)
+    return out, dropped
 
 
 def from_bytes(data: bytes, where: str = "the file", *, local_file: bool = False) -> Checkpoint:
@@ -367,19 +414,47 @@ def read_info(path) -> dict:
     return info
 
 
-def list_checkpoints(*folders) -> list[dict]:
-    """Infos of every readable checkpoint in the folders, sorted by name; unreadable files are skipped."""
+def list_checkpoints(*folders, skipped: Optional[list] = None) -> list[dict]:
+    """Infos of every readable checkpoint in the folders, sorted by name.
+
+    An entry that cannot be read (damaged, a dangling link, a folder named *.safetensors, an
+    unreadable file) never breaks the list: it is left out, logged once per file version, and
+    added to `skipped` as (path, reason) when a list is given, so the operator can be shown it."""
     out = []
     for folder in folders:
         folder = Path(folder)
-        if not folder.is_dir():
+        try:
+            entries = sorted(folder.glob("*" + SUFFIX)) if folder.is_dir() else []
+        except OSError as e:
+            _skip(folder, f"the folder cannot be listed ({e.strerror or e})", skipped)
             continue
-        for p in sorted(folder.glob("*" + SUFFIX)):
+        for p in entries:
             try:
+                if not p.is_file():
+                    raise CheckpointError("not a file (a folder, or a link to nothing)")
                 out.append(read_info(p))
-            except CheckpointError:
-                continue
+            except CheckpointError as e:
+                _skip(p, str(e), skipped)
+            except Exception as e:      # noqa: BLE001 - one bad entry must not break every page's list
+                _skip(p, f"{type(e).__name__}: {e}", skipped)
     return out
+
+
+_LOGGED: set = set()
+
+
+def _skip(path: Path, reason: str, skipped: Optional[list]) -> None:
+    import logging
+    try:
+        stamp = path.lstat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = (str(path), stamp)
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        logging.getLogger(__name__).warning("skipped %s: %s", path, reason)
+    if skipped is not None:
+        skipped.append((str(path), reason))
 
 
 def update_metrics(path, metrics: dict) -> Path:
