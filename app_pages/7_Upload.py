@@ -58,6 +58,10 @@ if up is not None:
 
 mine = [m["name"] for m in models.list_models() if m["source"] == "yours"]
 st.caption("Your models: " + (", ".join(mine) if mine else "none yet."))
+skipped = models.skipped_models()
+if skipped:
+    with st.expander(f"{len(skipped)} file(s) in the model folders could not be read and are left out of every list"):
+        st.dataframe([{"file": name, "why": why} for name, why in skipped], hide_index=True)
 
 # ------------------------------------------------------------------ image sets
 st.header("An image set")

@@ -16,20 +16,37 @@ from . import paths
 
 def _folder_stamp(folder: Path) -> tuple:
     """Names and mtimes of a folder's checkpoints: a new or rewritten file changes the stamp."""
-    if not folder.is_dir():
-        return ()
-    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.safetensors")))
+    try:
+        if not folder.is_dir():
+            return ()
+        entries = list(folder.glob("*.safetensors"))
+    except OSError:
+        return ("unlistable",)
+    out = []
+    for p in entries:
+        try:
+            out.append((p.name, p.lstat().st_mtime_ns))    # lstat: a dangling link has a date too
+        except OSError:
+            continue
+    return tuple(sorted(out))
 
 
 @st.cache_data(show_spinner=False)
-def _list(shipped: str, user: str, stamp: tuple) -> list[dict]:
-    infos = list_checkpoints(shipped, user)
+def _list(shipped: str, user: str, stamp: tuple) -> dict:
+    skipped: list = []
+    infos = list_checkpoints(shipped, user, skipped=skipped)
     for info in infos:
         info["source"] = "shipped" if Path(info["path"]).parent == Path(shipped) else "yours"
         info["path"] = str(info["path"])
         info["model_config"] = info["model_config"].to_dict()
         info["train_config"] = info["train_config"].to_dict() if info["train_config"] else None
-    return infos
+    return {"infos": infos, "skipped": [(Path(p).name, why) for p, why in skipped]}
+
+
+def skipped_models() -> list[tuple[str, str]]:
+    """(file name, reason) of every model folder entry that could not be read, for the operator."""
+    shipped, user = paths.shipped_dir(), paths.user_dir()
+    return _list(str(shipped), str(user), (_folder_stamp(shipped), _folder_stamp(user)))["skipped"]
 
 
 def list_models() -> list[dict]:
@@ -39,7 +56,7 @@ def list_models() -> list[dict]:
     """
     shipped, user = paths.shipped_dir(), paths.user_dir()
     stamp = (_folder_stamp(shipped), _folder_stamp(user))
-    return _list(str(shipped), str(user), stamp)
+    return _list(str(shipped), str(user), stamp)["infos"]
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=64)

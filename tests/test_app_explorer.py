@@ -362,3 +362,28 @@ def test_compare_page_says_why_active_units_stay_flat_for_2d_models(tmp_path, mo
     no_errors(at)
     note = [c.value for c in at.caption if "two latent dimensions" in c.value]
     assert len(note) == 1 and "(mnist d=20 · 6 models · pretrained)" in note[0]
+
+
+def test_a_damaged_user_folder_never_breaks_a_page_and_the_upload_page_lists_what_was_skipped(tmp_path, monkeypatch):
+    """A careless class's leftovers in the user folder: a dangling link, a folder named like a
+    model, random bytes, a checkpoint whose metrics hold text. Every page opens; Home shows the
+    metrics it can; Upload tells the operator which files were left out and why."""
+    import shutil
+    from vae_core.checkpoints import from_bytes, to_bytes
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "dangling.safetensors").symlink_to(tmp_path / "nowhere")
+    (user / "folder.safetensors").mkdir()
+    (user / "noise.safetensors").write_bytes(b"\x00" * 100)
+    good = REPO / "checkpoints" / "digits-d2-vae-b1.safetensors"
+    ck = from_bytes(good.read_bytes(), local_file=True)
+    (user / "mnist-d20-vae-b1.safetensors").write_bytes(to_bytes(
+        ck.model, ck.train_config, dataset="digits", history=ck.history,
+        metrics={"recon": "a lot", "kl": "none", "loss": [1, "x"]}, run=ck.run))
+    monkeypatch.setenv("VAE_USER_DIR", str(user))
+    for page in ("app.py", "app_pages/1_Latent_map.py", "app_pages/6_Compare_beta.py",
+                 "app_pages/8_Class_gallery.py", "app_pages/7_Upload.py"):
+        at = AppTest.from_file(str(REPO / page), default_timeout=120).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    skipped = " ".join(str(v) for df in at.dataframe for v in df.value["file"].tolist())
+    assert all(n in skipped for n in ("dangling", "folder", "noise")), skipped
