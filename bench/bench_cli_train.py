@@ -38,7 +38,7 @@ def timed(cmd: list) -> tuple[float, str]:
 def ours(epochs: int, folder: Path) -> tuple[float, float]:
     wall, text = timed([sys.executable, "-m", "vae_core", "train", "--dataset", "mnist", "--latent-dim", "20",
                         "--hidden", "400", "--epochs", str(epochs), "--batch-size", "128", "--seed", "1",
-                        "--quiet", "--out", str(folder / "bench-cli.safetensors")])
+                        "--quiet", "--overwrite", "--out", str(folder / "bench-cli.safetensors")])
     loss = float(re.search(r"test loss ([0-9.]+)", text).group(1))
     return wall, loss
 

@@ -287,3 +287,16 @@ def test_model_log_lik_matches_recon_nll(likelihood):
         want = torch.stack([-recon_nll(model.decode(z[i]), x, likelihood, model.cfg.gaussian_sigma,
                                        model.x_logvar) for i in range(4)])
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("d, n, k", [(2, 800, 5), (20, 1500, 5), (3, 200, 1), (8, 600, 7)])
+def test_knn_accuracy_agrees_with_scikit_learn(d, n, k):
+    """The brute-force k-NN gives scikit-learn's KNeighborsClassifier's score (ties to the smallest label)."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from vae_core.metrics import knn_accuracy
+    rng = np.random.default_rng(d + n)
+    a, b = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    ya, yb = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    a[:, 0] += ya
+    b[:, 0] += yb
+    assert knn_accuracy(a, ya, b, yb, k=k) == KNeighborsClassifier(k).fit(a, ya).score(b, yb)

@@ -336,6 +336,13 @@ def test_matmul_dtype_follows_the_setting():
     assert matmul_dtype("bfloat16", cpu) is torch.bfloat16
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert matmul_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+    # With the model's own layer as a probe, "auto" keeps float32 unless bf16 is measurably faster.
+    from vae_core.train import _bf16_speedup
+    probe = (128, 784, 400)
+    picked = matmul_dtype("auto", cpu, probe=probe)
+    assert picked in (None, torch.bfloat16)
+    if not native:
+        assert picked is None
 
 
 def test_mixed_precision_keeps_float32_weights_and_float32_loss_inputs(digits):

@@ -180,13 +180,29 @@ def iw_log_px(model, data: ImageData, k: int = 1000, batch_size: Optional[int] =
 
 def knn_accuracy(train_codes: np.ndarray, train_y: np.ndarray, test_codes: np.ndarray,
                  test_y: np.ndarray, k: int = 5) -> float:
-    """Accuracy of a k-nearest-neighbour classifier (Euclidean) fitted on codes [N, d]."""
-    from sklearn.neighbors import KNeighborsClassifier
-    train_codes, test_codes = np.asarray(train_codes), np.asarray(test_codes)
+    """Accuracy of a k-nearest-neighbour classifier (Euclidean, majority vote, a tie going to the
+    smallest label, as scikit-learn's KNeighborsClassifier) fitted on codes [N, d].
+
+    Brute force with matrix products in chunks: for a few thousand codes of a few dimensions this
+    takes tens of milliseconds, where a tree search took over a second."""
+    train_codes = torch.as_tensor(np.asarray(train_codes, dtype=np.float32))
+    test_codes = torch.as_tensor(np.asarray(test_codes, dtype=np.float32))
     if len(train_codes) < k:
         raise DataError(f"k-NN with k = {k} needs at least {k} training codes, got {len(train_codes)}")
-    clf = KNeighborsClassifier(n_neighbors=k).fit(train_codes, np.asarray(train_y))
-    return float(clf.score(test_codes, np.asarray(test_y)))
+    classes, ty = np.unique(np.asarray(train_y), return_inverse=True)
+    ty = torch.as_tensor(ty)
+    sq = (train_codes ** 2).sum(1)
+    correct = 0
+    test_y = np.asarray(test_y)
+    for i in range(0, len(test_codes), 2048):
+        q = test_codes[i:i + 2048]
+        d2 = sq[None, :] - 2 * q @ train_codes.T             # + |q|^2, the same for a whole row
+        idx = torch.topk(d2, k, dim=1, largest=False).indices
+        votes = torch.zeros(len(q), len(classes), dtype=torch.int64)
+        votes.scatter_add_(1, ty[idx], torch.ones_like(idx))
+        pred = classes[votes.argmax(1).numpy()]                # argmax: the first (smallest) label of a tie
+        correct += int((pred == test_y[i:i + 2048]).sum())
+    return correct / max(1, len(test_codes))
 
 
 @torch.no_grad()
