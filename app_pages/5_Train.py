@@ -26,6 +26,7 @@ try:
 except VaeCoreError as e:
     job, engine_error = None, str(e)
 running = job is not None and not job.done
+tr.show_token_while_training(job)
 if engine_error:
     st.warning(f"{engine_error} The other pages work as usual.")
 

@@ -3,10 +3,11 @@ job, presets, turning widget values into a JobSpec, the live figures, and the ca
 computations of the comparison page. Training itself happens on Ray, through vae_core.jobs.
 
 Reconnecting: each browser session gets a random owner token, kept in st.session_state (so
-switching pages keeps it) and written into the URL as ?trainer=<token> on every page once the
-Train page has made it (so a refresh anywhere, which starts a new session, finds the same job
-again). Anyone holding the URL can see
-and stop that job, so the token is 32 random hex digits and carries nothing else.
+switching pages keeps it) and written into the URL as ?trainer=<token> on every page while its
+job is queued or running (so a refresh anywhere, which starts a new session, finds the job
+again). Once the job is done the token leaves the address, and a token from an address is taken
+over only while its job is unfinished: links are safe to share afterwards. Anyone holding the URL
+while the job trains can see and stop it, so the token is 32 random hex digits and nothing else.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.checkpoints import check_name
-from vae_core.errors import CheckpointError, ConfigError
+from vae_core.errors import CheckpointError, ConfigError, VaeCoreError
 from vae_core.jobs import JobSpec
 
 from . import figures
@@ -53,28 +54,66 @@ PRESETS = {
 }
 
 
+def _url_token() -> Optional[str]:
+    t = st.query_params.get(OWNER_PARAM)
+    return t if isinstance(t, str) and _TOKEN_RE.match(t) else None
+
+
+def _unfinished(token: str) -> bool:
+    """The token's job is queued or running (asks the queue only when an engine is up: never
+    starts one for a page load)."""
+    from vae_core import jobs
+    try:
+        view = jobs.view(token, touch=False)
+    except VaeCoreError:
+        return False
+    return view is not None and not view.done
+
+
 def owner_token() -> str:
-    """This user's owner token (see the module docstring): session state, else the URL, else new."""
+    """This user's owner token (see the module docstring): session state, else an address that
+    brings the token of an unfinished job (a refresh while training), else a new one. A token of a
+    finished job in an address is not taken over: a link shared after the fact never hands one
+    student's finished, unsaved models to another, whose next Train would replace them."""
     token = st.session_state.get("train_owner")
     if token is None:
-        from_url = st.query_params.get(OWNER_PARAM)
-        token = from_url if isinstance(from_url, str) and _TOKEN_RE.match(from_url) else uuid.uuid4().hex
+        from_url = _url_token()
+        token = from_url if from_url and _unfinished(from_url) else uuid.uuid4().hex
         st.session_state["train_owner"] = token
-    if st.query_params.get(OWNER_PARAM) != token:
-        st.query_params[OWNER_PARAM] = token
     return token
 
 
-def keep_owner_in_url() -> None:
-    """On every page (app.py calls it): a session that has an owner token keeps it in the URL,
-    and a URL that brings one gives it to a new session. So a refresh on any page, not only on
-    Train, finds the training job again. Creates no token: only the Train page does."""
+def show_token_while_training(job) -> None:
+    """The address carries ?trainer=<token> only while the job is queued or running (so a refresh
+    finds it); once it is done the token leaves the address, and a link copied then is a plain view."""
+    training = job is not None and not job.done
+    st.session_state["train_active"] = training
     token = st.session_state.get("train_owner")
-    from_url = st.query_params.get(OWNER_PARAM)
-    if token is None and isinstance(from_url, str) and _TOKEN_RE.match(from_url):
-        st.session_state["train_owner"] = token = from_url
-    if token is not None and from_url != token:
+    if training and token and st.query_params.get(OWNER_PARAM) != token:
         st.query_params[OWNER_PARAM] = token
+    elif not training and OWNER_PARAM in st.query_params:
+        del st.query_params[OWNER_PARAM]
+
+
+def keep_owner_in_url() -> None:
+    """On every page (app.py calls it): while this session's job trains, the address keeps its
+    token, so a refresh on any page finds the job again; a new session from such an address takes
+    the token only if that job is still unfinished. Otherwise no page's address carries a token.
+    Creates no token: only the Train page does."""
+    token = st.session_state.get("train_owner")
+    from_url = _url_token()
+    if token is None and from_url:
+        if _unfinished(from_url):
+            st.session_state["train_owner"] = token = from_url
+            st.session_state["train_active"] = True
+        else:
+            del st.query_params[OWNER_PARAM]
+            return
+    if token is not None and st.session_state.get("train_active"):
+        if from_url != token:
+            st.query_params[OWNER_PARAM] = token
+    elif OWNER_PARAM in st.query_params:
+        del st.query_params[OWNER_PARAM]
 
 
 def apply_preset(name: str) -> None:

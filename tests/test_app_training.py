@@ -209,3 +209,28 @@ def test_live_curves_show_smoothed_per_batch_lines_for_every_term():
     vae = job.view().runs[1]
     kl_line = next(t for t in per_batch if t.name.startswith("VAE") and t.xaxis == "x3")
     assert kl_line.y[-1] == pytest.approx(vae.steps[-1][4]) and kl_line.y[-1] > 0
+
+
+def test_a_shared_link_never_hands_over_a_finished_job(dirs):
+    """A student's address with ?trainer= opened by someone else: while the job trains, it finds
+    the job (a refresh); once it is done, the token is not taken over, so the receiver's Train
+    starts their own job and the sender's unsaved models stay theirs."""
+    sender = AppTest.from_file(TRAIN, default_timeout=60).run()
+    job = start_training(sender, tr_epochs=1)
+    token = sender.session_state["train_owner"]
+    assert sender.query_params.get("trainer") == token            # in the address while it trains
+    assert job.wait(60) and job.status == "finished"
+    sender.run()
+    assert "trainer" not in sender.query_params                    # done: gone from the address
+    receiver = AppTest.from_file(TRAIN, default_timeout=60)
+    receiver.query_params["trainer"] = token                       # a link copied earlier
+    receiver.run()
+    no_errors(receiver)
+    assert receiver.session_state["train_owner"] != token
+    assert not by_prefix(receiver.button, "tr_save_"), "the sender's save boxes are not offered"
+    receiver.selectbox(key="tr_preset").set_value("Fast demo (8x8 digits, seconds)").run()
+    receiver.number_input(key="tr_epochs").set_value(1).run()
+    receiver.button(key="tr_train").click().run()
+    no_errors(receiver)
+    assert Job(receiver.session_state["train_owner"]).wait(60)
+    assert jobs.fetch(job.id, 0) is not None and jobs.view(token).id == job.id   # the sender's job is intact

@@ -50,16 +50,13 @@ def test_train_from_the_page_shows_live_curves_stops_and_saves(server, page):  #
     wait_rendered(page)
     assert not errors_shown(page)
 
-    # A refresh starts a new session: the URL token reconnects it to the finished job.
-    page.reload(wait_until="domcontentloaded")
-    page.get_by_text("Training was stopped").wait_for(timeout=60_000)
-    wait_rendered(page)
-    # The same from another page: the token stays in the address there too.
+    # Done: the token leaves the address (a link shared now is a plain view), and the session
+    # keeps its job across pages.
+    page.wait_for_function("() => !location.search.includes('trainer=')", timeout=30_000)
     page.locator("[data-testid=stSidebarNav] a", has_text="Latent map").click()
-    page.wait_for_url("**/Latent_map?*trainer=*", timeout=30_000)
+    page.wait_for_url("**/Latent_map**", timeout=30_000)
     wait_rendered(page)
-    page.reload(wait_until="domcontentloaded")
-    wait_rendered(page)
+    assert "trainer=" not in page.url
     page.locator("[data-testid=stSidebarNav] a", has_text="Train").click()
     page.get_by_text("Training was stopped").wait_for(timeout=60_000)
     wait_rendered(page)
@@ -94,8 +91,10 @@ def test_four_students_train_at_once_none_refused_each_sees_their_own_job(server
             wait_rendered(pg)
         for pg in pages:                                   # as close together as one thread can click
             pg.locator(".st-key-tr_train button").click()
-        queued = 0
+        queued, tokens = 0, set()
         for pg in pages:
+            pg.wait_for_function("() => location.search.includes('trainer=')", timeout=90_000)
+            tokens.add(pg.url.split("trainer=")[1].split("&")[0])      # in the address while it trains
             pg.wait_for_function(
                 """() => document.querySelector('[data-testid=stProgress]')
                       || document.body.innerText.includes('Waiting in the training queue')
@@ -104,16 +103,15 @@ def test_four_students_train_at_once_none_refused_each_sees_their_own_job(server
             assert not errors_shown(pg)
         assert queued >= 1, "with one worker and four jobs, someone waits in the queue"
         screenshot(pages[-1], "train-queued")
-        tokens = set()
+        assert len(tokens) == 4, "four students, four jobs"
         for pg in pages:
             pg.get_by_text("Training finished").wait_for(timeout=240_000)
             wait_rendered(pg)
             assert not errors_shown(pg)
-            token = pg.url.split("trainer=")[1].split("&")[0]
-            tokens.add(token)
+            assert "trainer=" not in pg.url                              # done: the token left the address
+        for token in tokens:
             view = jobs.view(token)
             assert view.status == "finished" and len(view.runs) == 2
-        assert len(tokens) == 4, "four students, four jobs"
     finally:
         for pg in pages:
             pg.context.close()
