@@ -199,7 +199,9 @@ if job is not None and job.done:
             replace = c2.checkbox("Replace a model of that name", False, key=f"tr_replace_{i}_{job.id}")
             if st.button("Save", key=f"tr_save_{i}_{job.id}"):
                 try:
-                    jobs.save_run(job, i, paths.user_dir(), name, overwrite=replace)
+                    models.check_free_name(name)
+                    saved = jobs.save_run(job, i, paths.user_dir(), name, overwrite=replace)
+                    models.remember_mine(saved.stem)
                     st.rerun()
                 except VaeCoreError as e:
                     st.error(f"Not saved: {e}. The model stays on the server for an hour; the download below still works.")

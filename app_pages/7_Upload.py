@@ -45,7 +45,9 @@ if up is not None:
             save = st.form_submit_button("Save to my models", icon=":material/save:")
         if save:
             try:
+                models.check_free_name(name)
                 path = uploads.save_upload(data, name, paths.user_dir(), up.name)
+                models.remember_mine(path.stem)
             except CheckpointError as e:
                 st.error(f"Not saved: {e}", icon=":material/block:")
             except Exception as e:  # unforeseen: say so plainly, never show a traceback

@@ -11,6 +11,8 @@ import streamlit as st
 from vae_core.checkpoints import list_checkpoints, load_checkpoint
 from vae_core.data import load_exploration
 
+from vae_core import runmeta
+
 from . import paths
 
 
@@ -35,12 +37,35 @@ def _folder_stamp(folder: Path) -> tuple:
 def _list(shipped: str, user: str, stamp: tuple) -> dict:
     skipped: list = []
     infos = list_checkpoints(shipped, user, skipped=skipped)
+    shipped_names = {i["name"] for i in infos if Path(i["path"]).parent == Path(shipped)}
     for info in infos:
         info["source"] = "shipped" if Path(info["path"]).parent == Path(shipped) else "yours"
+        info["owner"] = runmeta.of(info)["owner"]
+        if info["source"] == "yours" and info["name"] in shipped_names:
+            # A saved model named like a pretrained one never takes its place in any list.
+            info["name"] = f"{info['name']} [{info['owner'] or 'upload'}]"
         info["path"] = str(info["path"])
         info["model_config"] = info["model_config"].to_dict()
         info["train_config"] = info["train_config"].to_dict() if info["train_config"] else None
     return {"infos": infos, "skipped": [(Path(p).name, why) for p, why in skipped]}
+
+
+def shipped_names() -> set:
+    return {i["name"] for i in list_models() if i["source"] == "shipped"}
+
+
+def check_free_name(name: str) -> None:
+    """Refuse a pretrained model's name for a student's save or upload (CheckpointError)."""
+    from vae_core.checkpoints import check_name
+    from vae_core.errors import CheckpointError
+    if check_name(name) in shipped_names():
+        raise CheckpointError(f"{name!r} is the name of a pretrained model: choose another name, "
+                              "e.g. my-" + name)
+
+
+def remember_mine(name: str) -> None:
+    """Mark a model this session saved or uploaded: its label says "(yours)" in this session only."""
+    st.session_state.setdefault("my_models", set()).add(name)
 
 
 def skipped_models() -> list[tuple[str, str]]:

@@ -68,7 +68,12 @@ def describe(info: dict) -> str:
     """A short label: name, latent size, β, and where the file came from."""
     mc = info["model_config"]
     beta = f", β={beta_of(info):g}" if beta_of(info) is not None else ""
-    mine = " (yours)" if info.get("source") == "yours" else ""
+    if info.get("source") != "yours":
+        mine = ""
+    elif info["name"] in st.session_state.get("my_models", ()):
+        mine = " (yours)"
+    else:
+        mine = f" (by {info.get('owner') or 'an upload'})"
     return f"{info['name']}  ·  d={mc['latent_dim']}{beta}{mine}"
 
 
@@ -173,8 +178,8 @@ def sidebar(page: str = "") -> Optional[Selection]:
         ae_info = by_name.get(ae_name) if ae_name else None
         if ae_info and ae_info["model_config"]["latent_dim"] != vae_info["model_config"]["latent_dim"]:
             st.caption("The two models have different latent sizes: compare with care.")
-        st.caption(f"Checkpoints: `{paths.shipped_dir()}` (shipped) and `{paths.user_dir()}` (yours). "
-                   "A model trained in the app appears here at once.")
+        st.caption("Pretrained models, and the models saved on this server (labelled with who trained "
+                   "them). A model trained in the app appears here once it is saved.")
     vae = models.load_model(vae_info["path"])
     ae = models.load_model(ae_info["path"]) if ae_info else None
     return Selection(dataset, vae_info, ae_info, vae, ae, mine)

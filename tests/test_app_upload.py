@@ -393,3 +393,20 @@ def test_a_bad_dataset_name_placed_in_the_folder_is_skipped_and_the_pages_still_
     assert not other.exception and not other.error
     assert "digits" in other.selectbox(key="sb_dataset").options
     assert not any("etc" in o for o in other.selectbox(key="sb_dataset").options)
+
+
+def test_a_pretrained_name_is_refused_and_an_old_file_of_that_name_never_shadows_it(good, folders):
+    """A student cannot save an upload under a pretrained model's name (the page says so, nothing is
+    written); a file of that name already in the user folder is listed under its own label and the
+    pretrained model stays reachable under its name."""
+    from explorer import models
+    shipped, user = folders
+    from vae_core.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="pretrained model"):
+        models.check_free_name("digits-d2-vae-b1")
+    (user / "digits-d2-vae-b1.safetensors").write_bytes(good)
+    infos = models.list_models()
+    names = [i["name"] for i in infos]
+    assert names.count("digits-d2-vae-b1") == 1
+    assert next(i for i in infos if i["name"] == "digits-d2-vae-b1")["source"] == "shipped"
+    assert any(n.startswith("digits-d2-vae-b1 [") for n in names), names
