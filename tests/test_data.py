@@ -443,3 +443,21 @@ def test_load_dataset_downloads_when_missing(tmp_path, http_mirror, no_proxy, mo
     assert d.x.shape == (4, 1, 28, 28)
     assert (tmp_path / "cache" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
     assert torch.equal(d.y, torch.from_numpy(parse_idx(raws["t10k-labels-idx1-ubyte.gz"]).astype(np.int64)))
+
+
+def test_an_npz_whose_images_would_fill_memory_is_refused_from_its_header(tmp_path):
+    """A small file of compressed zeros asking for more float32 images than the limit: refused
+    before anything is decompressed, with the size named; labels beyond the class range too."""
+    import numpy as np
+    from vae_core.data import MAX_NPZ_IMAGE_BYTES, npz_arrays
+    from vae_core.errors import DataError
+    n = MAX_NPZ_IMAGE_BYTES // (28 * 28 * 4) + 1000
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, x=np.zeros((n, 28, 28), np.uint8))
+    assert path.stat().st_size < 2 * 2**20                       # a small file
+    with pytest.raises(DataError, match="MB in memory once read"):
+        npz_arrays(path)
+    ok = tmp_path / "labels.npz"
+    np.savez(ok, x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 2, 10**12]))
+    with pytest.raises(DataError, match="renumber"):
+        npz_arrays(ok)

@@ -63,6 +63,12 @@ MAX_NPZ_IMAGES = 200_000
 # uint8 are 0.8 GB. A few kB of zeros compress from far more, so this is checked on the array's
 # header, before anything is decompressed.
 MAX_NPZ_ARRAY_BYTES = 1 << 30
+# What the images take in memory once read (float32, as every view and training holds them), and
+# all arrays together decompressed: both counted from the headers, before decompressing. 512 MB
+# hold 170,000 images of 28 x 28 (MNIST's 70,000 take 220 MB).
+MAX_NPZ_IMAGE_BYTES = 512 << 20
+MAX_NPZ_TOTAL_BYTES = 1 << 30
+MAX_LABEL = 9_999               # class labels 0..9,999: a label is an index, not an arbitrary number
 
 
 @dataclass
@@ -279,8 +285,17 @@ def _check_headers(headers: dict) -> None:
         if n_bytes > MAX_NPZ_ARRAY_BYTES:
             raise DataError(f"{key} would take {n_bytes / 2**30:.1f} GB once decompressed, over the limit of "
                             f"{MAX_NPZ_ARRAY_BYTES / 2**30:.0f} GB: use a subset, stored as uint8")
+    total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+    if total > MAX_NPZ_TOTAL_BYTES:
+        raise DataError(f"the .npz's arrays would take {total / 2**30:.1f} GB once decompressed, over the limit "
+                        f"of {MAX_NPZ_TOTAL_BYTES / 2**30:.0f} GB: keep only x and y, and use a subset")
     if "x" in headers:
-        n, _, _ = _check_x_shape(headers["x"][0])
+        n, h, w = _check_x_shape(headers["x"][0])
+        in_memory = n * h * w * 4
+        if in_memory > MAX_NPZ_IMAGE_BYTES:
+            raise DataError(f"x holds {n:,} images of {h} x {w}: {in_memory / 2**20:,.0f} MB in memory once read "
+                            f"(as float32), over the limit of {MAX_NPZ_IMAGE_BYTES >> 20} MB: use fewer or "
+                            "smaller images")
         if "y" in headers and headers["y"][0] != (n,):
             raise DataError(f"y has shape {headers['y'][0]} but x holds {n} images: give one label per image")
 
@@ -321,6 +336,9 @@ def npz_arrays(source) -> tuple[np.ndarray, Optional[np.ndarray]]:
             raise DataError(f"y has shape {y.shape} but x holds {n} images: give one label per image")
         if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
             raise DataError(f"y has dtype {y.dtype}: labels must be non-negative integers")
+        if len(y) and y.max() > MAX_LABEL:
+            raise DataError(f"y holds the label {y.max()}, over {MAX_LABEL:,}: labels are class numbers "
+                            "0, 1, 2, …; renumber them")
         y = y.astype(np.int64)
     return x, y
 
