@@ -127,7 +127,7 @@ def live_view_runs(log: Path) -> None:
 
 
 def stop_training(trainer) -> None:
-    trainer.locator(".st-key-tr_stop button").click()
+    trainer.locator(".st-key-tr_stop button").first.click()
     trainer.get_by_text("Training was stopped").wait_for(timeout=60_000)
     print("  training stopped")
 

@@ -170,10 +170,10 @@ async def start_training(page, url: str, stats: Stats, timeout_s: float) -> str:
 
 async def stop_training(page, url: str, query: str, stats: Stats, timeout_s: float) -> None:
     """At the end of a load level the trainer comes back and presses Stop, freeing its job slot
-    for the next level's trainers (the server runs VAE_MAX_JOBS = 2 at once)."""
+    for the next level's trainers (the Ray queue's workers)."""
     await page.goto(f"{url}/Train{query}", wait_until="domcontentloaded")
     await settle(page, timeout_s)
-    stop = page.locator(".st-key-tr_stop button")
+    stop = page.locator(".st-key-tr_stop button").first   # the live fragment may hold a stale copy a moment
     if await stop.count() and await stop.is_enabled():
         await stop.click()
         stats.trainings_stopped += 1
