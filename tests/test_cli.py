@@ -305,11 +305,12 @@ def test_divergence_is_one_line(tiny_npz, tmp_path):
 
 def test_a_run_that_diverges_later_never_replaces_an_existing_file(tiny_npz, tmp_path):
     """Learning rate 3 on the bars: epoch 1 ends sound, epoch 2 explodes. The good epoch is kept,
-    beside the file that was already there, never over it."""
+    beside the file that was already there, never over it, even with --overwrite (which is for a
+    finished model, not a failed one)."""
     out = tmp_path / "boom.safetensors"
     out.write_bytes(b"an earlier model, not to be touched")
     run = main_in_process("train", "--dataset", tiny_npz, "--lr", 3, "--epochs", 4, *TINY_IN, "--quiet",
-                          "--precision", "float32", "--out", out)
+                          "--precision", "float32", "--overwrite", "--out", out)
     assert_one_line_error(run, "epoch 2", "boom-diverged-epoch1.safetensors")
     assert out.read_bytes() == b"an earlier model, not to be touched"
     from vae_core.checkpoints import load_checkpoint

@@ -155,7 +155,7 @@ class TrainConfig:
         if not (_is_number(self.lr_decay) and 0 < self.lr_decay <= 1):
             bad("lr decay", self.lr_decay, "use a factor in (0, 1]")
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
-            bad("seed", self.seed, "use a whole number from 0 to 2**63 - 1, e.g. 0 or 42")
+            bad("seed", self.seed, "use a whole number of at least 0 and below 2**63, e.g. 0 or 42")
         if not _is_int(self.max_train) or self.max_train < 0:
             bad("max_train", self.max_train, "use 0 (all the training images) or a positive count")
         if not isinstance(self.dataset, str) or not self.dataset.strip():
