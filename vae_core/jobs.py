@@ -228,6 +228,8 @@ def _saver_loop() -> None:
     while cluster.is_connected() and ray.is_initialized():   # ends with the connection it served
         try:
             save_finished_sweeps()
+        except cluster.EngineError:
+            return                 # the engine is gone: the page says so; a new connection starts a new saver
         except Exception as e:     # noqa: BLE001 - keep trying; the queue keeps the models meanwhile
             log.warning("saving finished sweep models failed: %s", e)
         time.sleep(2.0)
