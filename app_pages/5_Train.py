@@ -9,8 +9,9 @@ import streamlit as st
 
 from explorer import figures, models, paths, timing
 from explorer import training as tr
-from vae_core import jobs
+from vae_core import jobs, runmeta
 from vae_core.errors import VaeCoreError
+from vae_core.sweep import run_name
 
 st.set_page_config(page_title="Train · VAE Latent Explorer", page_icon="🏋️", layout="wide")
 st.title("Train a model")
@@ -26,7 +27,7 @@ try:
 except VaeCoreError as e:
     job, engine_error = None, str(e)
 running = job is not None and not job.done
-tr.show_token_while_training(job)
+tr.show_token_while_training(job, known=not engine_error)
 if engine_error:
     st.warning(f"{engine_error} The other pages work as usual.")
 
@@ -71,6 +72,9 @@ with st.expander("Settings", expanded=not running):
 
 values = {k: st.session_state[f"tr_{k}"] for k in tr.DEFAULTS}
 
+if job is not None and job.done and any(r.usable and not r.saved_path for r in job.runs):
+    st.caption("Training again replaces the models of your last run that are not saved: save or download "
+               "them below first.")
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Train", key="tr_train", type="primary", disabled=running):
     try:
@@ -94,6 +98,8 @@ with st.expander("Sweep over β: one VAE per value (and the AE), saved for the C
             v = {**values, "models": "AE and VAE (same seed)" if st.session_state["tr_sweep_ae"] else "VAE"}
             spec = tr.spec_from_values(v, betas=tr.parse_betas(st.session_state["tr_sweep_betas"]),
                                        save_dir=paths.user_dir(), save_prefix=st.session_state["tr_sweep_prefix"].strip())
+            for kind, beta in spec.runs():          # a sweep never takes a pretrained model's name either
+                models.check_free_name(run_name(spec.save_prefix, kind, beta))
             with st.spinner("Sending the sweep to the training queue…"):
                 jobs.submit(owner, spec)
             st.rerun()
@@ -130,14 +136,17 @@ def live(started_running: bool):
         st.progress(view.fraction, text=text)
     if not view.done:
         c1, c2, _ = st.columns([1, 1, 4])
-        if c1.button("Stop", key="tr_stop", disabled=view.stop_requested or view.queued,
-                     help="Stop after the current batch and keep the weights learned so far."):
-            jobs.stop(owner)
-            st.toast("Stopping after this batch…")
-        if c2.button("Cancel", key="tr_cancel", disabled=view.stop_requested,
-                     help="Leave the queue, or end the training now: nothing is kept."):
-            jobs.stop(owner, cancel=True)
-            st.toast("Cancelled.")
+        try:
+            if c1.button("Stop", key="tr_stop", disabled=view.stop_requested or view.queued,
+                         help="Stop after the current batch and keep the weights learned so far."):
+                jobs.stop(owner)
+                st.toast("Stopping after this batch…")
+            if c2.button("Cancel", key="tr_cancel", disabled=view.stop_requested,
+                         help="Leave the queue, or end the training now: nothing is kept."):
+                jobs.stop(owner, cancel=True)
+                st.toast("Cancelled.")
+        except VaeCoreError as e:
+            st.warning(f"{e} Press it again in a moment.")
     if len(view.runs) > 1:
         st.dataframe([{"model": r.label, "status": r.status, "epochs done": r.epoch,
                        "test loss": round(r.history[-1].get("test_loss", float("nan")), 2) if r.history else None,
@@ -167,9 +176,21 @@ if job is not None:
         live(False)
 
 
-@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
 def _checkpoint_bytes(job_id: str, index: int):
-    return jobs.fetch(job_id, index)
+    """The finished model's bytes for the download button, fetched once per session and model (the
+    queue holds them; nothing is kept in the server's shared caches)."""
+    kept = st.session_state.setdefault("tr_bytes", {})
+    if (job_id, index) not in kept:
+        try:
+            data = jobs.fetch(job_id, index)
+        except VaeCoreError:
+            return None                 # not now: the next rerun asks again
+        if data is None:
+            return None
+        for key in [k for k in kept if k[0] != job_id]:   # one job's models at a time per session
+            del kept[key]
+        kept[(job_id, index)] = data
+    return kept[(job_id, index)]
 
 
 # ---------------------------------------------------------------- results
@@ -200,6 +221,8 @@ if job is not None and job.done:
             if st.button("Save", key=f"tr_save_{i}_{job.id}"):
                 try:
                     models.check_free_name(name)
+                    if replace:
+                        models.check_replaceable(name, runmeta.owner_id(owner))
                     saved = jobs.save_run(job, i, paths.user_dir(), name, overwrite=replace)
                     models.remember_mine(saved.stem)
                     st.rerun()

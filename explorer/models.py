@@ -63,6 +63,22 @@ def check_free_name(name: str) -> None:
                               "e.g. my-" + name)
 
 
+def check_replaceable(name: str, owner_id: str) -> None:
+    """"Replace a model of that name" replaces only a model of the same student (CheckpointError)."""
+    from vae_core.checkpoints import path_in, read_info
+    from vae_core.errors import CheckpointError
+    path = path_in(paths.user_dir(), name)
+    if not path.exists():
+        return
+    try:
+        owner = runmeta.of(read_info(path))["owner"]
+    except CheckpointError:
+        return                          # a damaged file: replacing it loses nothing
+    if owner != owner_id:
+        raise CheckpointError(f"{name!r} is a model {('of ' + owner) if owner else 'uploaded by someone'}, "
+                              "not yours: only your own models can be replaced; choose another name")
+
+
 def remember_mine(name: str) -> None:
     """Mark a model this session saved or uploaded: its label says "(yours)" in this session only."""
     st.session_state.setdefault("my_models", set()).add(name)

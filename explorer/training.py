@@ -59,14 +59,15 @@ def _url_token() -> Optional[str]:
     return t if isinstance(t, str) and _TOKEN_RE.match(t) else None
 
 
-def _unfinished(token: str) -> bool:
-    """The token's job is queued or running (asks the queue only when an engine is up: never
-    starts one for a page load)."""
+def _unfinished(token: str) -> Optional[bool]:
+    """True while the token's job is queued or running, False when it is done or unknown to the
+    queue, None when the queue cannot be asked now (then nobody's address or token is touched).
+    Polling it keeps the job from being stopped as abandoned while its student uses other pages."""
     from vae_core import jobs
     try:
-        view = jobs.view(token, touch=False)
+        view = jobs.view(token)
     except VaeCoreError:
-        return False
+        return None
     return view is not None and not view.done
 
 
@@ -78,14 +79,20 @@ def owner_token() -> str:
     token = st.session_state.get("train_owner")
     if token is None:
         from_url = _url_token()
-        token = from_url if from_url and _unfinished(from_url) else uuid.uuid4().hex
+        live = _unfinished(from_url) if from_url else False
+        if live is None:                # the queue cannot say now: keep the address's token, decide later
+            return from_url
+        token = from_url if live else uuid.uuid4().hex
         st.session_state["train_owner"] = token
     return token
 
 
-def show_token_while_training(job) -> None:
+def show_token_while_training(job, known: bool = True) -> None:
     """The address carries ?trainer=<token> only while the job is queued or running (so a refresh
-    finds it); once it is done the token leaves the address, and a link copied then is a plain view."""
+    finds it); once it is done the token leaves the address, and a link copied then is a plain view.
+    known=False (the queue could not be asked): the address stays as it is."""
+    if not known:
+        return
     training = job is not None and not job.done
     st.session_state["train_active"] = training
     token = st.session_state.get("train_owner")
@@ -97,22 +104,29 @@ def show_token_while_training(job) -> None:
 
 def keep_owner_in_url() -> None:
     """On every page (app.py calls it): while this session's job trains, the address keeps its
-    token, so a refresh on any page finds the job again; a new session from such an address takes
-    the token only if that job is still unfinished. Otherwise no page's address carries a token.
-    Creates no token: only the Train page does."""
+    token, so a refresh on any page finds the job again, and the poll keeps the job from being
+    taken for abandoned; a new session from such an address takes the token only if that job is
+    still unfinished. Otherwise no page's address carries a token. When the queue cannot be asked,
+    nothing changes. Creates no token: only the Train page does."""
     token = st.session_state.get("train_owner")
     from_url = _url_token()
     if token is None and from_url:
-        if _unfinished(from_url):
+        live = _unfinished(from_url)
+        if live:
             st.session_state["train_owner"] = token = from_url
             st.session_state["train_active"] = True
-        else:
+        elif live is False:
             del st.query_params[OWNER_PARAM]
-            return
+        return
     if token is not None and st.session_state.get("train_active"):
-        if from_url != token:
+        live = _unfinished(token)
+        if live is False:
+            st.session_state["train_active"] = False
+        if live is not False and from_url != token:
             st.query_params[OWNER_PARAM] = token
-    elif OWNER_PARAM in st.query_params:
+        elif live is False and OWNER_PARAM in st.query_params:
+            del st.query_params[OWNER_PARAM]
+    elif OWNER_PARAM in st.query_params and token is not None:
         del st.query_params[OWNER_PARAM]
 
 

@@ -7,10 +7,9 @@
   Where mounting is refused (no CAP_SYS_ADMIN), the full disk becomes a real file-size limit
   (RLIMIT_FSIZE, the kernel answers EFBIG) and the read-only folder a chmod 0o555 folder for a
   non-root user; as root without mount rights the read-only case is skipped and says so.
-- A browser that closes or reloads while its training runs, against a real `streamlit run`
-  with one training slot (VAE_MAX_JOBS=1): the job ends (stopped as abandoned after
-  VAE_ABANDON_S seconds without a poll, or reconnected and stopped after a reload), the slot is
-  freed for another session, and the server keeps answering.
+- Two students on one worker against a real `streamlit run`: a reload finds the running job, the
+  second student waits in the queue with a place and estimates (never refused), and trains once
+  the first cancels; the server keeps answering. (Abandoned jobs: tests/test_trainqueue.py.)
 - Two sessions asking for a t-SNE and a UMAP map at the same moment: both maps are drawn, no
   error is shown and the server keeps answering; and the same at the engine level, in threads.
 
@@ -319,7 +318,7 @@ def server(tmp_path_factory):
     user = tmp_path_factory.mktemp("fault-user")
     ARTIFACTS.mkdir(exist_ok=True)
     proc, url = start_server(env={"VAE_CHECKPOINT_DIR": str(shipped), "VAE_USER_DIR": str(user),
-                                  "VAE_MAX_JOBS": "1", "VAE_ABANDON_S": "6"},
+                                  "VAE_ABANDON_S": "6"},
                              log_path=ARTIFACTS / "streamlit-faults.log")
     try:
         wait_healthy(url, proc, timeout=90)
@@ -360,23 +359,6 @@ def open_quick_training(page, url: str) -> None:
     page.locator(".st-key-tr_preset input").click()
     page.get_by_role("option", name="Fast demo (8x8 digits, seconds)").click()
     wait_rendered(page)
-
-
-BUSY = "[data-testid=stAlertContentError]:has-text('server is busy')"
-
-
-def click_train(page, epochs: int) -> str:
-    """Set the epochs (a rerun, which clears the last refusal), press Train, and wait for the
-    answer: 'busy' when the server refused for lack of a slot, else 'started'."""
-    set_number(page, "tr_epochs", epochs)
-    page.wait_for_selector(BUSY, state="detached", timeout=30_000)
-    page.locator(".st-key-tr_train button").click()
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid=stAlertContentError]')]
-                   .some(e => e.innerText.includes('server is busy'))
-              || document.querySelector('[data-testid=stProgress]')
-              || document.body.innerText.includes('Training finished')""", timeout=60_000)
-    return "busy" if page.locator(BUSY).count() else "started"
 
 
 QUEUED = "[data-testid=stAlertContentInfo]:has-text('Waiting in the training queue')"

@@ -92,11 +92,20 @@ def test_the_pace_of_finished_runs_tunes_the_estimates():
 
 
 def test_abandoned_jobs_are_reported_and_old_finished_ones_dropped():
-    q = FairQueue()
+    q = FairQueue(per_owner=1)
     add(q, "a", 1, now=0.0)
     add(q, "b", 1, now=0.0)
-    (item,) = q.next_runs(1)
-    q.started(*item, 0.0)
-    q.finished(*item, "finished", 1.0)
-    assert q.forget_old(now=100.0, keep_s=50.0, abandon_s=50.0) == ["b"]   # b never polled: stop it
-    assert "a" not in q.by_owner                                           # a's finished job dropped
+    add(q, "c", 1, now=0.0)                                          # waits in the queue all along
+    q.jobs[q.by_owner["c"]]["save_dir"] = None
+    sweep = add(q, "d", 1, now=0.0)
+    sweep["save_dir"], sweep["names"] = "/somewhere", ["d-ae"]      # a sweep that saves itself
+    items = q.next_runs(2)
+    for item in items:
+        q.started(*item, 0.0)
+    assert {q.jobs[j]["owner"] for j, _ in items} == {"a", "b"}
+    q.finished(*items[0], "finished", 1.0)
+    # b trained unwatched for 100 s: stop it; c only waited; a is done and old: dropped.
+    assert q.forget_old(now=100.0, keep_s=50.0, abandon_s=50.0) == ["b"]
+    assert "a" not in q.by_owner
+    q.jobs[q.by_owner["b"]]["last_seen"] = 100.0                     # its page polled again
+    assert q.forget_old(now=120.0, keep_s=50.0, abandon_s=50.0) == []

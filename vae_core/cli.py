@@ -505,7 +505,7 @@ def cmd_sweep(args) -> int:
 
     def on_diverged(name, error):
         diverged.append(name)
-        print(f"error: {name} diverged and was not saved: {error}", file=sys.stderr)
+        print(f"error: {name} was not saved: {error}", file=sys.stderr)
 
     with _ctrl_c_stops() as stop_asked:
         if args.in_process:

@@ -77,10 +77,28 @@ def _environment(folder: Path) -> dict:
     return env
 
 
+def _is_head(pid: int) -> bool:
+    """pid is a `ray start --head` process (not a process that got a reused pid)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"start" in cmd and b"--head" in cmd and any(b"ray" in part for part in cmd)
+
+
+def _head_alive(folder: Path) -> bool:
+    try:
+        pid = int(json.loads((folder / "head.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _is_head(pid)
+
+
 def _state(folder: Path) -> Optional[dict]:
     try:
         state = json.loads((folder / "head.json").read_text())
-        os.kill(int(state["pid"]), 0)
+        if not _is_head(int(state["pid"])):
+            return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
@@ -88,6 +106,18 @@ def _state(folder: Path) -> Optional[dict]:
     except OSError:
         return None
     return state
+
+
+def _own_folder(folder: Path) -> None:
+    """Make the engine's folder, or accept it only if it is a real folder of this user that no one
+    else can read (it holds the token): a folder planted in /tmp by someone else is refused."""
+    import stat
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st_ = os.lstat(folder)
+    if not stat.S_ISDIR(st_.st_mode) or st_.st_uid != os.getuid():
+        raise EngineError(f"{folder} is not a folder of this user: set VAE_RAY_DIR to a folder of your own")
+    if st_.st_mode & 0o077:
+        os.chmod(folder, 0o700)
 
 
 def _write_token(path: Path) -> None:
@@ -102,7 +132,7 @@ def start_local_head(folder: Optional[Path] = None, cpus: Optional[int] = None, 
     """Start `ray start --head --block` on 127.0.0.1 in its own session, or find the one running
     from this folder. Returns {"pid", "port", "address"}."""
     folder = folder or ray_dir()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _own_folder(folder)
     state = _state(folder)
     if state is not None:
         return state
@@ -161,6 +191,9 @@ def stop_local_head(folder: Optional[Path] = None, timeout: float = 10.0) -> boo
         sid = int(json.loads((folder / "head.json").read_text())["pid"])   # the head leads its own session
     except (OSError, ValueError, KeyError, TypeError):
         return False
+    if not _is_head(sid):              # gone, or its pid now belongs to someone else: touch nothing
+        (folder / "head.json").unlink(missing_ok=True)
+        return False
     pids = _session_pids(sid)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
@@ -198,10 +231,11 @@ class _Engine:
         self.local = False
         self.ready = threading.Event()
         self.thread: Optional[threading.Thread] = None
-        self.on_up: list = []       # callbacks started in their own threads once connected
         self.remotes: dict = {}     # Ray remote functions and actor classes made for this connection
+        self.parked = threading.Event()   # set when the connection is dropped: its holder thread ends
 
     def _hold(self, address: Optional[str]) -> None:
+        started_here = False
         try:
             if address:
                 self.local = False
@@ -211,9 +245,7 @@ class _Engine:
                 was_running = _state(folder) is not None
                 address = start_local_head(folder)["address"]
                 self.local = True
-                if not was_running and not os.environ.get("VAE_RAY_KEEP"):
-                    import atexit
-                    atexit.register(self._stop_if_idle, folder)
+                started_here = not was_running
             import ray
             # The engine's code travels with the job (py_modules), so workers on other machines
             # run the same vae_core as this server.
@@ -222,15 +254,17 @@ class _Engine:
                      runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
             self.address = address
             self.state = "up"
+            if started_here and not os.environ.get("VAE_RAY_KEEP"):
+                # Registered after ray.init, so it runs before Ray's own exit handler (last in, first out).
+                import atexit
+                atexit.register(self._stop_if_idle, ray_dir())
         except Exception as e:      # noqa: BLE001 - any failure is reported on the page, never raised there
             self.state, self.error = "failed", _why(e)
             log.warning("training engine could not start: %s", self.error)
             self.ready.set()
             return
         self.ready.set()
-        for fn in list(self.on_up):
-            threading.Thread(target=fn, name="vae-ray-helper", daemon=True).start()
-        threading.Event().wait()    # never return: Ray's processes live as long as this thread
+        self.parked.wait()          # never return while connected: Ray's processes are tied to this thread
 
     def _stop_if_idle(self, folder: Path) -> None:
         """At a clean exit of the process that started the local head: stop it when no job is
@@ -253,6 +287,7 @@ class _Engine:
             if self.state in ("off", "failed"):
                 self.state, self.error = "starting", ""
                 self.ready.clear()
+                self.parked = threading.Event()
                 address = os.environ.get("RAY_ADDRESS") or None
                 self.thread = threading.Thread(target=self._hold, args=(address,), name="vae-ray", daemon=True)
                 self.thread.start()
@@ -269,12 +304,14 @@ class _Engine:
             if self.state != "up":
                 return
             self.state, self.error = "failed", _why(e)
+            self.remotes.clear()
             try:
                 import ray
                 ray.shutdown()
             except Exception:       # noqa: BLE001
                 pass
-            if self.local and _state(ray_dir()) is None:
+            self.parked.set()
+            if self.local and not _head_alive(ray_dir()):
                 (ray_dir() / "head.json").unlink(missing_ok=True)
 
 
@@ -392,7 +429,7 @@ def connect_cli(address: Optional[str] = None):
         env.pop("RAY_AUTH_TOKEN_PATH")
     else:
         folder = ray_dir()
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _own_folder(folder)
         token = folder / "cli-token"
         _write_token(token)
         env["RAY_AUTH_TOKEN_PATH"] = str(token)

@@ -27,12 +27,10 @@ from .checkpoints import CheckpointError, check_name, path_in, save_bytes
 from .config import ModelConfig, TrainConfig
 from .errors import VaeCoreError
 from .runs import RunSpec, estimated_cost, run_label
+from .sweep import run_name
 from .trainqueue import DONE, MAX_RUNS_PER_JOB, TrainQueueActor
 
 log = logging.getLogger(__name__)
-
-STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "cancelled")
-
 
 class JobError(VaeCoreError):
     """A job cannot be started or found (e.g. the owner already has one running)."""
@@ -76,11 +74,6 @@ class JobSpec:
         return out
 
 
-def sweep_name(prefix: str, kind: str, beta: float) -> str:
-    """The file name a sweep gives each model (for people: families are found by metadata)."""
-    return f"{prefix}-ae" if kind == "ae" else f"{prefix}-vae-b{beta:g}"
-
-
 # ---------------------------------------------------------------- the queue
 
 def queue(start: bool = True):
@@ -94,7 +87,8 @@ def queue(start: bool = True):
         raise cluster.EngineError("the training engine stopped (its Ray head is no longer running); it starts "
                                   "again when you press Train. Jobs it held are lost.")
     if not start and not cluster.is_connected():
-        if not cluster.local_head_running():
+        # Never start a local head for a page load; joining one that runs, or a cluster, is cheap.
+        if not os.environ.get("RAY_ADDRESS") and not cluster.local_head_running():
             return None
     ray = cluster.connect()
     handle = eng.remotes.get("queue")
@@ -106,6 +100,7 @@ def queue(start: bool = True):
             keep_s=float(os.environ.get("VAE_KEEP_S", "3600")),
             abandon_s=float(os.environ.get("VAE_ABANDON_S", "1800")))
         eng.remotes["queue"] = handle
+    _start_saver()        # finished sweep models are saved by whichever server is connected
     return handle
 
 
@@ -115,9 +110,14 @@ def _call(method, *args, timeout: float = 15.0, **kwargs):
     import ray
     try:
         return ray.get(method.remote(*args, **kwargs), timeout=timeout)
-    except (ray.exceptions.RayActorError, ray.exceptions.RaySystemError, ConnectionError) as e:
+    except ray.exceptions.ActorUnavailableError as e:      # a moment's trouble: the actor lives on
+        raise cluster.EngineError("the training queue did not answer just now: try again in a moment") from e
+    except ray.exceptions.RayActorError as e:              # the queue actor died; the runtime may live
+        cluster.engine().remotes.pop("queue", None)
+        raise cluster.EngineError(f"the training queue stopped ({type(e).__name__}); it starts again when you "
+                                  "press Train. Jobs it held are lost.") from e
+    except (ray.exceptions.RaySystemError, ConnectionError) as e:
         cluster.engine().lost(e)
-        cluster.engine().remotes.clear()
         raise cluster.EngineError(f"the training engine stopped ({type(e).__name__}); it starts again when you "
                                   "press Train. Jobs it held are lost.") from e
     except ray.exceptions.GetTimeoutError as e:
@@ -138,7 +138,7 @@ def submit(owner: str, spec: JobSpec) -> str:
     if spec.save_prefix is not None:
         if not spec.save_dir:
             raise JobError("save_prefix needs save_dir: the folder to save the models into")
-        names = [sweep_name(check_name(spec.save_prefix), k, b) for k, b in kinds]
+        names = [run_name(check_name(spec.save_prefix), k, b) for k, b in kinds]
         for n in names:
             p = path_in(spec.save_dir, n)
             if p.exists():
@@ -254,9 +254,7 @@ class RunView:
     def __init__(self, raw: dict):
         self.__dict__.update(raw)
 
-    @property
-    def codes_list(self) -> list:
-        return [] if self.codes is None else [self.codes]
+    pass
 
 
 class JobView:
@@ -281,10 +279,6 @@ class JobView:
             if r.status in ("running", "evaluating"):
                 return i
         return max((i for i, r in enumerate(self.runs) if r.status in DONE), default=0)
-
-    @property
-    def total_steps(self) -> int:
-        return sum(r.epochs * r.steps_per_epoch for r in self.runs)
 
     @property
     def fraction(self) -> float:

@@ -54,9 +54,12 @@ def parse(raw) -> Optional[dict]:
     out["kind"] = raw["kind"]
     for key, cast in (("beta", float), ("seed", int), ("created", float)):
         value = raw.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return None
+            out[key] = cast(value)
+        except OverflowError:          # an integer too large for a float
             return None
-        out[key] = cast(value)
     if out["beta"] < 0:
         return None
     return out

@@ -213,6 +213,8 @@ def execute(spec: RunSpec, data: Optional[tuple] = None, report: Optional[Callab
     model.eval()
     result.model = model
     if result.status == "finished" and test is not None and len(test):
+        if reporter is not None:
+            reporter.send({"event": "evaluating"})
         result.metrics = run_metrics(spec, model, train, test)
     if reporter is not None:
         reporter.send({"event": "end", "status": result.status, "message": result.message,

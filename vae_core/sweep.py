@@ -100,14 +100,19 @@ def sweep_on_ray(model_cfg: ModelConfig, train_cfg: TrainConfig, betas, out_dir,
     bars = [tqdm(total=spec.train.epochs, desc=f"{name}", unit="epoch", position=i, leave=True, file=sys.stderr,
                  disable=quiet, dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
             for i, (name, spec) in enumerate(runs)]
-    paths, failed, stopping = [], [], False
+    paths, failed, stopping, unstarted = [], [], False, set()
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            latest = ray.get(mailbox.snapshot.remote())
             if stop_asked() and not stopping:
+                # Running models stop after their batch and are saved; those not started never start.
                 stopping = True
                 ray.get(mailbox.stop_all.remote())
-            latest = ray.get(mailbox.snapshot.remote())
+                for ref, i in refs.items():
+                    if (i,) not in latest:
+                        unstarted.add(ref)
+                        ray.cancel(ref)
             for i, bar in enumerate(bars):
                 msg = latest.get((i,))
                 if msg and msg.get("steps_per_epoch"):
@@ -121,6 +126,10 @@ def sweep_on_ray(model_cfg: ModelConfig, train_cfg: TrainConfig, betas, out_dir,
                 try:
                     out = ray.get(ref)
                 except ray.exceptions.RayError as e:
+                    if ref in unstarted:
+                        bars[i].set_postfix_str("not started")
+                        bars[i].refresh()
+                        continue
                     failed.append(name)
                     if on_diverged:
                         on_diverged(name, f"failed on its worker ({type(e).__name__}): {str(e).splitlines()[0][:200]}")
@@ -131,8 +140,13 @@ def sweep_on_ray(model_cfg: ModelConfig, train_cfg: TrainConfig, betas, out_dir,
                         on_diverged(name, out["message"])
                     continue
                 if out["usable"]:
-                    paths.append(save_bytes(path_in(out_dir, name), out["checkpoint"] if not half else
-                                            _half(out["checkpoint"]), overwrite=overwrite))
+                    try:
+                        paths.append(save_bytes(path_in(out_dir, name), out["checkpoint"] if not half else
+                                                _half(out["checkpoint"]), overwrite=overwrite))
+                    except CheckpointError as e:      # one refused save never costs the other models
+                        failed.append(name)
+                        if on_diverged:
+                            on_diverged(name, f"not saved: {e}")
                 bars[i].n = bars[i].total if out["status"] == "finished" else bars[i].n
                 bars[i].set_postfix_str(out["status"])
                 bars[i].refresh()

@@ -10,7 +10,8 @@ finish, from simulating that same rule with the time each run ahead is expected 
 `TrainQueueActor` wraps it as an async Ray actor named "train-queue" (detached: it outlives the
 web server that made it, so restarting the server loses no job). It submits each run as a Ray task
 (vae_core.cluster.train_task) when a CPU is free, receives the runs' progress reports, answers
-the pages' polls, and keeps each finished model as checkpoint bytes until its owner saves it.
+the pages' polls, and keeps each finished model as checkpoint bytes until the job is dropped
+(an hour after its owner last looked, and never while a sweep's models wait to be saved).
 A worker killed mid-run fails that run with the reason; nothing partial is kept.
 """
 from __future__ import annotations
@@ -79,7 +80,8 @@ class FairQueue:
         return self.jobs.get(self.by_owner.get(owner, ""))
 
     def running(self) -> list:
-        return [(j["id"], r["index"]) for j in self.jobs.values() for r in j["runs"] if r["status"] == "running"]
+        return [(j["id"], r["index"]) for j in self.jobs.values() for r in j["runs"]
+                if r["status"] in ("running", "evaluating")]
 
     def _running_by_owner(self) -> collections.Counter:
         c = collections.Counter()
@@ -146,7 +148,10 @@ class FairQueue:
         elif all(s == "cancelled" for s in statuses):
             job["status"], job["message"] = "cancelled", "cancelled: nothing was kept"
         elif job["stop"] or "stopped" in statuses or "cancelled" in statuses:
-            job["status"], job["message"] = "stopped", "stopped on request: the models trained so far are kept"
+            job["status"] = "stopped"
+            job["message"] = ("stopped: nobody had looked at it for a long while (its page was closed); the models "
+                              "trained so far are kept" if job.get("abandoned")
+                              else "stopped on request: the models trained so far are kept")
         else:
             job["status"] = "finished"
         job["ended"] = now
@@ -169,7 +174,7 @@ class FairQueue:
         for run in job["runs"]:
             if run["status"] == "queued":
                 run["status"], run["message"] = "cancelled", "not started: the job was stopped"
-        running = [(job["id"], r["index"]) for r in job["runs"] if r["status"] == "running"]
+        running = [(job["id"], r["index"]) for r in job["runs"] if r["status"] in ("running", "evaluating")]
         self._close_if_done(job, now)
         return running
 
@@ -241,16 +246,26 @@ class FairQueue:
         for job_id, job in list(self.jobs.items()):
             idle = now - job["last_seen"]
             if job["status"] in DONE:
-                unsaved = job["names"] and any(r["usable"] and not r["saved_path"] and not r["save_error"]
-                                               for r in job["runs"])
-                if idle > keep_s and not unsaved:
+                if idle > keep_s and not self._unsaved(job):
                     self._drop(job_id)
-            elif idle > abandon_s and not job["stop"]:
-                abandoned.append(job["owner"])
-        done = sorted((j for j in self.jobs.values() if j["status"] in DONE), key=lambda j: j["last_seen"])
+            elif not job["stop"] and not job["save_dir"]:
+                # Time in the queue does not count: only a job that trains while nobody looks at it
+                # (its page closed) is stopped. Sweeps that save themselves are never abandoned.
+                started = [r["started"] for r in job["runs"] if r["started"] is not None]
+                since = max(job["last_seen"], min(started)) if started else now
+                if now - since > abandon_s:
+                    abandoned.append(job["owner"])
+        done = sorted((j for j in self.jobs.values() if j["status"] in DONE and not self._unsaved(j)),
+                      key=lambda j: j["last_seen"])
         for job in done[:max(0, len(done) - max_kept)]:
             self._drop(job["id"])
         return abandoned
+
+    @staticmethod
+    def _unsaved(job: dict) -> bool:
+        """A sweep whose finished models are still to be saved into its folder."""
+        return bool(job["names"]) and any(r["usable"] and not r["saved_path"] and not r["save_error"]
+                                          for r in job["runs"])
 
     def _drop(self, job_id: str) -> None:
         job = self.jobs.pop(job_id, None)
@@ -283,6 +298,7 @@ class TrainQueueActor:
         self.cancelling: set = set()
         self._slots, self._slots_at = 1, 0.0
         self._ticker = None
+        self._watchers: set = set()
 
     # ------------------------------------------------------------ pages
     async def submit(self, owner: str, owner_id: str, specs: list, costs: list, save_dir=None, names=None,
@@ -308,7 +324,8 @@ class TrainQueueActor:
                 self._housekeeping(time.time())
                 self._pump()
             except Exception:           # noqa: BLE001 - the ticker must keep ticking
-                pass
+                import logging
+                logging.getLogger(__name__).exception("queue housekeeping failed")
 
     async def view(self, owner: str, touch: bool = True) -> Optional[dict]:
         """The owner's latest job as a page draws it: runs with thinned curves and the latest
@@ -399,14 +416,16 @@ class TrainQueueActor:
         if "epoch" in msg:
             run["epoch"], run["step"] = msg["epoch"], msg["step"]
         run["steps"].extend(msg.get("steps") or [])
+        if len(run["steps"]) > 20 * STEP_POINTS:        # bounded: a curve needs a few hundred points
+            run["steps"] = run["steps"][::2]
         if msg.get("record") is not None:
             run["history"].append(msg["record"])
         if msg.get("recon") is not None:
             run["recon"] = msg["recon"]
         if msg.get("codes") is not None:
             run["codes"], run["codes_epoch"] = msg["codes"], run["epoch"]
-        if event == "end" and run["status"] == "running":
-            run["status"] = "evaluating" if msg.get("status") == "finished" else run["status"]
+        if event == "evaluating" and run["status"] == "running":
+            run["status"] = "evaluating"
         return key in self.stopping or key in self.cancelling or job["stop"]
 
     def slots(self) -> int:
@@ -435,7 +454,9 @@ class TrainQueueActor:
             ref = remote_train().remote(spec, me, (job_id, index))
             self.tasks[(job_id, index)] = ref
             self.q.started(job_id, index, time.time())
-            asyncio.get_event_loop().create_task(self._watch(job_id, index, ref))
+            watcher = asyncio.get_event_loop().create_task(self._watch(job_id, index, ref))
+            self._watchers.add(watcher)                 # asyncio keeps tasks only weakly
+            watcher.add_done_callback(self._watchers.discard)
 
     async def _watch(self, job_id: str, index: int, ref) -> None:
         import ray
@@ -482,10 +503,10 @@ class TrainQueueActor:
     def _housekeeping(self, now: float) -> None:
         for owner in self.q.forget_old(now, self.keep_s, self.abandon_s):
             job = self.q.job_of(owner)
+            if job is not None:
+                job["abandoned"] = True
             for key in self.q.stop(owner, now):
                 self.stopping.add(key)
-            if job is not None:
-                job["message"] = "stopped: nobody had looked at it for a long while (the page was closed)"
         for key in list(self.results):
             if key[0] not in self.q.jobs:
                 del self.results[key]
