@@ -446,3 +446,14 @@ def test_upload_page_refuses_a_bad_save_name(case, folders):
     assert_nothing_written(folders, before, name)
     still_answers(at)
     assert "taken" in at.caption[-1].value                    # the user's model list is as it was
+
+
+def test_a_network_the_loader_would_refuse_is_refused_before_training(folders):
+    """Eight hidden layers of 4,096 (a 921 MB checkpoint, gigabytes to train): the Train page says
+    the size and the limit, and no job starts."""
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.text_input(key="tr_hidden").set_value(",".join(["4096"] * 8)).run()
+    at.button(key="tr_train").click().run()
+    no_errors(at)
+    assert any("200 MB" in e.value and "weights" in e.value for e in at.error), [e.value for e in at.error]
+    assert jobs.view(at.session_state["train_owner"]) is None, "no job started"

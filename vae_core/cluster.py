@@ -80,10 +80,10 @@ def _environment(folder: Path) -> dict:
 def _is_head(pid: int) -> bool:
     """pid is a `ray start --head` process (not a process that got a reused pid)."""
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"start" in cmd and b"--head" in cmd and any(b"ray" in part for part in cmd)
+    return b"start" in args and b"--head" in args and any(b"ray" in part for part in args)
 
 
 def _head_alive(folder: Path) -> bool:

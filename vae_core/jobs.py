@@ -26,7 +26,7 @@ from . import cluster, runmeta
 from .checkpoints import CheckpointError, check_name, path_in, save_bytes
 from .config import ModelConfig, TrainConfig
 from .errors import VaeCoreError
-from .runs import RunSpec, estimated_cost, run_label
+from .runs import RunSpec, check_size, estimated_cost, run_label
 from .sweep import run_name
 from .trainqueue import DONE, MAX_RUNS_PER_JOB, TrainQueueActor
 
@@ -145,6 +145,8 @@ def submit(owner: str, spec: JobSpec) -> str:
                 raise CheckpointError(f"{p.name} already exists: choose another name prefix")
     group = ("sweep-" if spec.betas else "job-") + uuid.uuid4().hex[:12]
     specs = spec.run_specs(runmeta.owner_id(owner), group)
+    for s in specs:
+        check_size(s)          # a model the loader would refuse, or too big to train, never starts
     costs = [estimated_cost(s) for s in specs]
     q = queue()
     out = _call(q.submit, owner, runmeta.owner_id(owner), specs, costs,

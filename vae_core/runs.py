@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -248,6 +249,37 @@ def json_safe(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
+
+
+# A model the app trains for a student must be one the loader takes back (checkpoints'
+# MAX_CHECKPOINT_BYTES, in float32) and must train within this much memory on a worker.
+MAX_TRAIN_BYTES = int(os.environ.get("VAE_MAX_TRAIN_MB", "2048")) << 20
+
+
+def check_size(spec: RunSpec) -> dict:
+    """Estimate a run's weights, file and training memory before anything is built (on PyTorch's
+    meta device), and refuse with the limit said when the loader would refuse the model or the
+    training would not fit. Returns the estimate {"weights", "file_bytes", "train_bytes"}."""
+    from .checkpoints import MAX_CHECKPOINT_BYTES, weight_shapes
+    from .data import IMAGE_SHAPES
+    from .errors import ConfigError
+    mcfg = spec.model
+    if spec.train.dataset in IMAGE_SHAPES:
+        mcfg = dataclasses.replace(mcfg, image_shape=IMAGE_SHAPES[spec.train.dataset])
+    weights = sum(math.prod(s) for s in weight_shapes(mcfg).values())
+    file_bytes = 4 * weights
+    widths = list(mcfg.hidden) if mcfg.arch == "mlp" else [c * 16 * 16 for c in mcfg.channels]
+    activations = 4 * spec.train.batch_size * (2 * sum(widths) + 3 * math.prod(mcfg.image_shape)) * 3
+    train_bytes = 16 * weights + activations     # weights, gradients, Adam's two moments, activations
+    if file_bytes > MAX_CHECKPOINT_BYTES:
+        raise ConfigError(f"this network has {weights:,} weights: its checkpoint would be {file_bytes / 2**20:,.0f} MB, "
+                          f"over the {MAX_CHECKPOINT_BYTES >> 20} MB a model may have here: use fewer or smaller "
+                          "hidden layers (e.g. 512,256)")
+    if train_bytes > MAX_TRAIN_BYTES:
+        raise ConfigError(f"training this network would take about {train_bytes / 2**30:.1f} GB of memory on a "
+                          f"worker, over the limit of {MAX_TRAIN_BYTES / 2**30:.1f} GB: use fewer or smaller hidden "
+                          "layers, or a smaller batch")
+    return {"weights": weights, "file_bytes": file_bytes, "train_bytes": train_bytes}
 
 
 def estimated_cost(spec: RunSpec, n_available: int = 60_000) -> float:
