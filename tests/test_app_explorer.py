@@ -381,7 +381,11 @@ def test_a_damaged_user_folder_never_breaks_a_page_and_the_upload_page_lists_wha
         ck.model, ck.train_config, dataset="digits", history=ck.history,
         metrics={"recon": "a lot", "kl": "none", "loss": [1, "x"]}, run=ck.run))
     monkeypatch.setenv("VAE_USER_DIR", str(user))
-    for page in ("app.py", "app_pages/1_Latent_map.py", "app_pages/6_Compare_beta.py",
+    (user / "unreadable.safetensors").write_bytes(b"x")
+    (user / "unreadable.safetensors").chmod(0)                     # for a non-root server
+    (user / ".mnist-d2-ae.safetensors1234.tmp").write_bytes(b"left by a killed save")
+    for page in ("app.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py",
+                 "app_pages/4_Sampling.py", "app_pages/5_Train.py", "app_pages/6_Compare_beta.py",
                  "app_pages/8_Class_gallery.py", "app_pages/7_Upload.py"):
         at = AppTest.from_file(str(REPO / page), default_timeout=120).run()
         assert not at.exception, (page, [e.value for e in at.exception])
