@@ -108,13 +108,29 @@ def empty_message() -> None:
         "(set `VAE_CHECKPOINT_DIR` to use another folder of checkpoints).", icon=":material/folder_open:")
 
 
+# The selection lives in sel_dataset / sel_vae / sel_ae, changed only by a user's choice (these
+# callbacks, or select_pair). The widgets are set from it before they are drawn on every page:
+# a widget's own state does not survive a change of page reliably (the browser can send back the
+# value it last showed), so it is never the source of truth.
+
+def _on_dataset_change() -> None:
+    st.session_state["sel_dataset"] = st.session_state.get("sb_dataset")
+    st.session_state.pop("sel_vae", None)       # the new dataset's default pair
+    st.session_state.pop("sel_ae", None)
+
+
 def _on_vae_change() -> None:
     # A new VAE brings its partner AE along, so the pair stays comparable.
     vae = st.session_state.get("sb_vae")
+    st.session_state["sel_vae"] = vae
     aes = st.session_state.get("_sb_aes", [])
     vaes = {v["name"]: v for v in st.session_state.get("_sb_vaes", [])}
     if vae in vaes and aes:
-        st.session_state["sb_ae"] = preferred_ae(vaes[vae], aes)
+        st.session_state["sel_ae"] = st.session_state["sb_ae"] = preferred_ae(vaes[vae], aes)
+
+
+def _on_ae_change() -> None:
+    st.session_state["sel_ae"] = st.session_state.get("sb_ae")
 
 
 def select_pair(vae: str, ae: Optional[str]) -> None:
@@ -125,11 +141,30 @@ def select_pair(vae: str, ae: Optional[str]) -> None:
 
 
 def _sync(widget_key: str, sel_key: str, options: list, preferred: Optional[str]) -> None:
-    """Fill a widget's state from the held selection before the widget is drawn."""
+    """Set a widget from the held selection before the widget is drawn (the default when the held
+    choice is not among the options)."""
     held = st.session_state.get(sel_key)
-    current = st.session_state.get(widget_key)
-    if current not in options:
-        st.session_state[widget_key] = _default(options, held if held in options else preferred)
+    value = held if held in options else _default(options, preferred)
+    st.session_state[sel_key] = value
+    if st.session_state.get(widget_key) != value:
+        st.session_state[widget_key] = value
+
+
+def _held(widget_key: str, sel_key: str, shown: str) -> str:
+    """The held choice, after its widget is drawn. On the first run of a page after a change of
+    page, the browser can send back the value a widget showed before the last programmatic change
+    (the AE that followed a new VAE): the widget then shows a stale value that no user chose. The
+    held choice wins, and one more run shows it."""
+    held = st.session_state.get(sel_key)
+    fixing = st.session_state.setdefault("_sb_fixing", set())
+    if held is not None and shown != held and widget_key not in fixing:
+        fixing.add(widget_key)              # once: never a loop of reruns
+        st.session_state.pop(widget_key, None)
+        st.rerun()
+    fixing.discard(widget_key)
+    if held is None or shown != held:       # after one correction the widget's value stands
+        st.session_state[sel_key] = held = shown
+    return held
 
 
 def sidebar(page: str = "") -> Optional[Selection]:
@@ -146,9 +181,9 @@ def sidebar(page: str = "") -> Optional[Selection]:
         datasets = sorted({i["dataset"] or "unknown" for i in infos},
                           key=lambda d: (d != "mnist", d))
         _sync("sb_dataset", "sel_dataset", datasets, "mnist")
-        dataset = st.selectbox("Dataset", datasets, key="sb_dataset",
+        dataset = st.selectbox("Dataset", datasets, key="sb_dataset", on_change=_on_dataset_change,
                                help="The data the models were trained on; the views show its test images.")
-        st.session_state["sel_dataset"] = dataset
+        dataset = _held("sb_dataset", "sel_dataset", dataset)
         mine = [i for i in infos if (i["dataset"] or "unknown") == dataset]
         vaes = [i for i in mine if i["model_config"]["kind"] == "vae"]
         aes = [i for i in mine if i["model_config"]["kind"] == "ae"]
@@ -163,15 +198,15 @@ def sidebar(page: str = "") -> Optional[Selection]:
         vae_name = st.selectbox("VAE", vae_names, key="sb_vae", on_change=_on_vae_change,
                                 format_func=lambda n: describe(by_name[n]),
                                 help="The variational model: each image becomes a Gaussian bubble in latent space.")
-        st.session_state["sel_vae"] = vae_name
+        vae_name = _held("sb_vae", "sel_vae", vae_name)
         ae_name = None
         if aes:
             ae_names = [i["name"] for i in aes]
             _sync("sb_ae", "sel_ae", ae_names, preferred_ae(by_name[vae_name], aes))
-            ae_name = st.selectbox("AE", ae_names, key="sb_ae",
+            ae_name = st.selectbox("AE", ae_names, key="sb_ae", on_change=_on_ae_change,
                                    format_func=lambda n: describe(by_name[n]),
                                    help="The plain auto-encoder: each image becomes one point.")
-            st.session_state["sel_ae"] = ae_name
+            ae_name = _held("sb_ae", "sel_ae", ae_name)
         else:
             st.info(f"No plain AE was trained on {dataset}: the views show the VAE alone.")
         vae_info = by_name[vae_name]

@@ -110,3 +110,35 @@ def test_a_digit_drawn_on_the_canvas_is_encoded_by_both_models(streamlit_server,
     assert page.get_by_text("AE reconstruction").count() >= 1
     assert errors_shown(page) == []
     screenshot(page, "draw")
+
+
+def test_the_chosen_pair_stays_chosen_across_pages(streamlit_server, page):
+    """Issue 15's sequence: choose the 2-D β = 1 VAE, then the 20-D β = 2 VAE (its AE follows to
+    20-D), then change page, then go Home: the pair stays the 20-D β = 2 VAE beside the 20-D AE.
+    (It used to revert the AE to the 2-D one, then swap the VAE for the binarised 32-D model.)"""
+    import re
+
+    def pick(name):
+        page.locator(".st-key-sb_vae input").click()
+        page.get_by_role("option", name=re.compile("^" + re.escape(name) + r"\s")).click()
+        wait_rendered(page)
+
+    def pair():
+        return (page.locator(".st-key-sb_vae input").input_value().split()[0],
+                page.locator(".st-key-sb_ae input").input_value().split()[0])
+
+    open_page(page, streamlit_server, "Latent_map", until=".st-key-sb_vae")
+    pick("mnist-d2-vae-b1")
+    assert pair() == ("mnist-d2-vae-b1", "mnist-d2-ae")
+    time.sleep(1.5)                                     # the pauses of a person between steps
+    pick("mnist-d20-vae-b2")
+    assert pair() == ("mnist-d20-vae-b2", "mnist-d20-ae")
+    time.sleep(1.5)
+    page.locator("[data-testid=stSidebarNav] a", has_text="Interpolation").click()
+    wait_rendered(page)
+    assert pair() == ("mnist-d20-vae-b2", "mnist-d20-ae")
+    time.sleep(1.5)
+    page.locator("[data-testid=stSidebarNav] a", has_text="Home").click()
+    wait_rendered(page, until=CHART)
+    assert pair() == ("mnist-d20-vae-b2", "mnist-d20-ae")
+    assert errors_shown(page) == []
