@@ -1,4 +1,5 @@
 """Side by side: the AE and VAEs trained with different β, and the rate–distortion trade-off."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +68,22 @@ with st.spinner("Encoding and decoding the test images…"):
         p = info["path"]
         views.append(tr.model_views(p, Path(p).stat().st_mtime_ns, dataset))
 
-cols = st.columns(len(chosen))
+vae_reach = tr.shared_reach([v["codes"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"])
+st.caption(f"Every VAE column is drawn on the same axes, ±{vae_reach:g} in both directions, so their spreads "
+           "compare at a glance; the AE's codes have no prior to keep them near 0 and get their own scale.")
+per_row = math.ceil(len(chosen) / math.ceil(len(chosen) / 4))   # at most 4 a row: legible thumbnails
+cols = [c for start in range(0, len(chosen), per_row) for c in st.columns(per_row)][:len(chosen)]
 for col, info, v in zip(cols, chosen, views):
     with col:
         st.markdown(f"**{families.short_label(info)}** · d={v['latent_dim']}", help=info["name"])
-        fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=info["model_config"]["kind"] == "vae"
-                                    and v["latent_dim"] == 2, height=260, marker_size=2)
-        fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0))
+        is_vae = info["model_config"]["kind"] == "vae"
+        reach = vae_reach if is_vae else tr.shared_reach([v["codes"]])
+        fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=is_vae and v["latent_dim"] == 2,
+                                    height=220, marker_size=2, equal_axes=False)
+        fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0),
+                          xaxis=dict(range=[-reach, reach]), yaxis=dict(range=[-reach, reach]))
         st.plotly_chart(fig, key=f"cb_map_{info['name']}", config=figures.CONFIG)
-        st.caption(v["how"])
+        st.caption(v["how"] + ("" if is_vae else f" · own scale ±{reach:g}"))
         st.image(tr.recon_strip(v["originals"], [v["recons"]]), caption="test images / reconstructions",
                  width="stretch")
         st.image(figures.upscale(figures.tile(v["prior"][:, None], ncols=4), 200),
