@@ -2,7 +2,7 @@
 scores and what it draws from the prior. The work lives in explorer/gallery.py."""
 import streamlit as st
 
-from explorer import gallery, models, paths
+from explorer import gallery, models
 
 st.set_page_config(page_title="Class gallery · VAE Latent Explorer", page_icon="🖼️", layout="wide")
 st.title("Class gallery")
@@ -15,7 +15,7 @@ mine = [i for i in models.list_models() if i.get("source") == "yours"]
 shown = gallery.recent(mine, gallery.WINDOWS[window])
 if not shown:
     older = f" None of the {len(mine)} models there was made in the {window}: choose a longer time." if mine else ""
-    st.info(f"No models to show yet.{older}\n\nModels get here when they are saved into `{paths.user_dir()}`: "
+    st.info(f"No models to show yet.{older}\n\nModels get here when they are saved on this server: "
             "train one on the **Train** page and save it, or run a **β sweep** there, which saves every "
             "model it trains.", icon=":material/photo_library:")
     st.stop()
