@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import figures, models
+from explorer.links import sidebar_link
 from explorer.sidebar import beta_of, sidebar
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🫧", layout="wide")
@@ -125,3 +126,5 @@ links[0].page_link("app_pages/1_Latent_map.py", label="Latent map", icon=":mater
 links[1].page_link("app_pages/2_Latent_grid.py", label="Latent grid", icon=":material/grid_on:")
 links[2].page_link("app_pages/3_Interpolation.py", label="Interpolation", icon=":material/swap_horiz:")
 links[3].page_link("app_pages/4_Sampling.py", label="Sampling & traversal", icon=":material/casino:")
+
+sidebar_link()

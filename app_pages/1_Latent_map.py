@@ -4,7 +4,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models
+from explorer import figures, links, models
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="🗺️", layout="wide")
@@ -149,3 +149,5 @@ else:
         mu = models.codes(sel.vae, models.ckpt_key(sel.vae), sel.dataset, max(n_points, idx + 1))
         st.caption("VAE posterior: μ = " + np.array2string(mu["mu"][idx], precision=2) +
                    ", σ = " + np.array2string(mu["sigma"][idx], precision=2))
+
+links.sidebar_link()

@@ -4,7 +4,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models, timing
+from explorer import figures, links, models, timing
 from explorer.sidebar import dims_for, offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent grid · VAE Latent Explorer", page_icon="🔲", layout="wide")
@@ -131,3 +131,5 @@ with st.expander("What to look for, and what can mislead"):
         "change the image: the VAE has switched them off.\n"
         "- **Cells are decoder means**, the average image p(x|z) predicts, so they look smoother than "
         "any sample from it.")
+
+links.sidebar_link()

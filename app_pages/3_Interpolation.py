@@ -4,7 +4,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models, timing
+from explorer import figures, links, models, timing
 from explorer.sidebar import sidebar
 
 st.set_page_config(page_title="Interpolation · VAE Latent Explorer", page_icon="↔️", layout="wide")
@@ -27,9 +27,11 @@ N_CODES = 2000
 # ------------------------------------------------------------------ choosing the two images
 st.subheader("1 · Choose two images")
 modes = ["class", "index", "random", "map"] if labels is not None else ["index", "random", "map"]
+links.restore("interp_mode", links.one_of(modes))
 mode = st.segmented_control("Pick by", modes, default=modes[0], required=True, key="interp_mode",
                             format_func={"class": "Class", "index": "Index", "random": "Random",
                                          "map": "From the map"}.get) or modes[0]
+links.publish("interp_mode", mode)
 
 
 def nth_of_class(c: int, k: int) -> int:
@@ -39,6 +41,9 @@ def nth_of_class(c: int, k: int) -> int:
 
 if mode == "class":
     a, b = st.columns(2)
+    for key, hi in (("interp_class_a", len(classes) - 1), ("interp_class_b", len(classes) - 1),
+                    ("interp_k_a", 999), ("interp_k_b", 999)):
+        links.restore(key, links.int_in(0, hi))
     ca = a.selectbox("Start class", range(len(classes)), index=1 % len(classes), key="interp_class_a",
                      format_func=lambda c: classes[c])
     ka = a.number_input("Which example of it", 0, 999, 0, key="interp_k_a")
@@ -46,10 +51,16 @@ if mode == "class":
                      format_func=lambda c: classes[c])
     kb = b.number_input("Which example of it", 0, 999, 0, key="interp_k_b")
     i0, i1 = nth_of_class(ca, ka), nth_of_class(cb, kb)
+    for key, value in (("interp_class_a", ca), ("interp_class_b", cb), ("interp_k_a", ka), ("interp_k_b", kb)):
+        links.publish(key, int(value))
 elif mode == "index":
     a, b = st.columns(2)
+    for key in ("interp_idx_a", "interp_idx_b"):
+        links.restore(key, links.int_in(0, len(data) - 1))
     i0 = int(a.number_input("Start image index", 0, len(data) - 1, 0, key="interp_idx_a"))
     i1 = int(b.number_input("End image index", 0, len(data) - 1, 1, key="interp_idx_b"))
+    links.publish("interp_idx_a", i0)
+    links.publish("interp_idx_b", i1)
 elif mode == "random":
     if st.button("New random pair", key="interp_random"):
         st.session_state["interp_seed"] = st.session_state.get("interp_seed", 0) + 1
@@ -65,6 +76,8 @@ else:
         i0, i1 = int(picks[-2]), int(picks[-1])
 
 c1, c2 = st.columns(2)
+links.restore("interp_method", links.one_of(["lerp", "slerp"]))
+links.restore("interp_steps", links.int_in(3, 25))
 method = c1.segmented_control("Path", ["lerp", "slerp"], default="lerp", required=True, key="interp_method",
                               format_func={"lerp": "Linear", "slerp": "Spherical"}.get,
                               help="Linear: a straight line. Spherical: an arc around the origin. If the two "
@@ -74,6 +87,8 @@ method = c1.segmented_control("Path", ["lerp", "slerp"], default="lerp", require
                                    "and a straight line between two codes dips towards it. In 2-D there is no "
                                    "such shell: the prior is densest at the origin.") or "lerp"
 steps = c2.slider("Steps (endpoints included)", 3, 25, 11, key="interp_steps")
+links.publish("interp_method", method)
+links.publish("interp_steps", steps)
 
 paths = {label: models.path(ckpt, models.ckpt_key(ckpt), sel.dataset, i0, i1, steps, method)
          for label, ckpt, _ in sel.pair}
@@ -90,8 +105,12 @@ st.subheader("2 · Walk along the path")
 
 @timing.fragment
 def walk():
+    links.restore("interp_t", links.int_in(0, steps - 1))
+    if st.session_state.get("interp_t", 0) > steps - 1:      # fewer steps than the link's step
+        st.session_state["interp_t"] = steps - 1
     t = st.slider("Step along the path", 0, steps - 1, steps // 2, key="interp_t",
                   help="0 is the start image's code, the last step the end image's.")
+    links.publish("interp_t", t)
     cols = st.columns(2 + len(sel.pair))
     cols[0].image(figures.upscale(ends[0], 140), output_format="PNG", caption=f"start: {describe(i0)}")
     for col, (label, ckpt, info) in zip(cols[1:], sel.pair):
@@ -153,3 +172,5 @@ st.caption("Distances are divided by each model's median distance between a code
            f"measured on {min(N_CODES, len(data))} test codes, so the two models compare despite their different scales. "
            "Values well above 1 mean the step lies in empty space, where the decoder has seen no data: "
            "watch the AE's middle steps.")
+
+links.sidebar_link()

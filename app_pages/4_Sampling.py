@@ -5,7 +5,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models, timing
+from explorer import figures, links, models, timing
 from explorer.sidebar import sidebar
 from vae_core.errors import DataError
 
@@ -208,3 +208,5 @@ with tab_draw:
                     col.plotly_chart(fig, key=f"draw_map_{label}", config=figures.CONFIG)
                     col.caption(f"Distance to the nearest test code: {far:.1f}× the typical gap between codes"
                                 + (" (latent space itself)." if dim == 2 else " (drawn in the PCA plane)."))
+
+links.sidebar_link()

@@ -21,7 +21,7 @@ from typing import Optional
 
 import streamlit as st
 
-from . import families, models, paths
+from . import families, links, models, paths
 
 
 @dataclass
@@ -167,11 +167,35 @@ def _held(widget_key: str, sel_key: str, shown: str) -> str:
     return held
 
 
+_ADDRESS = (("data", "sel_dataset"), ("vae", "sel_vae"), ("ae", "sel_ae"))
+
+
+def _from_address() -> None:
+    """A session's first run takes the dataset and models of a link (?data=&vae=&ae=); the
+    options check them (_sync: an unknown name falls back to the default)."""
+    if st.session_state.get("_sb_from_address"):
+        return
+    st.session_state["_sb_from_address"] = True
+    for param, sel_key in _ADDRESS:
+        value = st.query_params.get(param)
+        if isinstance(value, str) and value and st.session_state.get(sel_key) is None:
+            st.session_state[sel_key] = value
+
+
+def _to_address(dataset: str, vae: str, ae: Optional[str]) -> None:
+    for (param, _), value in zip(_ADDRESS, (dataset, vae, ae)):
+        if value is None:
+            st.query_params.pop(param, None)
+        else:
+            links.publish(param, value)
+
+
 def sidebar(page: str = "") -> Optional[Selection]:
     """Draw the shared sidebar; return the selection with both models loaded, or None (and a
     message on the page) when no VAE exists for any dataset."""
     start_umap_warmup()
     infos = models.list_models()
+    _from_address()
     with st.sidebar:
         st.subheader("Models")
         if not infos:
@@ -211,6 +235,7 @@ def sidebar(page: str = "") -> Optional[Selection]:
             st.info(f"No plain AE was trained on {dataset}: the views show the VAE alone.")
         vae_info = by_name[vae_name]
         ae_info = by_name.get(ae_name) if ae_name else None
+        _to_address(dataset, vae_name, ae_name)
         if ae_info and ae_info["model_config"]["latent_dim"] != vae_info["model_config"]["latent_dim"]:
             st.caption("The two models have different latent sizes: compare with care.")
         st.caption("Pretrained models, and the models saved on this server (labelled with who trained "

@@ -142,3 +142,42 @@ def test_the_chosen_pair_stays_chosen_across_pages(streamlit_server, page):
     wait_rendered(page, until=CHART)
     assert pair() == ("mnist-d20-vae-b2", "mnist-d20-ae")
     assert errors_shown(page) == []
+
+
+def test_a_copied_link_reproduces_the_view_in_a_fresh_browser(streamlit_server, browser):
+    """A teacher sets up 'this model, this pair of digits, step 7' on Interpolation, copies the link
+    from the sidebar, and a student's fresh browser opens exactly that view; the link holds no
+    training token."""
+    import re
+    from browser_support import nudge_slider
+    teacher = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    student = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    try:
+        open_page(teacher, streamlit_server, "Interpolation", until=".st-key-interp_t")
+        teacher.locator(".st-key-sb_vae input").click()
+        teacher.get_by_role("option", name=re.compile(r"^mnist-d2-vae-b1\s")).click()
+        wait_rendered(teacher, until=".st-key-interp_t")
+        thumb = ".st-key-interp_t input[type=range], .st-key-interp_t [role=slider]"
+
+        def step(p):
+            el = p.locator(thumb).first
+            return int(el.get_attribute("aria-valuetext") or el.get_attribute("aria-valuenow") or el.input_value())
+        start = step(teacher)
+        nudge_slider(teacher, "interp_t", presses=7 - start)
+        wait_rendered(teacher)
+        teacher.locator(".st-key-view_link button").first.click()
+        wait_rendered(teacher, until="[data-testid=stSidebar] [data-testid=stCode]")
+        link = teacher.locator("[data-testid=stSidebar] [data-testid=stCode] code").inner_text().strip()
+        assert "interp_t=7" in link and "vae=mnist-d2-vae-b1" in link and "trainer" not in link, link
+        student.goto(link, wait_until="domcontentloaded")
+        wait_rendered(student, until=".st-key-interp_t")
+        assert student.locator(".st-key-sb_vae input").input_value().startswith("mnist-d2-vae-b1")
+        assert student.locator(".st-key-sb_ae input").input_value().startswith("mnist-d2-ae")
+        assert step(student) == 7
+        assert errors_shown(student) == []
+        student.reload(wait_until="domcontentloaded")              # a reload keeps the view too
+        wait_rendered(student, until=".st-key-interp_t")
+        assert step(student) == 7
+    finally:
+        teacher.context.close()
+        student.context.close()
