@@ -42,11 +42,14 @@ methods = ["raw"] if all_2d else ["pca", "tsne", "umap"]
 data_n = len(models.exploration_data(sel.dataset))
 
 c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
+sizes = [n for n in (500, 1000, 2000, 5000, 10000) if n <= data_n] or [data_n]
+links.restore("map_method", links.one_of(methods))
+links.restore("map_n", links.one_of(sizes))
+links.restore("map_seed", links.int_in(0, 9999))
 method = c1.segmented_control("Projection", methods, default=methods[0], key="map_method",
                               format_func=LABELS.get, required=True,
                               help="How codes with more than two dimensions are drawn on a plane.")
 method = method or methods[0]
-sizes = [n for n in (500, 1000, 2000, 5000, 10000) if n <= data_n] or [data_n]
 n_points = c2.select_slider("Points", sizes, value=2000 if 2000 in sizes else sizes[-1], key="map_n",
                             help="How many test images to encode and draw. The shipped models' maps are "
                                  "precomputed; for a new model, t-SNE and UMAP of 2,000 codes take a few "
@@ -54,6 +57,8 @@ n_points = c2.select_slider("Points", sizes, value=2000 if 2000 in sizes else si
                                  "kept on disk).")
 seed = int(c3.number_input("Seed", 0, 9999, 0, key="map_seed",
                            help="t-SNE and UMAP depend on it; raw and PCA do not.", disabled=method in ("raw", "pca")))
+for key, value in (("map_method", method), ("map_n", n_points), ("map_seed", seed)):
+    links.publish(key, value)
 has_bubbles = dims.get("VAE") == 2
 show_bubbles, n_bubbles = False, 0
 if has_bubbles:

@@ -26,12 +26,16 @@ kl = models.kl_per_dim(sel.vae, models.ckpt_key(sel.vae), sel.dataset)
 # Range and plane change both the mosaics and the map: a full rerun. The grid size changes only the
 # mosaics, so its slider lives in a fragment with them and a move never resends the maps.
 c1, c2 = st.columns([2, 3])
+links.restore("grid_span", links.one_of(["prior", "data"]))
+links.restore("grid_q", links.float_in(0.005, 0.2, 0.005))
 span = c1.segmented_control("Range", ["prior", "data"], default="prior", required=True, key="grid_span",
                             format_func={"prior": "Prior quantiles", "data": "Data range"}.get,
                             help="Prior: each axis runs between two quantiles of N(0, 1), the region "
                                  "samples come from. Data: between percentiles of the codes themselves.") or "prior"
 q = c2.slider("Tail left out at each end", 0.005, 0.2, 0.05, step=0.005, format="%.3f", key="grid_q",
               help="0.05 spans the prior's 5% to 95% quantiles (±1.64) or the codes' 5th to 95th percentiles.")
+links.publish("grid_span", span)
+links.publish("grid_q", q)
 plane, dims = "dims", (0, 1)
 if d > 2:
     p1, p2, p3 = st.columns([2, 2, 2])
@@ -75,7 +79,9 @@ def plane_text(label: str) -> str:
 
 @timing.fragment
 def mosaics(span: str, q: float, plane: str, model_dims: dict):
+    links.restore("grid_n", links.int_in(3, 30))
     n = st.slider("Grid size (n × n)", 3, 30, 15, key="grid_n")
+    links.publish("grid_n", n)
     # No spinner: even a 30 x 30 grid decodes in tens of milliseconds, and each st.spinner
     # starts a timer thread, a cost every slider move would pay.
     grids = {label: models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, n, plane, model_dims[label], span, q)

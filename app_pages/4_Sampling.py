@@ -31,13 +31,22 @@ with tab_samples:
     @timing.fragment
     def samples_view():
         c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
+        links.restore("samp_n", links.one_of([16, 25, 36, 64, 100]))
+        links.restore("samp_temp", links.float_in(0.1, 2.0, 0.1))
         n = c1.select_slider("Samples", [16, 25, 36, 64, 100], value=36, key="samp_n")
         temp = c2.slider("Temperature T", 0.1, 2.0, 1.0, step=0.1, key="samp_temp",
                          help="The standard deviation of the codes drawn: below 1 stays near the centre "
                               "(cleaner, less varied), above 1 reaches the prior's tails.")
+        if "samp_seed" not in st.session_state:          # a link's samples: the same codes drawn
+            try:
+                st.session_state["samp_seed"] = links.int_in(0, 10**6)(st.query_params.get("samp_seed", "0"))
+            except ValueError:
+                st.session_state["samp_seed"] = 0
         if c3.button("Resample", key="samp_resample", icon=":material/casino:"):
-            st.session_state["samp_seed"] = st.session_state.get("samp_seed", 0) + 1
-        seed = st.session_state.get("samp_seed", 0)
+            st.session_state["samp_seed"] = st.session_state["samp_seed"] + 1
+        seed = st.session_state["samp_seed"]
+        for key, value in (("samp_n", n), ("samp_temp", temp), ("samp_seed", seed)):
+            links.publish(key, value)
         cols = st.columns(len(sel.pair))
         ncols = int(np.ceil(np.sqrt(n)))
         for col, (label, ckpt, info) in zip(cols, sel.pair):

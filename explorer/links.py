@@ -27,6 +27,16 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+def float_in(lo: float, hi: float, step: float) -> Callable[[str], float]:
+    """A parser for a number from lo to hi, on the slider's steps (ValueError outside)."""
+    def parse(text: str) -> float:
+        v = float(text)
+        if not lo <= v <= hi:
+            raise ValueError(f"{v} is outside {lo}..{hi}")
+        return round(lo + round((v - lo) / step) * step, 10)
+    return parse
+
+
 def one_of(options) -> Callable[[str], object]:
     """A parser for one of the options, matched by its text."""
     by_text = {str(o): o for o in options}

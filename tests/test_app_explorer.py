@@ -391,3 +391,25 @@ def test_a_damaged_user_folder_never_breaks_a_page_and_the_upload_page_lists_wha
         assert not at.exception, (page, [e.value for e in at.exception])
     skipped = " ".join(str(v) for df in at.dataframe for v in df.value["file"].tolist())
     assert all(n in skipped for n in ("dangling", "folder", "noise")), skipped
+
+
+@pytest.mark.parametrize("page, params, expected", [
+    ("app_pages/2_Latent_grid.py", {"grid_q": "0.1", "grid_n": "20", "grid_span": "data"},
+     {"grid_q": 0.1, "grid_n": 20, "grid_span": "data"}),
+    ("app_pages/4_Sampling.py", {"samp_temp": "0.5", "samp_n": "16"}, {"samp_temp": 0.5, "samp_n": 16}),
+    ("app_pages/1_Latent_map.py", {"map_seed": "7", "vae": "mnist-d2-vae-b1", "ae": "mnist-d2-ae"},
+     {"map_seed": 7, "sel_vae": "mnist-d2-vae-b1", "sel_ae": "mnist-d2-ae"}),
+    ("app_pages/2_Latent_grid.py", {"grid_n": "999", "grid_q": "lots", "vae": "../../etc/passwd"},
+     {"grid_n": 15, "grid_q": 0.05, "sel_vae": "mnist-d20-vae-b1"}),        # a damaged link: the defaults
+])
+def test_a_link_sets_the_page_and_a_damaged_one_falls_back_to_the_defaults(page, params, expected):
+    at = AppTest.from_file(str(REPO / page), default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    for k, v in expected.items():
+        assert at.session_state[k] == v, (k, at.session_state[k])
+    for k, v in params.items():
+        if k in expected and k.startswith(("grid", "samp", "map")):
+            assert str(at.query_params[k]) == str(expected[k])          # the address shows what is on screen
