@@ -201,16 +201,16 @@ class FairQueue:
     def schedule(self, slots: int, now: float) -> dict:
         """Simulate the rule: {job id: (place, start, finish)} for every unfinished job. place counts
         the runs that will start before the job's first waiting run (0 once one of its runs trains)."""
-        running = self.running()
-        ends = sorted((now + self.remaining(j, i, now), self.jobs[j]["owner"]) for j, i in running)
+        running = [(j, i, now + self.remaining(j, i, now)) for j, i in self.running()]
+        ends = sorted((end, self.jobs[j]["owner"]) for j, _, end in running)
         busy = collections.Counter(o for _, o in ends)
         free_at = sorted([t for t, _ in ends] + [now] * max(0, slots - len(ends)))
         free_at = free_at[len(free_at) - max(1, slots):] if len(free_at) > max(1, slots) else free_at
         waiting = collections.OrderedDict((o, collections.deque(q)) for o, q in self.waiting.items() if q)
         out: dict = {}
-        for (j, i), (end, _) in zip(running, [(now + self.remaining(j, i, now), None) for j, i in running]):
+        for j, i, end in running:          # a job with a run training has place 0
             started = self.jobs[j]["runs"][i]["started"] or now
-            place, start, finish = out.get(j, (0, started, end))
+            _, start, finish = out.get(j, (0, started, end))
             out[j] = (0, min(start, started), max(finish, end))
         order = 0
         while waiting:
@@ -390,12 +390,6 @@ class TrainQueueActor:
 
     async def summary(self) -> dict:
         return {**self._counts(), "slots": self.slots(), "scale": self.q.scale}
-
-    async def gallery(self) -> list:
-        """Every job on this server: owner id, runs with status and final metrics (no images)."""
-        return [{"id": j["id"], "owner_id": j["owner_id"], "status": j["status"], "created": j["created"],
-                 "runs": [{"label": r["label"], "status": r["status"], "metrics": r["metrics"]} for r in j["runs"]]}
-                for j in self.q.jobs.values()]
 
     # ------------------------------------------------------------ workers
     async def report(self, key: tuple, msg: dict) -> bool:
