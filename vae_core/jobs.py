@@ -11,7 +11,6 @@ queue keys jobs by it, and files and the gallery show only its public id (runmet
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -26,7 +25,7 @@ from . import cluster, runmeta
 from .checkpoints import CheckpointError, check_name, path_in, save_bytes
 from .config import ModelConfig, TrainConfig
 from .errors import VaeCoreError
-from .runs import RunSpec, check_size, estimated_cost, run_label
+from .runs import RunSpec, check_size, estimated_cost, group_specs
 from .sweep import run_name
 from .trainqueue import DONE, MAX_RUNS_PER_JOB, TrainQueueActor
 
@@ -64,14 +63,9 @@ class JobSpec:
         return [(k, 0.0 if k == "ae" else float(self.train.beta)) for k in ("ae", "vae") if k in kinds]
 
     def run_specs(self, owner_id: str, group: str) -> list[RunSpec]:
-        """One RunSpec per model, all of one run group and seed (runs.execute's policy)."""
-        out = []
-        for kind, beta in self.runs():
-            out.append(RunSpec(dataclasses.replace(self.model, kind=kind),
-                               dataclasses.replace(self.train, beta=beta if kind == "vae" else 0.0),
-                               group=group, owner=owner_id, label=run_label(kind, beta),
-                               iw_samples=self.iw_samples if kind == "vae" else 0, threads=1))
-        return out
+        """One RunSpec per model, all of one run group and seed (runs.execute's policy), one torch
+        thread each (a worker is one CPU)."""
+        return group_specs(self.model, self.train, self.runs(), group, owner_id, self.iw_samples, threads=1)
 
 
 # ---------------------------------------------------------------- the queue

@@ -64,6 +64,17 @@ def run_label(kind: str, beta: float) -> str:
     return "AE" if kind == "ae" else f"VAE β={beta:g}"
 
 
+def group_specs(model: ModelConfig, train: TrainConfig, pairs, group: str, owner: str,
+                iw_samples: int = 0, threads: int = 0) -> list["RunSpec"]:
+    """One RunSpec per (kind, beta) of a run group: the same networks, data and seed, so the AE and
+    the VAEs start from the same weights and differ only in what the maths makes them differ in."""
+    return [RunSpec(dataclasses.replace(model, kind=kind),
+                    dataclasses.replace(train, beta=beta if kind == "vae" else 0.0),
+                    group=group, owner=owner, label=run_label(kind, beta),
+                    iw_samples=iw_samples if kind == "vae" else 0, threads=threads)
+            for kind, beta in pairs]
+
+
 @dataclass
 class RunResult:
     spec: RunSpec

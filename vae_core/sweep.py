@@ -6,9 +6,7 @@ worker of a local Ray or of a cluster, with one progress bar per model.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,7 +14,7 @@ from typing import Callable, Optional
 from .checkpoints import path_in, save_bytes
 from .config import ModelConfig, TrainConfig
 from .errors import CheckpointError, TrainingDiverged
-from .runs import RunResult, RunSpec, execute, load_data, run_label
+from .runs import RunResult, RunSpec, execute, group_specs, load_data
 
 
 def run_name(prefix: str, kind: str, beta: float) -> str:
@@ -26,13 +24,9 @@ def run_name(prefix: str, kind: str, beta: float) -> str:
 def sweep_runs(model_cfg: ModelConfig, train_cfg: TrainConfig, betas, prefix: str, include_ae: bool = True,
                group: Optional[str] = None, owner: str = "cli", iw_samples: int = 0) -> list[tuple[str, RunSpec]]:
     """(file name, RunSpec) for the AE (optional) and one VAE per β, all of one run group."""
-    group = group or "sweep-" + uuid.uuid4().hex[:12]
-    runs = ([("ae", 0.0)] if include_ae else []) + [("vae", float(b)) for b in betas]
-    return [(run_name(prefix, kind, beta),
-             RunSpec(dataclasses.replace(model_cfg, kind=kind), dataclasses.replace(train_cfg, beta=beta),
-                     group=group, owner=owner, label=run_label(kind, beta),
-                     iw_samples=iw_samples if kind == "vae" else 0))
-            for kind, beta in runs]
+    pairs = ([("ae", 0.0)] if include_ae else []) + [("vae", float(b)) for b in betas]
+    specs = group_specs(model_cfg, train_cfg, pairs, group or "sweep-" + uuid.uuid4().hex[:12], owner, iw_samples)
+    return [(run_name(prefix, kind, beta), spec) for (kind, beta), spec in zip(pairs, specs)]
 
 
 def check_free(out_dir, names: list, overwrite: bool) -> None:

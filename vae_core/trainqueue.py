@@ -453,7 +453,6 @@ class TrainQueueActor:
             watcher.add_done_callback(self._watchers.discard)
 
     async def _watch(self, job_id: str, index: int, ref) -> None:
-        import ray
         from ray import exceptions as rex
         key = (job_id, index)
         status, message, out = "failed", "", None
