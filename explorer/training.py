@@ -64,11 +64,12 @@ def _unfinished(token: str) -> Optional[bool]:
     queue, None when the queue cannot be asked now (then nobody's address or token is touched).
     Polling it keeps the job from being stopped as abandoned while its student uses other pages."""
     from vae_core import jobs
+    from vae_core.trainqueue import DONE
     try:
-        view = jobs.view(token)
+        status = jobs.status(token)
     except VaeCoreError:
         return None
-    return view is not None and not view.done
+    return status is not None and status not in DONE
 
 
 def owner_token() -> str:

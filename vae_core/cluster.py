@@ -208,7 +208,7 @@ def stop_local_head(folder: Optional[Path] = None, timeout: float = 10.0) -> boo
                     os.waitpid(pid, os.WNOHANG)      # reap our own child
                 except ChildProcessError:
                     pass
-            pids = [p for p in _session_pids(sid)]
+            pids = _session_pids(sid)
             if not pids:
                 break
             time.sleep(0.1)

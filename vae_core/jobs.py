@@ -160,6 +160,13 @@ def view(owner: str, touch: bool = True) -> Optional["JobView"]:
     return None if raw is None else JobView(raw)
 
 
+def status(owner: str) -> Optional[str]:
+    """The status of the owner's latest job (None: none, or no engine runs); keeps it from counting
+    as abandoned. Cheap: what a page polls on every run, where view() would carry curves and images."""
+    q = queue(start=False)
+    return None if q is None else _call(q.status, owner)
+
+
 def stop(owner: str, cancel: bool = False) -> None:
     """Stop the owner's job after the current batch (models so far kept), or cancel it (nothing kept)."""
     q = queue(start=False)

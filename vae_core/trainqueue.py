@@ -347,6 +347,14 @@ class TrainQueueActor:
         out["queue"] = self._counts()
         return out
 
+    async def status(self, owner: str) -> Optional[str]:
+        """The owner's latest job's status alone (and a touch): what every page's poll needs."""
+        job = self.q.job_of(owner)
+        if job is None:
+            return None
+        job["last_seen"] = time.time()
+        return job["status"]
+
     async def stop(self, owner: str, cancel: bool = False) -> bool:
         now = time.time()
         running = self.q.stop(owner, now, cancel=cancel)
