@@ -1,0 +1,4 @@
+"""True posterior (being built this session)."""
+import streamlit as st
+
+st.title("True posterior")

@@ -1,0 +1,4 @@
+"""Few labels (being built this session)."""
+import streamlit as st
+
+st.title("Few labels")

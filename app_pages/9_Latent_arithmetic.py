@@ -1,0 +1,4 @@
+"""Latent arithmetic (being built this session)."""
+import streamlit as st
+
+st.title("Latent arithmetic")
