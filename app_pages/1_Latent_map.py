@@ -4,13 +4,15 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, links, models
+from explorer import claims, figures, links, models
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="🗺️", layout="wide")
 st.title("Latent map")
 st.markdown("Every dot is a test image, placed at its code and coloured by its digit. Click a dot to "
             "see the image and what each model makes of it.")
+st.markdown("**Notice:** the VAE packs its codes around the origin at the prior's scale, each image a "
+            "small bubble; the AE's codes sit wherever and at whatever scale training left them.")
 
 sel = sidebar("map")
 if sel is None:
@@ -19,10 +21,9 @@ offer_2d_pair(sel, "With d = 2 the map shows the latent space itself, with the V
 
 EXPLAIN = {
     "raw": "**Raw 2-D**: the latent space itself, no projection. Distances and empty regions are real. "
-           "The circles are the prior N(0, I) at 1σ and 2σ. A VAE's dots are posterior means: the means "
-           "together with their bubbles should fill the prior, so the means alone sit inside it (along "
-           "each axis their spread is about 1 − the average σ²) and the bubbles fill the rest. An AE's "
-           "codes may sit anywhere and at any scale.",
+           "The circles are the prior N(0, I) at 1σ and 2σ. A VAE's dots are posterior means μ(x); the KL "
+           "term pulls them, with their bubbles, towards the prior. An AE's codes may sit anywhere and at "
+           "any scale.",
     "pca": "**PCA** shows the flat plane along which the codes vary most. It is linear: straight lines "
            "stay straight, and a distance in the plane is never more than the real distance between "
            "the codes, only less. So dots far apart here are far apart, but dots close here may not be: "
@@ -63,8 +64,9 @@ has_bubbles = dims.get("VAE") == 2
 show_bubbles, n_bubbles = False, 0
 if has_bubbles:
     with c4:
-        show_bubbles = st.toggle("Posterior bubbles (±σ)", value=True, key="map_bubbles",
-                                 help="An ellipse of one standard deviation around some of the VAE's posterior means.")
+        show_bubbles = st.toggle("Posterior bubbles", value=True, key="map_bubbles",
+                                 help="An ellipse around some of the VAE's posterior means: ±σ, enlarged by a "
+                                      "stated factor when the bubbles are too small to see.")
         n_bubbles = st.slider("Bubbles drawn", 20, 400, 150, step=10, key="map_n_bubbles",
                               disabled=not show_bubbles)
 else:
@@ -111,9 +113,10 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     c = models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)
     bubbles = label == "VAE" and has_bubbles and show_bubbles
     title = f"{label}: {info['name']}"
+    scale = claims.bubble_scale(c["mu"], c["sigma"]) if bubbles else 1
     fig = figures.scatter_codes(
         maps[label], c["labels"], models.exploration_data(sel.dataset).classes, title=title,
-        axis_titles=axis_titles(label), sigma=c["sigma"] if bubbles else None,
+        axis_titles=axis_titles(label), sigma=scale * c["sigma"] if bubbles else None,
         n_ellipses=n_bubbles if bubbles else 0, prior=dims[label] == 2,
         marks=None, height=560)
     if idx is not None and idx < n_points:
@@ -123,12 +126,15 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     with col:
         st.plotly_chart(fig, key=f"map_chart_{label}", on_select="rerun", selection_mode="points",
                         config=figures.CONFIG)
-        spread = np.abs(maps[label]).max(axis=0)
         if dims[label] == 2:
-            st.caption(f"Codes span about ±{spread[0]:.1f} × ±{spread[1]:.1f}. " +
-                       ("The VAE's codes are held near the prior's circles by the KL term."
-                        if label == "VAE" else
-                        "Nothing ties the AE's codes to any scale or to the origin."))
+            text = claims.range_caption(maps[label])
+            if label == "VAE" and c["sigma"] is not None:
+                text += " " + claims.prior_fit_caption(claims.prior_fit(c["mu"], c["sigma"]))
+                if bubbles:
+                    text += " " + claims.bubble_caption(c["sigma"], scale)
+            elif label == "AE":
+                text += " Nothing ties the AE's codes to a scale or to the origin."
+            st.caption(text)
 
 st.subheader("The image you picked")
 if idx is None:

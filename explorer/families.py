@@ -10,9 +10,12 @@ from typing import Optional
 
 from vae_core import runmeta
 
-# The families a page opens on when they are present, best first: the 20-D family shows β
-# switching latent dimensions off (issue 15); the 2-D one is its own map.
+# The family Compare β opens on when present, best first: the 20-D family shows β switching
+# latent dimensions off, which a 2-D family cannot.
 PREFERRED = ("shipped-mnist-d20", "shipped-mnist-d2")
+# The family whose pair the explorer pages open on: with d = 2 the latent space is its own map, so
+# the map, the grid, the interpolation and the true posterior show the space itself, not a projection.
+PAIR_PREFERRED = ("shipped-mnist-d2", "shipped-mnist-d20")
 MAX_SHOWN = 8          # the comparison draws one column per model: more no longer fit a screen
 
 sort_key = runmeta.sort_key
@@ -33,10 +36,10 @@ def groups(infos: list) -> dict:
     return {k: sorted(v, key=sort_key) for k, v in out.items()}
 
 
-def default_family(fams: dict) -> Optional[str]:
+def default_family(fams: dict, preferred: tuple = PREFERRED) -> Optional[str]:
     """The family a page opens on: a preferred shipped family when present, else the largest
     (the first of equals, so the choice does not depend on a set's order)."""
-    for key in PREFERRED:
+    for key in preferred:
         if key in fams:
             return key
     return max(fams, key=lambda k: len(fams[k])) if fams else None
@@ -67,11 +70,12 @@ def partner_ae(vae: dict, aes: list) -> Optional[dict]:
 
 
 def preferred_vae(vaes: list, aes: list) -> Optional[dict]:
-    """The VAE a page opens on: the β = 1 VAE of the default family (else the one closest to
-    β = 1 in it), else a β = 1 VAE with a partner AE, else any VAE with a partner, else the first."""
+    """The VAE a page opens on: the β = 1 VAE of the explorer's default family (PAIR_PREFERRED; else
+    the one closest to β = 1 in it), else a β = 1 VAE with a partner AE, else any VAE with a partner,
+    else the first."""
     if not vaes:
         return None
-    fam = default_family(families(vaes + aes))
+    fam = default_family(families(vaes + aes), PAIR_PREFERRED)
     members = [i for i in vaes if fam is not None and runmeta.family_key(i) == fam]
     if members:
         return min(members, key=lambda i: (abs((beta_of(i) or 0.0) - 1.0), sort_key(i)))

@@ -66,7 +66,7 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-DEFAULT_PAIR = ("mnist-d20-vae-b1", "mnist-d20-ae")
+DEFAULT_PAIR = ("mnist-d2-vae-b1", "mnist-d2-ae")
 
 
 def make_tiny_checkpoints(folder: Path) -> Path:

@@ -79,8 +79,8 @@ def no_errors(at: AppTest) -> None:
 def test_every_page_runs_on_the_default_models(app_env, page):
     at = run_page(page)
     no_errors(at)
-    assert at.session_state["sel_vae"] == "mnist-d20-vae-b1"
-    assert at.session_state["sel_ae"] == "mnist-d20-ae"
+    assert at.session_state["sel_vae"] == "mnist-d2-vae-b1"
+    assert at.session_state["sel_ae"] == "mnist-d2-ae"
     assert len(at.get("plotly_chart")) >= 1
 
 
@@ -400,7 +400,7 @@ def test_a_damaged_user_folder_never_breaks_a_page_and_the_upload_page_lists_wha
     ("app_pages/1_Latent_map.py", {"map_seed": "7", "vae": "mnist-d2-vae-b1", "ae": "mnist-d2-ae"},
      {"map_seed": 7, "sel_vae": "mnist-d2-vae-b1", "sel_ae": "mnist-d2-ae"}),
     ("app_pages/2_Latent_grid.py", {"grid_n": "999", "grid_q": "lots", "vae": "../../etc/passwd"},
-     {"grid_n": 15, "grid_q": 0.05, "sel_vae": "mnist-d20-vae-b1"}),        # a damaged link: the defaults
+     {"grid_n": 15, "grid_q": 0.05, "sel_vae": "mnist-d2-vae-b1"}),        # a damaged link: the defaults
 ])
 def test_a_link_sets_the_page_and_a_damaged_one_falls_back_to_the_defaults(page, params, expected):
     at = AppTest.from_file(str(REPO / page), default_timeout=120)

@@ -44,8 +44,8 @@ def test_home_page_renders_equations_and_both_models(streamlit_server, page):
     assert errors_shown(page) == []
     assert page.locator("[data-testid=stHeading]", has_text="VAE Latent Explorer").count() == 1
     assert page.locator(".katex").count() >= 4                   # the equations are typeset
-    assert page.get_by_text("mnist-d20-vae-b1").count() >= 1
-    assert page.get_by_text("mnist-d20-ae").count() >= 1
+    assert page.get_by_text("mnist-d2-vae-b1").count() >= 1
+    assert page.get_by_text("mnist-d2-ae").count() >= 1
     screenshot(page, "home")
 
 
@@ -84,14 +84,14 @@ def test_selection_holds_when_moving_between_pages(streamlit_server, page):
     open_page(page, streamlit_server, "", until=CHART)
     box = page.locator(".st-key-sb_vae")
     box.click()
-    page.get_by_role("option", name="mnist-d2-vae-b1").first.click()
+    page.get_by_role("option", name="mnist-d20-vae-b2").first.click()
     wait_rendered(page)
     page.locator("[data-testid=stSidebarNav] a", has_text="Latent grid").click()
     wait_rendered(page, until=CHART)
-    assert "mnist-d2-vae-b1" in selected(page, "sb_vae")
-    assert "mnist-d2-ae" in selected(page, "sb_ae")
+    assert "mnist-d20-vae-b2" in selected(page, "sb_vae")
+    assert "mnist-d20-ae" in selected(page, "sb_ae")
     assert errors_shown(page) == []
-    screenshot(page, "grid-2d-pair")
+    screenshot(page, "grid-20d-pair")
 
 
 def test_a_digit_drawn_on_the_canvas_is_encoded_by_both_models(streamlit_server, page):

@@ -43,15 +43,15 @@ def test_every_file_records_its_shipped_family():
         "shipped-digits-d2": {"digits-d2-ae", "digits-d2-vae-b1"}}
 
 
-def test_the_app_opens_on_the_20d_beta_1_pair():
+def test_the_pages_open_on_the_2d_beta_1_pair_and_compare_beta_on_the_20d_family():
     from explorer import families
     infos = [{**i, "model_config": i["model_config"].to_dict(), "train_config": i["train_config"].to_dict()}
              for i in list_checkpoints(CKPT) if i["dataset"] == "mnist"]
     vaes = [i for i in infos if i["model_config"]["kind"] == "vae"]
     aes = [i for i in infos if i["model_config"]["kind"] == "ae"]
     vae = families.preferred_vae(vaes, aes)
-    assert vae["name"] == "mnist-d20-vae-b1"
-    assert families.preferred_ae(vae, aes)["name"] == "mnist-d20-ae"
+    assert vae["name"] == "mnist-d2-vae-b1"
+    assert families.preferred_ae(vae, aes)["name"] == "mnist-d2-ae"
     assert families.default_family(families.families(infos)) == "shipped-mnist-d20"
 
 

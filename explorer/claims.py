@@ -1,0 +1,98 @@
+"""What the captions say about the models on screen, computed from those models.
+
+Pure NumPy (no Streamlit), so tests/test_claims.py holds each sentence against the shipped models:
+a caption that is fixed text can only be true for some models; these are true for the one shown.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+# P(‖z‖ ≤ 2) for z ~ N(0, I) in two dimensions: 1 − exp(−2²/2).
+PRIOR_INSIDE_2SIGMA_2D = 1.0 - math.exp(-2.0)
+
+
+def prior_fit(mu: np.ndarray, sigma: np.ndarray) -> dict:
+    """How a 2-D VAE's posterior means sit in its prior.
+
+    mu, sigma [N, 2]: posterior means and standard deviations of N test images.
+    By the law of total variance the aggregate posterior q(z) = mean_x q(z|x) has, per axis,
+    Var_q[z] = Var_x[μ(x)] + E_x[σ²(x)]; a VAE whose q(z) matched the prior N(0, I) would have 1
+    on each axis. Returns the fraction of means inside the prior's 2σ circle, and per axis the
+    variance of the means, the mean σ² and their sum.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    s2 = np.asarray(sigma, dtype=np.float64) ** 2
+    inside = float(np.mean(np.linalg.norm(mu, axis=1) <= 2.0))
+    var_mu = mu.var(axis=0)
+    mean_s2 = s2.mean(axis=0)
+    return {"n": len(mu), "inside_2sigma": inside, "var_mu": var_mu, "mean_sigma2": mean_s2,
+            "total": var_mu + mean_s2}
+
+
+def prior_fit_caption(fit: dict) -> str:
+    """The sentence under a 2-D VAE's map, every number and comparison from `fit`."""
+    inside = fit["inside_2sigma"]
+    expected = PRIOR_INSIDE_2SIGMA_2D
+    if inside < expected - 0.05:
+        how = f"fewer than the {expected:.0%} of draws from the prior that fall there: the means spread wider than N(0, I)"
+    elif inside > expected + 0.05:
+        how = f"more than the {expected:.0%} of draws from the prior: the means crowd the centre, and the bubbles fill the rest"
+    else:
+        how = f"about the {expected:.0%} of draws from the prior that fall there"
+    v, s, t = fit["var_mu"], fit["mean_sigma2"], fit["total"]
+    return (f"{inside:.0%} of these {fit['n']:,} posterior means lie inside the prior's 2σ circle, {how}. "
+            f"Variance of the means along z0, z1: {v[0]:.2f}, {v[1]:.2f}; average posterior variance σ²: "
+            f"{s[0]:.3f}, {s[1]:.3f}. If the codes of all images together (means and bubbles) matched the "
+            f"prior, the two would add up to 1 on each axis; here they add up to {t[0]:.2f} and {t[1]:.2f}.")
+
+
+def code_range(xy: np.ndarray) -> np.ndarray:
+    """[[min, max] per axis] of codes xy [N, 2]."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return np.stack([xy.min(axis=0), xy.max(axis=0)], axis=1)
+
+
+def range_caption(xy: np.ndarray, names: tuple = ("z0", "z1")) -> str:
+    """"Codes run from a to b along z0 and from c to d along z1.": the true extent, not ±max|z|."""
+    r = code_range(xy)
+    return (f"Codes run from {r[0, 0]:.1f} to {r[0, 1]:.1f} along {names[0]} and from "
+            f"{r[1, 0]:.1f} to {r[1, 1]:.1f} along {names[1]}.")
+
+
+def bubble_scale(mu: np.ndarray, sigma: np.ndarray, visible: float = 1 / 25) -> int:
+    """The smallest factor k in 1, 2, 5, 10, 20, 50, 100 at which a typical ±k·σ bubble is at least
+    `visible` of the map's width, so a posterior of σ ≈ 0.07 on a map six units wide can be seen.
+    mu, sigma [N, 2]."""
+    width = float(np.ptp(np.asarray(mu, dtype=np.float64), axis=0).max()) or 1.0
+    typical = float(np.median(np.asarray(sigma, dtype=np.float64)))
+    for k in (1, 2, 5, 10, 20, 50, 100):
+        if 2 * k * typical >= visible * width:
+            return k
+    return 100
+
+
+def bubble_caption(sigma: np.ndarray, k: int) -> str:
+    """What the drawn ellipses are, said with their scale."""
+    med = float(np.median(np.asarray(sigma, dtype=np.float64)))
+    if k == 1:
+        return f"Each ellipse is one posterior bubble at its true size, ±σ (median σ {med:.2f})."
+    return (f"Each ellipse is a posterior bubble drawn {k}× its true size, ±{k}σ: at its true size "
+            f"(median σ {med:.2f}) it would be hidden under its dot.")
+
+
+def reach(codes: np.ndarray, q: float = 99.0) -> float:
+    """The q-th percentile of |code| over all coordinates: how far a model's codes spread."""
+    return float(np.percentile(np.abs(np.asarray(codes, dtype=np.float64)), q))
+
+
+def spread_comparison(vae_reaches: dict, ae_reach: Optional[float]) -> str:
+    """A sentence comparing how far each β's codes spread with the AE's, e.g. "99 % of the
+    codes lie within ±2.9 (β=0.5) … ±2.1 (β=8); the AE's within ±38"."""
+    parts = [f"±{r:.1f} ({label})" for label, r in vae_reaches.items()]
+    text = "99 % of the VAEs' code coordinates lie within " + ", ".join(parts)
+    if ae_reach is not None:
+        text += f"; the AE's within ±{ae_reach:.0f}, {ae_reach / max(max(vae_reaches.values()), 1e-9):.0f}× further out"
+    return text + "."
