@@ -4,14 +4,15 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, links, models, timing
+from explorer import claims, figures, links, models, timing
 from explorer.sidebar import dims_for, offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent grid · VAE Latent Explorer", page_icon="🔲", layout="wide")
 st.title("Latent grid")
 st.markdown("Each cell is the image the decoder draws for one point of a regular grid laid over a plane "
             "of latent space. A VAE's grid should change smoothly and show a digit almost everywhere; "
-            "an AE's often breaks into smudges where no training code landed.")
+            "an AE's can break into smudges where no training code landed.")
+notice = st.container()
 
 sel = sidebar("grid")
 if sel is None:
@@ -63,6 +64,29 @@ latent = {label: int(info["model_config"]["latent_dim"]) for label, _, info in s
 model_dims = {label: dims_for(dims, latent[label]) for label in latent}
 
 
+def what_to_notice() -> str:
+    """The line under the title: what a digit classifier makes of each model's 15 × 15 grid over
+    the range chosen, and why, in the words that fit the latent size on screen."""
+    judged = {}
+    for label, ckpt, info in sel.pair:
+        g = models.grid(ckpt, models.ckpt_key(ckpt), sel.dataset, N_CODES, 15, plane, model_dims[label], span, q)
+        judged[label] = models.judge(sel.dataset, models.grid_cells(g))
+    if any(j is None for j in judged.values()):
+        return ""
+    text = ("**Notice:** a digit classifier finds, in the 15 × 15 grid, " +
+            "; ".join(claims.judgement_caption(j, f"the {label}") for label, j in judged.items()) + ". ")
+    if "AE" in judged and span == "prior":
+        text += ("The prior's range is where the VAE's codes are; the AE's codes lie elsewhere, so this box "
+                 "shows only a corner of its space. ")
+        if latent["AE"] == 2:
+            text += ("In two dimensions an AE's decoder still fills the gaps between its codes with digits; "
+                     "with many dimensions (try the 20-D pair) its grid falls apart.")
+        elif judged["AE"]["frac"] < judged["VAE"]["frac"]:
+            text += ("With this many dimensions the AE's decoder has never been trained on most of the "
+                     "plane, and its grid shows it.")
+    return text
+
+
 def plane_text(label: str) -> str:
     """Which plane a model's grid covers, in words."""
     if latent[label] == 2:
@@ -103,6 +127,7 @@ def mosaics(span: str, q: float, plane: str, model_dims: dict):
                                key=f"grid_png_{label}")
 
 
+notice.markdown(what_to_notice())
 mosaics(span, q, plane, model_dims)
 
 if st.toggle("Show where the grid lies on the codes", value=True, key="grid_show_map"):

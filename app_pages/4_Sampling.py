@@ -5,7 +5,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, links, models, timing
+from explorer import claims, figures, links, models, timing
 from explorer.sidebar import sidebar
 from vae_core.errors import DataError
 
@@ -28,6 +28,23 @@ with tab_samples:
                 "asked to put its codes there: its samples show what its decoder makes of points it may "
                 "never have seen.")
 
+    def ae_prior_note(judged: dict) -> str:
+        """Why the AE's samples look the way they do, for the latent size on screen."""
+        if sel.ae is None:
+            return ""
+        ae_dim = int(sel.ae_info["model_config"]["latent_dim"])
+        c = models.codes(sel.ae, models.ckpt_key(sel.ae), sel.dataset, N_CODES)
+        radius = 2.0 * np.sqrt(ae_dim)
+        inside = float(np.mean(np.linalg.norm(c["mu"], axis=1) <= radius))
+        where = (f"{inside:.0%} of the AE's test codes lie within radius 2√d = {radius:.1f} of the origin, "
+                 f"where {claims.prior_mass_within(radius, ae_dim):.0%} of the prior's draws fall, ")
+        if ae_dim == 2:
+            return (where + "so these samples land in one corner of its space and repeat the few digits "
+                    "coded there. They still look like digits because in two dimensions its decoder fills "
+                    "the gaps between codes; with many dimensions (the 20-D pair) most of the space is gap, "
+                    "and the AE's samples turn into smudges.")
+        return where + "and with this many dimensions most of the space around them is empty to its decoder."
+
     @timing.fragment
     def samples_view():
         c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
@@ -49,8 +66,10 @@ with tab_samples:
             links.publish(key, value)
         cols = st.columns(len(sel.pair))
         ncols = int(np.ceil(np.sqrt(n)))
+        judged = {}
         for col, (label, ckpt, info) in zip(cols, sel.pair):
             s = models.samples(ckpt, models.ckpt_key(ckpt), n, seed, float(temp))
+            judged[label] = models.judge(sel.dataset, s["images"])
             mosaic = figures.tile(s["images"], ncols=ncols)
             with col:
                 st.plotly_chart(figures.image_figure(mosaic, title=f"{label}: {info['name']}", height=480),
@@ -58,6 +77,10 @@ with tab_samples:
                 st.download_button(f"Download the {label} samples (PNG)", partial(figures.png_bytes, mosaic, scale=2),
                                    file_name=f"samples-{info['name']}-T{temp:g}-seed{seed}.png",
                                    mime="image/png", key=f"samp_png_{label}")
+        if all(j is not None for j in judged.values()):
+            st.markdown("**Notice:** a digit classifier finds " +
+                        "; ".join(claims.judgement_caption(j, f"the {label}") for label, j in judged.items()) +
+                        ". " + ae_prior_note(judged))
         st.caption(f"The same random codes (seed {seed}) go into both decoders. "
                    "Samples are decoder means, so they look smoother than draws from p(x|z) would. "
                    "A model whose samples look good can still have a poor likelihood, and the reverse.")

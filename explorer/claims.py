@@ -96,3 +96,27 @@ def spread_comparison(vae_reaches: dict, ae_reach: Optional[float]) -> str:
     if ae_reach is not None:
         text += f"; the AE's within ±{ae_reach:.0f}, {ae_reach / max(max(vae_reaches.values()), 1e-9):.0f}× further out"
     return text + "."
+
+
+def judgement(probs: np.ndarray, sure: float = 0.9) -> dict:
+    """What a digit classifier makes of decoded images. probs [N, classes]: p(c|x) per image.
+    Returns n, sure (images whose top class has p > `sure`), their fraction, and the classes those
+    images show (sorted): a sampler that draws only a few classes well shows few of them."""
+    p = np.asarray(probs, dtype=np.float64)
+    conf, pred = p.max(axis=1), p.argmax(axis=1)
+    ok = conf > sure
+    return {"n": len(p), "sure": int(ok.sum()), "frac": float(ok.mean()) if len(p) else 0.0,
+            "classes": sorted({int(c) for c in pred[ok]})}
+
+
+def judgement_caption(judged: dict, what: str) -> str:
+    """"the VAE: 20 of 36 clear digits, 9 different" from a judgement()."""
+    k = len(judged["classes"])
+    return (f"{what}: {judged['sure']} of {judged['n']} clear digits, "
+            f"{k} different digit{'s' if k != 1 else ''}")
+
+
+def prior_mass_within(radius: float, d: int) -> float:
+    """P(‖z‖ ≤ radius) for z ~ N(0, I_d): ‖z‖² follows a χ² law with d degrees of freedom."""
+    from scipy.stats import chi2
+    return float(chi2.cdf(radius ** 2, d))

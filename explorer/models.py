@@ -159,6 +159,41 @@ def images(dataset: str, indices) -> np.ndarray:
     return exploration_data(dataset).x[list(indices)].numpy()
 
 
+@st.cache_resource(show_spinner=False)
+def digit_classifier(dataset: str):
+    """The shipped classifier of a dataset's images (checkpoints/classifiers/), or None."""
+    from vae_core.errors import CheckpointError
+    from vae_core.metrics import load_classifier
+    path = paths.shipped_dir() / "classifiers" / f"{dataset}-classifier.safetensors"
+    try:
+        return load_classifier(path) if path.is_file() else None
+    except CheckpointError:
+        return None
+
+
+def judge(dataset: str, images: np.ndarray) -> Optional[dict]:
+    """explorer.claims.judgement of decoded images [N, C, H, W] by the dataset's digit classifier;
+    None when the dataset has none (or it reads another image shape)."""
+    import torch
+
+    from . import claims
+    clf = digit_classifier(dataset)
+    images = np.asarray(images, dtype=np.float32)
+    if clf is None or tuple(clf.image_shape) != tuple(images.shape[1:]):
+        return None
+    with torch.no_grad():
+        probs = torch.softmax(clf(torch.as_tensor(images)), dim=1).numpy()
+    return claims.judgement(probs)
+
+
+def grid_cells(g: dict) -> np.ndarray:
+    """The cells [n*n, 1, H, W] of a grid()'s mosaic (drawn without padding), row by row."""
+    h = g["cell"]
+    n = g["image"].shape[0] // h
+    w = g["image"].shape[1] // n
+    return g["image"].reshape(n, h, n, w).transpose(0, 2, 1, 3).reshape(n * n, 1, h, w)
+
+
 def labels(dataset: str) -> Optional[np.ndarray]:
     data = exploration_data(dataset)
     return None if data.y is None else data.y.numpy()
