@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explorer import families, figures, models
+from explorer import claims, families, figures, links, models
 from explorer import training as tr
 
 import pandas as pd  # noqa: E402 - after explorer, which imports the heavy libraries in one order
@@ -13,7 +13,9 @@ import pandas as pd  # noqa: E402 - after explorer, which imports the heavy libr
 st.set_page_config(page_title="Compare β · VAE Latent Explorer", page_icon="⚖️", layout="wide")
 st.title("Compare β")
 st.caption("One column per model: what its code space looks like, how well it reconstructs the same "
-           "test images, what it draws from the prior, and which latent dimensions it uses.")
+           "test images, what it draws from the prior, what one latent dimension does, and which latent "
+           "dimensions it uses.")
+notice = st.container()
 
 infos = models.list_models()
 by_name = {i["name"]: i for i in infos}
@@ -27,6 +29,11 @@ def _members(key: str) -> list:
     return [i["name"] for i in families.spread(fams[key])]
 
 
+links.restore("cb_family", links.one_of(list(fams)))
+if "cb_models" not in st.session_state and st.query_params.get("cb_models"):
+    linked = [n for n in st.query_params["cb_models"].split(",") if n in by_name]
+    if linked:
+        st.session_state["cb_models"] = linked
 if st.session_state.get("cb_family") not in fams:
     st.session_state.pop("cb_family", None)        # its family is gone (a file was removed)
 family = st.session_state.get("cb_family") or families.default_family(fams)
@@ -40,16 +47,21 @@ def _use_family():
     st.session_state["cb_models"] = _members(st.session_state["cb_family"])
 
 
-c1, c2 = st.columns([1, 3])
+c1, c2 = st.columns([2, 3])
+in_family = set(_members(family)) if family else set()
 if fams:
     c1.selectbox("Family", list(fams), index=list(fams).index(family), key="cb_family", on_change=_use_family,
                  format_func=lambda k: families.family_label(fams[k]),
                  help="Models trained together (one training run or β sweep), as their files record it.")
 c2.multiselect("Models", list(by_name), key="cb_models", max_selections=families.MAX_SHOWN,
-               format_func=lambda n: f"{n} ({families.short_label(by_name[n])})")
+               format_func=lambda n: families.short_label(by_name[n]) if n in in_family else n,
+               help="The family's members are shown by β; models from elsewhere by their file name.")
 if family and len(fams[family]) > families.MAX_SHOWN:
     st.caption(f"This family has {len(fams[family])} models; the page shows at most {families.MAX_SHOWN} "
                "side by side, spread over its β range. Swap models in the box above.")
+if fams:
+    links.publish("cb_family", st.session_state.get("cb_family", family))
+links.publish("cb_models", ",".join(st.session_state["cb_models"]))
 chosen = sorted([by_name[n] for n in st.session_state["cb_models"] if n in by_name], key=families.sort_key)
 if not chosen:
     st.info("Choose at least one model.")
@@ -70,7 +82,11 @@ with st.spinner("Encoding and decoding the test images…"):
 
 vae_reach = tr.shared_reach([v["codes"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"])
 st.caption(f"Every VAE column is drawn on the same axes, ±{vae_reach:g} in both directions, so their spreads "
-           "compare at a glance; the AE's codes have no prior to keep them near 0 and get their own scale.")
+           "compare at a glance; the AE's codes have no prior to keep them near 0 and get their own scale. "
+           + claims.spread_comparison({families.short_label(i): v["reach"] for i, v in zip(chosen, views)
+                                       if i["model_config"]["kind"] == "vae"},
+                                      next((v["reach"] for i, v in zip(chosen, views)
+                                            if i["model_config"]["kind"] == "ae"), None)))
 per_row = math.ceil(len(chosen) / math.ceil(len(chosen) / 4))   # at most 4 a row: legible thumbnails
 cols = [c for start in range(0, len(chosen), per_row) for c in st.columns(per_row)][:len(chosen)]
 for col, info, v in zip(cols, chosen, views):
@@ -88,6 +104,9 @@ for col, info, v in zip(cols, chosen, views):
                  width="stretch")
         st.image(figures.upscale(figures.tile(v["prior"][:, None], ncols=4), 200),
                  caption="decoded from z ~ N(0, I)", width="stretch")
+        st.image(figures.tile(v["trav"][:, None], ncols=len(v["trav"])), width="stretch",
+                 caption=(f"z{v['trav_dim']}, its dimension with the most KL, from −3 to 3"
+                          if is_vae else f"z{v['trav_dim']}, its most spread dimension, over ±3 of its spread"))
         if v["kl_dims"] is not None:
             kl = v["kl_dims"]
             bar = figures.bar_kl(kl, np.argsort(-kl), title="")
@@ -108,12 +127,16 @@ with st.spinner(f"Computing metrics for {len(computing)} model(s) that carry non
         row["source"] = m.get("source", "")
         rows.append(row)
 
+notice.markdown(claims.beta_trend([r for r in rows if r["beta"] is not None],
+                                  {int(i["model_config"]["latent_dim"]) for i in chosen}))
+
 st.subheader("Rate and distortion")
 left, right = st.columns([3, 2])
 left.plotly_chart(tr.rate_distortion_figure(rows), key="cb_rd", config=figures.CONFIG)
 right.markdown(
-    "Each VAE pays a **rate**, the KL between its posterior and the prior (how many nats its code "
-    "carries about the image), to lower its **distortion**, the reconstruction cost. β sets the exchange "
+    "Each VAE pays a **rate**, the KL between its posterior and the prior averaged over images (an upper "
+    "bound, in nats, on the information its code carries about the image), to lower its **distortion**, "
+    "the reconstruction cost. β sets the exchange "
     "rate: a small β buys sharp reconstructions with an expensive code, a large β squeezes the code and "
     "blurs the images. The points trace the trade-off curve.\n\n"
     "**Where the AE sits.** The AE's objective has no KL term, so in its own bookkeeping its code costs "
@@ -163,8 +186,14 @@ st.markdown(
     "big bubble, the prior N(0, I). It is what packs the codes together with no empty gaps.\n"
     "3. **The σ² − log σ² − 1 part holds each bubble at unit size:** it is zero at σ = 1 and grows "
     "whether a bubble shrinks or swells. It stops the encoder from turning bubbles into points.\n\n"
-    "β scales forces 2 and 3 against force 1. With small β reconstruction wins: bubbles stay small and far "
-    "apart (the map looks like the AE's, reconstructions are sharp, prior samples land in gaps). With large β "
-    "the KL wins: bubbles swell and crowd into the unit circle, dimensions the data cannot pay for collapse to the "
+    "β scales forces 2 and 3 against force 1. With small β reconstruction wins: bubbles stay small and apart, "
+    "reconstructions are sharp, and more of the prior's samples land between the codes. Even so, a VAE's "
+    "codes stay at the prior's scale, far from the AE's (see the spreads measured above). With large β the KL "
+    "wins: bubbles swell and crowd into the unit circle, dimensions the data cannot pay for collapse to the "
     "prior (fewer active units), reconstructions blur, and what is left is smooth enough that samples from the "
-    "prior decode to plausible digits. The AE has only force 1, which is why its map has holes.")
+    "prior decode to plausible digits. The AE has only force 1, which is why its map has holes.\n\n"
+    "**Disentanglement.** A large β also pushes each active dimension to carry its own factor of variation, "
+    "since the prior's dimensions are independent: the traversal row of each column shows what its busiest "
+    "dimension changes. The β-VAE literature calls a code whose dimensions each change one factor "
+    "(slant, width, which digit) *disentangled*. Nothing guarantees it, and on MNIST a dimension often "
+    "changes the digit and its style at once: judge it by eye in the rows above.")

@@ -120,3 +120,25 @@ def prior_mass_within(radius: float, d: int) -> float:
     """P(‖z‖ ≤ radius) for z ~ N(0, I_d): ‖z‖² follows a χ² law with d degrees of freedom."""
     from scipy.stats import chi2
     return float(chi2.cdf(radius ** 2, d))
+
+
+def beta_trend(rows: list, dims: set) -> str:
+    """The Compare β page's "Notice" line from its metric rows (dicts with beta, kl, recon,
+    active_units), lowest β to highest: what rising β did to the models shown."""
+    rows = sorted((r for r in rows if r.get("beta") is not None), key=lambda r: r["beta"])
+    if len(rows) < 2:
+        return "**Notice:** choose at least two VAEs with different β to see what β does."
+    lo, hi = rows[0], rows[-1]
+    parts = []
+    if lo.get("kl") is not None and hi.get("kl") is not None:
+        parts.append(f"the rate (KL) goes from {lo['kl']:.1f} to {hi['kl']:.1f} nats")
+    if lo.get("recon") is not None and hi.get("recon") is not None:
+        parts.append(f"the reconstruction cost from {lo['recon']:.1f} to {hi['recon']:.1f} nats")
+    if lo.get("active_units") is not None and hi.get("active_units") is not None:
+        d = max(dims) if dims else None
+        parts.append(f"the active dimensions from {lo['active_units']:g} to {hi['active_units']:g}"
+                     + (f" of {d}" if d else ""))
+    text = f"**Notice:** from β = {lo['beta']:g} to β = {hi['beta']:g}, " + ", ".join(parts) + "."
+    if dims and max(dims) <= 2:
+        text += " With two latent dimensions every VAE needs both: choose a 20-D family to see dimensions switch off."
+    return text

@@ -324,9 +324,23 @@ def model_views(path: str, mtime_ns: int, dataset: str, n_codes: int = 2000, n_r
         gen = torch.Generator().manual_seed(0)
         prior = model.decode_image(torch.randn(n_prior, d, generator=gen))[:, 0].numpy()
     kl = kl_per_dimension(model, sub)
+    # A traversal of the dimension the model uses most (the VAE's largest KL; the AE's largest
+    # spread), from the first test image's code, over ±3 prior units (VAE) or ±3 of its own spread.
+    if kl is not None:
+        k = int(np.argmax(kl))
+        values = np.linspace(-3.0, 3.0, 7)
+    else:
+        k = int(np.argmax(z.std(axis=0)))
+        values = z[:, k].mean() + 3.0 * z[:, k].std() * np.linspace(-1.0, 1.0, 7)
+    with torch.no_grad():
+        start = model.embed(x[:1]).repeat(len(values), 1)
+        start[:, k] = torch.as_tensor(values, dtype=start.dtype)
+        trav = model.decode_image(start)[:, 0].numpy()
     return {"codes": xy.astype(np.float32), "how": how, "labels": None if sub.y is None else sub.y.numpy(),
             "classes": data.classes, "originals": x[:, 0].numpy(), "recons": recon, "prior": prior,
-            "kl_dims": None if kl is None else np.asarray(kl, dtype=np.float64), "latent_dim": d}
+            "kl_dims": None if kl is None else np.asarray(kl, dtype=np.float64), "latent_dim": d,
+            "reach": float(np.percentile(np.abs(z), 99)), "trav": trav, "trav_dim": k,
+            "trav_values": values.astype(np.float64)}
 
 
 def shared_reach(code_sets: list) -> float:
