@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import figures, models
+from explorer import claims, figures, models
 from explorer.links import sidebar_link
 from explorer.sidebar import beta_of, sidebar
 
@@ -31,8 +31,9 @@ with st.expander("The objective, in equations", expanded=True):
         st.latex(r"z = \mu(x) + \varepsilon \odot \sigma(x), \qquad \varepsilon \sim \mathcal{N}(0, I)")
         st.markdown("**The loss per image**, a reconstruction term plus a weighted pull towards the prior "
                     "p(z) = N(0, I):")
-        st.latex(r"\mathcal{L}_\beta(x) = \underbrace{-\,\mathbb{E}_{q(z|x)}\log p(x \mid z)}_{\text{reconstruction}}"
-                 r" + \beta\, \underbrace{\mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big)}_{\text{regulariser}}")
+        # Two lines, so the equation fits its column at 1280 px.
+        st.latex(r"\begin{aligned} \mathcal{L}_\beta(x) = &\underbrace{-\,\mathbb{E}_{q(z|x)}\log p(x \mid z)}_{\text{reconstruction}}"
+                 r" \\ &+ \beta\, \underbrace{\mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big)}_{\text{regulariser}} \end{aligned}")
         st.markdown("With a diagonal Gaussian posterior the KL term has a closed form, summed over the d latent dimensions:")
         st.latex(r"\mathrm{KL} = \tfrac{1}{2} \sum_{i=1}^{d} \left( \sigma_i^2 - \log \sigma_i^2 - 1 + \mu_i^2 \right)")
     with right:
@@ -47,8 +48,10 @@ with st.expander("The objective, in equations", expanded=True):
         st.caption("with z₁ … z_K drawn independently from q(z|x); K = 1 gives the ELBO itself.")
         st.markdown("The **AE** keeps only the reconstruction term with z = f(x): nothing asks its codes to fill "
                     "the space evenly, so decoding a random point can give nonsense. β > 1 pushes the VAE "
-                    "harder towards the prior (smoother space, blurrier images); β < 1 does the reverse. "
-                    "The pixels follow a Bernoulli likelihood, so the reconstruction term is a binary cross-entropy.")
+                    "harder towards the prior (smoother space, blurrier images); β < 1 does the reverse.")
+        if sel is not None:
+            st.markdown(f"**The likelihood p(x|z)** of the VAE on screen ({sel.vae_info['name']}): "
+                        f"{claims.likelihood_of(sel.vae_info)}. " + claims.likelihood_note(sel.vae_info))
 
 if sel is None:
     st.stop()
@@ -85,7 +88,7 @@ def model_card(label: str, ckpt, info: dict) -> None:
     m = info.get("metrics") or {}
     st.markdown(f"#### {label}: `{info['name']}`")
     st.caption(f"{'shipped with the app' if info.get('source') == 'shipped' else 'trained by you'} · "
-               f"dataset {info['dataset'] or '?'}")
+               f"dataset {info['dataset'] or '?'} · likelihood {claims.likelihood_of(info)}")
     c = st.columns(4)
     c[0].metric("latent size d", mc["latent_dim"])
     c[1].metric("β", f"{beta_of(info):g}" if beta_of(info) is not None else "— (AE)")
@@ -93,7 +96,7 @@ def model_card(label: str, ckpt, info: dict) -> None:
                 help="Reconstruction + β·KL on the test set (lower is better); for the AE, reconstruction only.")
     c[3].metric("log p(x) (IS)", f"{m['log_px']:.1f}" if m.get("log_px") is not None else "—",
                 help=f"Importance-sampled estimate with K={m.get('iw_samples', 0)} samples per image (higher is better); "
-                     "only the VAE defines p(x).")
+                     "only the VAE defines p(x). " + claims.likelihood_note(info))
     c = st.columns(4)
     c[0].metric("ELBO", f"{m['elbo']:.1f}" if m.get("elbo") is not None else "—",
                 help="−(reconstruction + KL) at β = 1; a lower bound on log p(x).")
@@ -126,5 +129,9 @@ links[0].page_link("app_pages/1_Latent_map.py", label="Latent map", icon=":mater
 links[1].page_link("app_pages/2_Latent_grid.py", label="Latent grid", icon=":material/grid_on:")
 links[2].page_link("app_pages/3_Interpolation.py", label="Interpolation", icon=":material/swap_horiz:")
 links[3].page_link("app_pages/4_Sampling.py", label="Sampling & traversal", icon=":material/casino:")
+links[0].page_link("app_pages/9_Latent_arithmetic.py", label="Latent arithmetic", icon=":material/add_circle:")
+links[1].page_link("app_pages/10_True_posterior.py", label="True posterior", icon=":material/functions:")
+links[2].page_link("app_pages/11_Few_labels.py", label="Few labels", icon=":material/label:")
+links[3].page_link("app_pages/6_Compare_beta.py", label="Compare β", icon=":material/compare:")
 
 sidebar_link()

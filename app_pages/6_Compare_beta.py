@@ -91,7 +91,7 @@ per_row = math.ceil(len(chosen) / math.ceil(len(chosen) / 4))   # at most 4 a ro
 cols = [c for start in range(0, len(chosen), per_row) for c in st.columns(per_row)][:len(chosen)]
 for col, info, v in zip(cols, chosen, views):
     with col:
-        st.markdown(f"**{families.short_label(info)}** · d={v['latent_dim']}", help=info["name"])
+        st.markdown(f"**{families.short_label(info)}** · d={v['latent_dim']} · {claims.likelihood_short(info)}", help=info["name"])
         is_vae = info["model_config"]["kind"] == "vae"
         reach = vae_reach if is_vae else tr.shared_reach([v["codes"]])
         fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=is_vae and v["latent_dim"] == 2,

@@ -142,3 +142,39 @@ def beta_trend(rows: list, dims: set) -> str:
     if dims and max(dims) <= 2:
         text += " With two latent dimensions every VAE needs both: choose a 20-D family to see dimensions switch off."
     return text
+
+
+def likelihood_of(info: dict) -> str:
+    """The decoder's likelihood p(x|z) in a few words, from a model's configs: "Bernoulli",
+    "Bernoulli, binarised data", "Gaussian σ=0.1" or "Gaussian, learned σ"."""
+    mc = info.get("model_config") or {}
+    tc = info.get("train_config") or {}
+    kind = mc.get("likelihood", "bernoulli")
+    if kind == "gaussian":
+        return f"Gaussian σ={float(mc.get('gaussian_sigma', 0.1)):g}"
+    if kind == "gaussian_learned":
+        return "Gaussian, learned σ"
+    return "Bernoulli, binarised data" if tc.get("binarize") else "Bernoulli"
+
+
+def likelihood_note(info: dict) -> str:
+    """What this model's "log p(x)" means, for the likelihood it was trained with."""
+    what = likelihood_of(info)
+    if what == "Bernoulli, binarised data":
+        return ("This model was trained on binarised pixels (each 0 or 1) with a Bernoulli likelihood, so its "
+                "log p(x) is the log-probability of a binary image: comparable with published binarised-MNIST numbers.")
+    if what == "Bernoulli":
+        return ("This model puts a Bernoulli likelihood on grey-level pixels (the reconstruction term is a binary "
+                "cross-entropy). Grey pixels are not 0/1 outcomes, so its \"log p(x)\" is not the log-probability of "
+                "any image: it ranks models trained the same way, but is not comparable with published numbers "
+                "(only a model trained on binarised pixels is).")
+    return (f"This model's likelihood is {what}: its log p(x) is a log-density over continuous pixel values. It "
+            "depends on σ and the pixel scale, and is comparable neither with a Bernoulli model's numbers nor with "
+            "published binarised-MNIST results.")
+
+
+def likelihood_short(info: dict) -> str:
+    """likelihood_of() in a word or two, for a model's label in a narrow box."""
+    text = likelihood_of(info)
+    return {"Bernoulli": "Bern.", "Bernoulli, binarised data": "Bern. 0/1"}.get(
+        text, text.replace("Gaussian", "Gauss.").replace(", learned σ", " σ learned"))

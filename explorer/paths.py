@@ -25,3 +25,13 @@ def exploration_dir() -> Path:
 def maps_dir() -> Path:
     """Precomputed 2-D maps shipped beside the checkpoints."""
     return shipped_dir() / "maps"
+
+
+def shown(path: Path, variable: str) -> str:
+    """A folder as the page may show it: relative to the app's folder when inside it, else the
+    environment variable that set it ("$VAE_USER_DIR"). A server's absolute paths are never shown
+    to the students who visit it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO.resolve()))
+    except ValueError:
+        return f"${variable}"

@@ -21,7 +21,7 @@ from typing import Optional
 
 import streamlit as st
 
-from . import families, links, models, paths
+from . import claims, families, links, models, paths
 
 
 @dataclass
@@ -68,13 +68,14 @@ def describe(info: dict) -> str:
     """A short label: name, latent size, β, and where the file came from."""
     mc = info["model_config"]
     beta = f", β={beta_of(info):g}" if beta_of(info) is not None else ""
+    beta += f", {claims.likelihood_short(info)}"
     if info.get("source") != "yours":
         mine = ""
     elif info["name"] in st.session_state.get("my_models", ()):
         mine = " (yours)"
     else:
         mine = f" (by {info.get('owner') or 'an upload'})"
-    return f"{info['name']}  ·  d={mc['latent_dim']}{beta}{mine}"
+    return f"{info['name']} · d={mc['latent_dim']}{beta}{mine}"
 
 
 def _name(info: Optional[dict]) -> Optional[str]:
@@ -100,11 +101,12 @@ def _default(options: list, preferred: Optional[str]) -> Optional[str]:
 def empty_message() -> None:
     """What to do when no checkpoint exists: where they go and how to make one."""
     st.warning(
-        f"No trained models were found. Pretrained checkpoints belong in `{paths.shipped_dir()}`; "
-        f"models you train are saved in `{paths.user_dir()}`.\n\n"
-        "Train a pair on the **Train** page, or from a terminal:\n\n"
+        f"No trained models were found. Pretrained checkpoints belong in "
+        f"`{paths.shown(paths.shipped_dir(), 'VAE_CHECKPOINT_DIR')}`; models you train are saved in "
+        f"`{paths.shown(paths.user_dir(), 'VAE_USER_DIR')}`.\n\n"
+        "Train a pair on the **Train** page, or from a terminal in the app's folder:\n\n"
         f"`python -m vae_core sweep --dataset digits --betas 1 --latent-dim 2 --epochs 100 "
-        f"--out-dir {paths.user_dir()} --prefix digits-d2`\n\n"
+        f"--out-dir \"{paths.shown(paths.user_dir(), 'VAE_USER_DIR')}\" --prefix digits-d2`\n\n"
         "(set `VAE_CHECKPOINT_DIR` to use another folder of checkpoints).", icon=":material/folder_open:")
 
 
@@ -236,6 +238,9 @@ def sidebar(page: str = "") -> Optional[Selection]:
         vae_info = by_name[vae_name]
         ae_info = by_name.get(ae_name) if ae_name else None
         _to_address(dataset, vae_name, ae_name)
+        st.caption("Likelihood p(x|z): " + "; ".join(
+            f"{label} {claims.likelihood_of(i)}" for label, i in (("VAE", vae_info), ("AE", ae_info)) if i) +
+            " (Bern. = Bernoulli on grey pixels, 0/1 = binarised pixels, Gauss. = Gaussian).")
         if ae_info and ae_info["model_config"]["latent_dim"] != vae_info["model_config"]["latent_dim"]:
             st.caption("The two models have different latent sizes: compare with care.")
         st.caption("Pretrained models, and the models saved on this server (labelled with who trained "

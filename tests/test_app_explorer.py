@@ -106,7 +106,8 @@ def test_the_empty_folder_message_gives_a_command_that_works(tmp_path, monkeypat
     at = run_page("app.py")
     text = " ".join(w.value for w in at.warning)
     command = re.search(r"`(python -m vae_core [^`]+)`", text).group(1)
-    assert main(shlex.split(command)[3:]) == 0
+    assert str(tmp_path) not in text                  # no server path shown: the variable that sets it
+    assert main(shlex.split(os.path.expandvars(command))[3:]) == 0
     at = run_page("app.py")
     no_errors(at)
     assert not any("No trained models" in w.value for w in at.warning)
@@ -157,6 +158,8 @@ def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
     no_errors(at)
     n_after = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if t["type"] == "scattergl")
     assert (n_before, n_after) == (2000, 500)
+    at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()      # a 20-D pair: no bubbles, an offer
+    assert not any(t.get("showlegend") is False for t in plotly_spec(at, "map_chart_VAE")["data"])
     at.button(key="use_2d_pair").click().run()
     no_errors(at)
     names = [t.get("name") for t in plotly_spec(at, "map_chart_VAE")["data"]]
@@ -167,6 +170,7 @@ def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
 
 def test_latent_map_tsne_projection_runs(app_env):
     at = run_page("app_pages/1_Latent_map.py")
+    at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()       # projections are for d > 2
     at.select_slider(key="map_n").set_value(500).run()
     pca = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     at.segmented_control(key="map_method").set_value("tsne").run()
@@ -189,6 +193,8 @@ def test_grid_changes_with_size_range_and_plane(app_env):
     # Each model's mosaic, before and after: the data range covers other codes than the prior's.
     assert image_of(at, "grid_fig_VAE") != small
     assert image_of(at, "grid_fig_AE") != small_ae
+    assert "grid_plane" not in [r.key for r in at.radio]          # a 2-D pair: its one plane is the space
+    at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()
     at.radio(key="grid_plane").set_value("pca").run()
     no_errors(at)
     assert plotly_spec(at, "grid_map_VAE")["layout"]["xaxis"]["title"]["text"] == "PC1"
@@ -277,7 +283,7 @@ def test_an_uploaded_digit_is_encoded_and_an_empty_one_explained(app_env):
     plotly_spec(at, "draw_map_VAE")                # placed on the map
     assert "draw_png" in [b.key for b in at.get("download_button")]
     codes = at.session_state["draw_codes"]
-    assert len(codes["VAE"]) == 20 and np.isfinite(codes["AE"]).all()
+    assert len(codes["VAE"]) == 2 and np.isfinite(codes["AE"]).all()     # the default 2-D pair
     at.file_uploader(key="draw_upload").set_value(("black.png", _png(np.zeros((50, 50), np.uint8)), "image/png")).run()
     no_errors(at)
     assert any("empty" in w.value for w in at.warning)
