@@ -2,7 +2,6 @@
 
 Run the app with `streamlit run app.py`, which lists this page and those in app_pages/.
 """
-from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -77,8 +76,9 @@ h = rows[0].shape[-2]
 fig = figures.image_figure(grid, height=90 * len(rows) + 40,
                            y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], row_names))
 st.plotly_chart(fig, key="home_recon", config=figures.CONFIG)
-st.download_button("Download these reconstructions (PNG)", partial(figures.png_bytes, grid, scale=4),
-                   file_name="reconstructions.png", mime="image/png", key="home_recon_png")
+figures.export_buttons(grid, "reconstructions", "home_recon", "Download these reconstructions",
+                       title="Test images and their reconstructions",
+                       rows=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], row_names), scale=4)
 st.session_state["home_shown"] = idx
 
 

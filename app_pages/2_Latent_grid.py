@@ -1,5 +1,4 @@
 """Latent grid: decode an n x n grid of codes over a 2-D plane, VAE beside AE."""
-from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -122,9 +121,12 @@ def mosaics(span: str, q: float, plane: str, model_dims: dict):
         with col:
             st.plotly_chart(fig, key=f"grid_fig_{label}", config=figures.CONFIG)
             st.caption(plane_text(label))
-            st.download_button(f"Download the {label} mosaic (PNG)", partial(figures.png_bytes, g["image"], scale=2),
-                               file_name=f"grid-{info['name']}-{n}x{n}.png", mime="image/png",
-                               key=f"grid_png_{label}")
+            figures.export_buttons(g["image"], f"grid-{info['name']}-{n}x{n}", f"grid_{label}",
+                                   f"Download the {label} mosaic", title=f"{label}: {info['name']}",
+                                   cols=figures.mosaic_ticks(g["u"], g["cell"], pad=0, every=every),
+                                   rows=figures.mosaic_ticks(g["v"][::-1], g["cell"], pad=0, every=every),
+                                   x_title=g["labels"][0], y_title=g["labels"][1],
+                                   scale=max(1, 1600 // g["image"].shape[1]))
 
 
 notice.markdown(what_to_notice())

@@ -142,8 +142,12 @@ fig = figures.image_figure(strip, height=110 * len(rows) + 50,
                            y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], names))
 fig.update_xaxes(title="step")
 st.plotly_chart(fig, key="interp_strip", config=figures.CONFIG)
-st.download_button("Download the strip (PNG)", partial(figures.png_bytes, strip, scale=3),
-                   file_name=f"interpolation-{i0}-{i1}-{method}.png", mime="image/png", key="interp_png")
+figures.export_buttons(strip, f"interpolation-{i0}-{i1}-{method}", "interp", "Download the strip",
+                       title=f"{describe(i0)} → {describe(i1)}, {'linear' if method == 'lerp' else 'spherical'} path",
+                       rows=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))],
+                             [f"{label}: {info['name']}" for label, _, info in sel.pair]),
+                       cols=figures.mosaic_ticks(list(range(steps)), h, every=max(1, steps // 12)),
+                       x_title="step", scale=4)
 
 # ------------------------------------------------------------------ the path on the map
 st.subheader("4 · The path through latent space")

@@ -74,9 +74,10 @@ with tab_samples:
             with col:
                 st.plotly_chart(figures.image_figure(mosaic, title=f"{label}: {info['name']}", height=480),
                                 key=f"samp_fig_{label}", config=figures.CONFIG)
-                st.download_button(f"Download the {label} samples (PNG)", partial(figures.png_bytes, mosaic, scale=2),
-                                   file_name=f"samples-{info['name']}-T{temp:g}-seed{seed}.png",
-                                   mime="image/png", key=f"samp_png_{label}")
+                figures.export_buttons(mosaic, f"samples-{info['name']}-T{temp:g}-seed{seed}", f"samp_{label}",
+                                       f"Download the {label} samples",
+                                       title=f"{label}: {info['name']}, z ~ N(0, {temp:g}²·I), seed {seed}",
+                                       scale=max(1, 1200 // mosaic.shape[1]))
         if all(j is not None for j in judged.values()):
             st.markdown("**Notice:** a digit classifier finds " +
                         "; ".join(claims.judgement_caption(j, f"the {label}") for label, j in judged.items()) +

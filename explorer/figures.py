@@ -295,3 +295,92 @@ def _make_shared():
 
 
 _scatter_shared = _make_shared()
+
+
+# ---------------------------------------------------------------- slide-ready exports
+
+def _export_layout(shape: tuple, scale: int, title: str, rows: Optional[tuple], cols: Optional[tuple],
+                   x_title: str, y_title: str) -> dict:
+    """Where the picture and each label go in an export: margins sized for the labels given.
+    rows / cols: (positions in image pixels, texts), as mosaic_ticks returns them."""
+    h, w = shape[0] * scale, shape[1] * scale
+    longest = max((len(t) for t in (rows or ((), ()))[1]), default=0)
+    left = 16 + (8 * longest + 8 if rows else 0) + (24 if y_title else 0)
+    top = 44 if title else 12
+    bottom = 12 + (22 if cols else 0) + (24 if x_title else 0)
+    return {"left": left, "top": top, "w": w, "h": h, "width": left + w + 16, "height": top + h + bottom}
+
+
+def export_png(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, cols: Optional[tuple] = None,
+               x_title: str = "", y_title: str = "", scale: int = 4) -> bytes:
+    """A mosaic with its title (the model's name), row labels, column labels and axis titles, as
+    a PNG for a slide: white margins, black text. rows / cols: (pixel positions, texts)."""
+    from PIL import Image, ImageDraw, ImageFont
+    arr = to_grey(img)
+    lay = _export_layout(arr.shape, scale, title, rows, cols, x_title, y_title)
+    canvas = Image.new("RGB", (lay["width"], lay["height"]), "white")
+    pic = Image.fromarray(np.repeat(np.repeat(arr, scale, 0), scale, 1)).convert("RGB")
+    canvas.paste(pic, (lay["left"], lay["top"]))
+    draw = ImageDraw.Draw(canvas)
+    font, big = ImageFont.load_default(size=14), ImageFont.load_default(size=18)
+    if title:
+        draw.text((lay["left"] + lay["w"] / 2, 22), title, fill="black", font=big, anchor="mm")
+    for pos, text in zip(*(rows or ((), ()))):
+        draw.text((lay["left"] - 8, lay["top"] + (pos + 0.5) * scale), text, fill="black", font=font, anchor="rm")
+    for pos, text in zip(*(cols or ((), ()))):
+        draw.text((lay["left"] + (pos + 0.5) * scale, lay["top"] + lay["h"] + 6), text, fill="black", font=font,
+                  anchor="mt")
+    if x_title:
+        draw.text((lay["left"] + lay["w"] / 2, lay["height"] - 6), x_title, fill="black", font=font, anchor="mb")
+    if y_title:
+        label = Image.new("RGB", (lay["h"], 20), "white")
+        ImageDraw.Draw(label).text((lay["h"] / 2, 10), y_title, fill="black", font=font, anchor="mm")
+        canvas.paste(label.rotate(90, expand=True), (4, lay["top"]))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def export_svg(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, cols: Optional[tuple] = None,
+               x_title: str = "", y_title: str = "", scale: int = 4) -> bytes:
+    """The same figure as export_png, as SVG: the mosaic embedded as a PNG (pixels stay crisp),
+    every label as real text that a slide editor can restyle."""
+    import base64
+    from xml.sax.saxutils import escape
+    arr = to_grey(img)
+    lay = _export_layout(arr.shape, scale, title, rows, cols, x_title, y_title)
+    uri = "data:image/png;base64," + base64.b64encode(_encode_png(arr, 6)).decode("ascii")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay["width"]}" height="{lay["height"]}" '
+           f'viewBox="0 0 {lay["width"]} {lay["height"]}" font-family="sans-serif">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<image x="{lay["left"]}" y="{lay["top"]}" width="{lay["w"]}" height="{lay["h"]}" href="{uri}" '
+           'style="image-rendering:pixelated" preserveAspectRatio="none"/>']
+    if title:
+        out.append(f'<text x="{lay["left"] + lay["w"] / 2}" y="28" font-size="18" text-anchor="middle">'
+                   f'{escape(title)}</text>')
+    for pos, text in zip(*(rows or ((), ()))):
+        out.append(f'<text x="{lay["left"] - 8}" y="{lay["top"] + (pos + 0.5) * scale}" font-size="14" '
+                   f'text-anchor="end" dominant-baseline="middle">{escape(text)}</text>')
+    for pos, text in zip(*(cols or ((), ()))):
+        out.append(f'<text x="{lay["left"] + (pos + 0.5) * scale}" y="{lay["top"] + lay["h"] + 18}" '
+                   f'font-size="14" text-anchor="middle">{escape(text)}</text>')
+    if x_title:
+        out.append(f'<text x="{lay["left"] + lay["w"] / 2}" y="{lay["height"] - 8}" font-size="14" '
+                   f'text-anchor="middle">{escape(x_title)}</text>')
+    if y_title:
+        cy = lay["top"] + lay["h"] / 2
+        out.append(f'<text x="16" y="{cy}" font-size="14" text-anchor="middle" '
+                   f'transform="rotate(-90 16 {cy})">{escape(y_title)}</text>')
+    out.append("</svg>")
+    return "\n".join(out).encode("utf-8")
+
+
+def export_buttons(img: np.ndarray, file_stem: str, key: str, label: str = "Download", **labels) -> None:
+    """Two download buttons side by side, PNG and SVG, of a labelled export (made only on a click)."""
+    import streamlit as st
+    from functools import partial
+    a, b = st.columns(2)
+    a.download_button(f"{label} (PNG)", partial(export_png, img, **labels), file_name=f"{file_stem}.png",
+                      mime="image/png", key=f"{key}_png", on_click="ignore")
+    b.download_button(f"{label} (SVG)", partial(export_svg, img, **labels), file_name=f"{file_stem}.svg",
+                      mime="image/svg+xml", key=f"{key}_svg", on_click="ignore")

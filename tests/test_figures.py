@@ -87,3 +87,22 @@ def test_selected_index_is_none_without_a_dot():
     # A click on the ring or a prior circle: a point, but no customdata.
     assert figures.selected_index(click_event({"curve_number": 4, "point_number": 0, "x": 1.0, "y": 0.0})) is None
     assert figures.selected_index(click_event({"curve_number": 4, "point_number": 0, "customdata": []})) is None
+
+
+def test_an_export_carries_its_title_row_labels_and_axes_in_png_and_svg():
+    import io
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+    img = np.zeros((58, 88), np.float32)
+    labels = dict(title="VAE: mnist-d2-vae-b1", rows=([14, 43], ["VAE: a", "AE: b"]),
+                  cols=([14, 43, 72], ["0", "1", "2"]), x_title="step", y_title="z1", scale=4)
+    png = Image.open(io.BytesIO(figures.export_png(img, **labels))).convert("L")
+    arr = np.asarray(png)
+    assert arr.shape[0] > 58 * 4 and arr.shape[1] > 88 * 4           # margins around the mosaic
+    assert (arr[:40] < 128).any()                                     # the title is drawn above it
+    assert (arr[:, :40] < 128).any()                                  # row labels / axis title at the left
+    svg = ET.fromstring(figures.export_svg(img, **labels))
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert set(texts) == {"VAE: mnist-d2-vae-b1", "VAE: a", "AE: b", "0", "1", "2", "step", "z1"}
+    assert svg.find("{http://www.w3.org/2000/svg}image").get("href").startswith("data:image/png;base64,")
