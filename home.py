@@ -76,7 +76,7 @@ h = rows[0].shape[-2]
 fig = figures.image_figure(grid, height=90 * len(rows) + 40,
                            y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], row_names))
 st.plotly_chart(fig, key="home_recon", config=figures.CONFIG)
-figures.export_buttons(grid, "reconstructions", "home_recon", "Download these reconstructions",
+figures.export_buttons(grid, "reconstructions", "home_recon", "Reconstructions",
                        title="Test images and their reconstructions",
                        rows=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], row_names), scale=4)
 st.session_state["home_shown"] = idx
@@ -89,22 +89,22 @@ def model_card(label: str, ckpt, info: dict) -> None:
     st.markdown(f"#### {label}: `{info['name']}`")
     st.caption(f"{'shipped with the app' if info.get('source') == 'shipped' else 'trained by you'} · "
                f"dataset {info['dataset'] or '?'} · likelihood {claims.likelihood_of(info)}")
-    c = st.columns(4)
-    c[0].metric("latent size d", mc["latent_dim"])
-    c[1].metric("β", f"{beta_of(info):g}" if beta_of(info) is not None else "— (AE)")
-    c[2].metric("test loss / image", f"{m['loss']:.1f} nats" if m.get("loss") is not None else "—",
-                help="Reconstruction + β·KL on the test set (lower is better); for the AE, reconstruction only.")
-    c[3].metric("log p(x) (IS)", f"{m['log_px']:.1f}" if m.get("log_px") is not None else "—",
-                help=f"Importance-sampled estimate with K={m.get('iw_samples', 0)} samples per image (higher is better); "
-                     "only the VAE defines p(x). " + claims.likelihood_note(info))
-    c = st.columns(4)
-    c[0].metric("ELBO", f"{m['elbo']:.1f}" if m.get("elbo") is not None else "—",
-                help="−(reconstruction + KL) at β = 1; a lower bound on log p(x).")
-    c[1].metric("KL / image", f"{m['kl']:.2f}" if m.get("kl") is not None else "—")
-    c[2].metric("active units", f"{m['active_units']} / {mc['latent_dim']}" if m.get("active_units") is not None else "—",
-                help="Dimensions whose code varies across the data; the rest carry no information.")
-    c[3].metric("k-NN accuracy", f"{m['knn_acc']:.1%}" if m.get("knn_acc") is not None else "—",
-                help="How well the codes' nearest neighbours predict the digit: a measure of how classes separate.")
+    def fmt(key: str, spec: str, unit: str = "") -> str:
+        return f"{m[key]:{spec}}{unit}" if m.get(key) is not None else "—"
+    # A table, not metric cards: at 1280 px four cards to a row cut their labels and numbers off.
+    rows = [("latent size d", str(mc["latent_dim"])),
+            ("β", f"{beta_of(info):g}" if beta_of(info) is not None else "— (AE)"),
+            ("test loss / image (at its β)", fmt("loss", ".1f", " nats")),
+            ("ELBO (at β = 1)", fmt("elbo", ".1f", " nats")),
+            (f"log p(x), importance-sampled (K = {m.get('iw_samples', 0)})", fmt("log_px", ".1f", " nats")),
+            ("KL / image", fmt("kl", ".2f", " nats")),
+            ("active units", f"{m['active_units']} / {mc['latent_dim']}" if m.get("active_units") is not None else "—"),
+            ("k-NN accuracy of the codes", fmt("knn_acc", ".1%"))]
+    st.markdown("| | |\n|---|---|\n" + "\n".join(f"| {k} | **{v}** |" for k, v in rows))
+    st.caption("Loss: reconstruction + β·KL on the test set (lower is better; the AE's is reconstruction "
+               "only). The ELBO is a lower bound on log p(x), which only a VAE defines. Active units: dimensions "
+               "whose code varies across the data. k-NN accuracy: how well the codes' nearest neighbours "
+               "predict the digit. " + (claims.likelihood_note(info) if mc["kind"] == "vae" else ""))
     hist = info.get("history") or []
     if hist and "test_loss" in hist[-1]:
         fig = figures.line_chart({"train": [h.get("train_loss") for h in hist],

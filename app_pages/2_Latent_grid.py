@@ -122,7 +122,7 @@ def mosaics(span: str, q: float, plane: str, model_dims: dict):
             st.plotly_chart(fig, key=f"grid_fig_{label}", config=figures.CONFIG)
             st.caption(plane_text(label))
             figures.export_buttons(g["image"], f"grid-{info['name']}-{n}x{n}", f"grid_{label}",
-                                   f"Download the {label} mosaic", title=f"{label}: {info['name']}",
+                                   f"{label} mosaic", title=f"{label}: {info['name']}",
                                    cols=figures.mosaic_ticks(g["u"], g["cell"], pad=0, every=every),
                                    rows=figures.mosaic_ticks(g["v"][::-1], g["cell"], pad=0, every=every),
                                    x_title=g["labels"][0], y_title=g["labels"][1],

@@ -142,7 +142,7 @@ fig = figures.image_figure(strip, height=110 * len(rows) + 50,
                            y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], names))
 fig.update_xaxes(title="step")
 st.plotly_chart(fig, key="interp_strip", config=figures.CONFIG)
-figures.export_buttons(strip, f"interpolation-{i0}-{i1}-{method}", "interp", "Download the strip",
+figures.export_buttons(strip, f"interpolation-{i0}-{i1}-{method}", "interp", "The strip",
                        title=f"{describe(i0)} → {describe(i1)}, {'linear' if method == 'lerp' else 'spherical'} path",
                        rows=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))],
                              [f"{label}: {info['name']}" for label, _, info in sel.pair]),

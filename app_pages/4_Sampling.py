@@ -75,7 +75,7 @@ with tab_samples:
                 st.plotly_chart(figures.image_figure(mosaic, title=f"{label}: {info['name']}", height=480),
                                 key=f"samp_fig_{label}", config=figures.CONFIG)
                 figures.export_buttons(mosaic, f"samples-{info['name']}-T{temp:g}-seed{seed}", f"samp_{label}",
-                                       f"Download the {label} samples",
+                                       f"{label} samples",
                                        title=f"{label}: {info['name']}, z ~ N(0, {temp:g}²·I), seed {seed}",
                                        scale=max(1, 1200 // mosaic.shape[1]))
         if all(j is not None for j in judged.values()):

@@ -375,12 +375,15 @@ def export_svg(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, c
     return "\n".join(out).encode("utf-8")
 
 
-def export_buttons(img: np.ndarray, file_stem: str, key: str, label: str = "Download", **labels) -> None:
-    """Two download buttons side by side, PNG and SVG, of a labelled export (made only on a click)."""
+def export_buttons(img: np.ndarray, file_stem: str, key: str, label: str = "Figure", **labels) -> None:
+    """Two download buttons side by side, "<label> · PNG" and "· SVG", of a labelled export (made
+    only on a click). Keep `label` short: the buttons share half a column."""
     import streamlit as st
     from functools import partial
     a, b = st.columns(2)
-    a.download_button(f"{label} (PNG)", partial(export_png, img, **labels), file_name=f"{file_stem}.png",
-                      mime="image/png", key=f"{key}_png", on_click="ignore")
-    b.download_button(f"{label} (SVG)", partial(export_svg, img, **labels), file_name=f"{file_stem}.svg",
-                      mime="image/svg+xml", key=f"{key}_svg", on_click="ignore")
+    a.download_button(f"{label} · PNG", partial(export_png, img, **labels), file_name=f"{file_stem}.png",
+                      mime="image/png", key=f"{key}_png", on_click="ignore", icon=":material/download:",
+                      help="Download, labelled for a slide")
+    b.download_button(f"{label} · SVG", partial(export_svg, img, **labels), file_name=f"{file_stem}.svg",
+                      mime="image/svg+xml", key=f"{key}_svg", on_click="ignore", icon=":material/download:",
+                      help="Download, labelled for a slide; the labels stay editable text")

@@ -229,3 +229,26 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# Text a page cuts off: an element that hides its overflow (or ends it with "…") and whose text is
+# wider than its box. Screen-reader-only elements (1 px wide) and KaTeX's hidden MathML are skipped.
+CLIPPED_JS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid=stAppViewContainer] *')) {
+    const cs = getComputedStyle(el);
+    if (!['hidden', 'clip'].includes(cs.overflowX) && cs.textOverflow !== 'ellipsis') continue;
+    if (el.scrollWidth <= el.clientWidth + 1 || el.clientWidth <= 2) continue;
+    if ((el.className || '').toString().includes('katex')) continue;
+    const r = el.getBoundingClientRect();
+    const text = (el.innerText || '').trim();
+    if (r.width === 0 || r.height === 0 || !text) continue;
+    out.push(text.slice(0, 60) + ' (' + el.scrollWidth + ' px in ' + el.clientWidth + ')');
+  }
+  return out;
+}"""
+
+
+def clipped_texts(page) -> list[str]:
+    """The texts the page shows cut off (empty when every label and number fits its box)."""
+    return page.evaluate(CLIPPED_JS)

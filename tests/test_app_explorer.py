@@ -131,8 +131,8 @@ def test_beta_is_one_when_a_vae_checkpoint_omits_it_and_not_applicable_for_an_ae
     assert beta_of({**vae, "train_config": {"beta": 4}}) == 4.0
     assert beta_of(ae) is None and "β" not in describe(ae)
     at = run_page("app.py")                                          # the cards say the same
-    betas = [m.value for m in at.metric if m.label == "β"]
-    assert betas == ["1", "— (AE)"]
+    betas = [line for md in at.markdown for line in md.value.splitlines() if line.startswith("| β |")]
+    assert betas == ["| β | **1** |", "| β | **— (AE)** |"]
 
 
 def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_path):

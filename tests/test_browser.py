@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from browser_support import errors_shown, nudge_slider, open_page, screenshot, wait_rendered
+from browser_support import clipped_texts, errors_shown, nudge_slider, open_page, screenshot, wait_rendered
 
 pytestmark = pytest.mark.browser
 
@@ -181,3 +181,27 @@ def test_a_copied_link_reproduces_the_view_in_a_fresh_browser(streamlit_server, 
     finally:
         teacher.context.close()
         student.context.close()
+
+
+ALL_PAGES = ["", "Latent_map", "Latent_grid", "Interpolation", "Sampling", "Latent_arithmetic", "True_posterior",
+             "Few_labels", "Train", "Compare_beta", "Upload", "Class_gallery"]
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (1920, 1080)])
+def test_no_page_cuts_off_a_label_or_a_number_at_projector_sizes(streamlit_server, browser, width, height):
+    """Every page on its defaults, at a laptop's and a projector's size: no text element hides part
+    of its text (metric cards, buttons, select boxes, captions). The screenshots are kept in
+    test-artifacts/ for a person to look at."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    pg = context.new_page()
+    try:
+        cut = {}
+        for path in ALL_PAGES:
+            open_page(pg, streamlit_server, path)
+            assert errors_shown(pg) == [], path
+            screenshot(pg, f"{path or 'Home'}-{width}x{height}")
+            if clipped_texts(pg):
+                cut[path or "Home"] = clipped_texts(pg)
+        assert cut == {}
+    finally:
+        context.close()
