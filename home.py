@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import claims, figures, models
-from explorer.links import sidebar_link
+from explorer.links import int_in, publish, sidebar_link
 from explorer.sidebar import beta_of, sidebar
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🫧", layout="wide")
@@ -61,10 +61,14 @@ st.caption("Top row: test images the models never trained on. Below: each model'
            "its decoder must work for every point inside each bubble, not just the centre.")
 data = models.exploration_data(sel.dataset)
 n_show = 8
-if "home_seed" not in st.session_state:
-    st.session_state["home_seed"] = 0
+if "home_seed" not in st.session_state:          # a link's images: the same draw
+    try:
+        st.session_state["home_seed"] = int_in(0, 10**6)(st.query_params.get("home_seed", "0"))
+    except ValueError:
+        st.session_state["home_seed"] = 0
 if st.button("Show other images", key="home_shuffle"):
     st.session_state["home_seed"] += 1
+publish("home_seed", st.session_state["home_seed"])
 idx = tuple(int(i) for i in np.random.default_rng(st.session_state["home_seed"]).choice(len(data), n_show, replace=False))
 rows = [models.images(sel.dataset, idx)]
 row_names = ["original"]
