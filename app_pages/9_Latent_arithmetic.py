@@ -1,4 +1,303 @@
-"""Latent arithmetic (being built this session)."""
+"""Latent arithmetic: add an attribute vector (thicker, more slanted, class a → class b) to an
+image's code and decode it, in the VAE beside the AE."""
+from functools import partial
+
+import numpy as np
 import streamlit as st
 
+from explorer import figures, links, models, timing
+from explorer.sidebar import preferred_vae, select_pair, sidebar
+from vae_core import attributes
+
+st.set_page_config(page_title="Latent arithmetic · VAE Latent Explorer", page_icon="➕", layout="wide")
 st.title("Latent arithmetic")
+notice = st.container()
+st.markdown("An **attribute vector** is the mean code of images that have an attribute minus the mean code "
+            "of images that lack it. Add it to one image's code and decode: if the latent space is smooth, "
+            "the image gains the attribute and stays the same digit; where code + α·v leaves the region "
+            "the decoder was trained on, the image breaks up.")
+
+sel = sidebar("arith")
+if sel is None:
+    st.stop()
+
+N_CODES = 2000          # the codes each vector is computed from (as on the other pages)
+N_HELD = 1000           # further test images, not used for the vector, on which its effect is measured
+ALPHAS = tuple(float(a) for a in np.linspace(-2, 2, 9))
+MEASURE = {"thicker": "ink", "slant": "slant"}
+UNITS = {"ink": "ink (Σ pixels)", "slant": "slant (μ₁₁/μ₀₂)"}
+
+data = models.exploration_data(sel.dataset)
+labels = models.labels(sel.dataset)
+classes = None
+if labels is not None:
+    classes = data.classes or [str(c) for c in range(int(labels.max()) + 1)]
+n_vec = min(N_CODES, len(data))
+held = np.arange(n_vec, min(len(data), n_vec + N_HELD))
+held_is_new = len(held) > 0
+if not held_is_new:                       # a small set: measure on the images that made v (and say so)
+    held = np.arange(min(len(data), N_HELD))
+clf = models.digit_classifier(sel.dataset)
+if clf is not None and tuple(clf.image_shape) != tuple(data.x.shape[1:]):
+    clf = None
+
+if sel.latent_dim <= 2:
+    aes = [i for i in sel.infos if i["model_config"]["kind"] == "ae"]
+    big = [i for i in sel.infos if i["model_config"]["kind"] == "vae" and i["model_config"]["latent_dim"] > 2]
+    if big:
+        from explorer import families
+        pick = preferred_vae(big, aes)
+        partner = families.partner_ae(next(i for i in big if i["name"] == pick), aes)
+        c1, c2 = st.columns([3, 1], vertical_alignment="center")
+        c1.info(f"These models have {sel.latent_dim} latent dimensions: nearly all of that room goes to telling "
+                "the digits apart, so a style such as thickness has little space of its own. The numbers below "
+                "show how much of it the vectors still carry.", icon=":material/lightbulb:")
+        c2.button(f"Use {pick}", key="arith_use_big", on_click=select_pair,
+                  args=(pick, partner["name"] if partner else None))
+
+
+# ------------------------------------------------------------------ cached computations
+@st.cache_data(show_spinner=False, max_entries=64)
+def vector(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int) -> np.ndarray:
+    """The chosen vector [d] in this model's latent space, from its codes of the first n images."""
+    c = models.codes(_ckpt, key, dataset, n)
+    if kind == "class":
+        return attributes.class_vector(c["mu"], c["labels"], a, b)
+    x = models.exploration_subset(dataset, n).x.numpy()
+    return attributes.attribute_vector(c["mu"], attributes.ATTRIBUTES[MEASURE[kind]](x), labels=c["labels"])
+
+
+def score_fn(kind: str, b: int):
+    """What is measured on a decoded image: its ink, its slant, or the classifier's p(b | x)."""
+    if kind in MEASURE:
+        return attributes.ATTRIBUTES[MEASURE[kind]]
+    if clf is None:
+        return None
+    return lambda im: attributes.class_probs(clf, im)[:, b]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def walk(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int, index: int, alphas: tuple) -> dict:
+    """Image `index`'s code z moved to z + α·v for each α: images [A, C, H, W], score [A] (or None),
+    dist [A] (to the nearest of the n codes, in typical gaps)."""
+    v = vector(_ckpt, key, dataset, n, kind, a, b)
+    z = models.encode_images(_ckpt, key, models.images(dataset, [index]))["mu"][0]
+    zs = attributes.shift(z, v, alphas)
+    imgs = attributes.sweep(_ckpt.model, z, v, alphas)
+    f = score_fn(kind, b)
+    gap = max(models.typical_gap(_ckpt, key, dataset, n), 1e-12)
+    return {"images": imgs, "score": None if f is None else np.asarray(f(imgs)),
+            "dist": models.nearest_code_distance(_ckpt, key, dataset, n, zs) / gap}
+
+
+@st.cache_data(show_spinner="Measuring the vector on test images…", max_entries=64)
+def population(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int, idx: tuple) -> dict:
+    """attributes.effect on the test images idx (for a class vector, those of class a): the mean
+    score and the share of clear digits (the same digit, or class b) at each α of ALPHAS."""
+    idx = np.asarray(idx, dtype=int)
+    if kind == "class":
+        idx = idx[labels[idx] == a]
+    mu = models.encode_images(_ckpt, key, models.images(dataset, idx))["mu"]
+    f = score_fn(kind, b) or attributes.ink
+    target = b if kind == "class" else (None if labels is None else labels[idx])
+    out = attributes.effect(_ckpt.model, mu, vector(_ckpt, key, dataset, n, kind, a, b), ALPHAS, f,
+                            classifier=clf, target=target)
+    out["n"] = len(idx)
+    return out
+
+
+# ------------------------------------------------------------------ 1 · the vector
+st.subheader("1 · Choose the vector")
+kinds = ["thicker", "slant", "class"] if labels is not None else ["thicker", "slant"]
+names = {"thicker": "Thicker", "slant": "More slanted", "class": "Class a → class b"}
+links.restore("arith_vec", links.one_of(kinds))
+kind = st.segmented_control("Vector", kinds, default=kinds[0], required=True, key="arith_vec",
+                            format_func=names.get) or kinds[0]
+links.publish("arith_vec", kind)
+ca = cb = 0
+if kind == "class":
+    c1, c2, _ = st.columns([1, 1, 2])
+    for k in ("arith_from", "arith_to"):
+        links.restore(k, links.int_in(0, len(classes) - 1))
+    ca = int(c1.selectbox("Class a (from)", range(len(classes)), index=7 % len(classes), key="arith_from",
+                          format_func=lambda c: classes[c]))
+    cb = int(c2.selectbox("Class b (to)", range(len(classes)), index=3 % len(classes), key="arith_to",
+                          format_func=lambda c: classes[c]))
+    links.publish("arith_from", ca)
+    links.publish("arith_to", cb)
+
+within = labels is not None
+if kind == "class":
+    st.latex(rf"v \;=\; \operatorname{{mean}}\{{\,z : y = \text{{{classes[cb]}}}\,\}} \;-\; "
+             rf"\operatorname{{mean}}\{{\,z : y = \text{{{classes[ca]}}}\,\}}")
+else:
+    name = MEASURE[kind]
+    if within:
+        st.latex(rf"v \;=\; \frac{{1}}{{K}}\sum_{{k=1}}^{{K}} \Big(\operatorname{{mean}}\{{z : y = k,\ "
+                 rf"\mathrm{{{name}}}(x)\ \text{{in the top quarter of class }}k\}} \;-\; "
+                 rf"\operatorname{{mean}}\{{z : y = k,\ \mathrm{{{name}}}(x)\ \text{{in the bottom quarter}}\}}\Big)")
+    else:
+        st.latex(rf"v \;=\; \operatorname{{mean}}\{{z : \mathrm{{{name}}}(x)\ \text{{in the top quarter}}\}} \;-\; "
+                 rf"\operatorname{{mean}}\{{z : \mathrm{{{name}}}(x)\ \text{{in the bottom quarter}}\}}")
+    if kind == "thicker":
+        st.latex(r"\mathrm{ink}(x) = \textstyle\sum_{ij} x_{ij}\qquad\text{(the ink mass: digits are scaled to "
+                 r"one size, so within a class more ink means a thicker stroke)}")
+    else:
+        st.latex(r"\mathrm{slant}(x) = \mu_{11}/\mu_{02}\qquad\text{(shear of the pixels' second moments: "
+                 r"} > 0 \text{ leans right, like /)}")
+st.latex(r"\hat x(\alpha) \;=\; \mathrm{decoder}\big(z + \alpha\, v\big),\qquad z = \text{the image's code}")
+
+vecs = {label: vector(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb) for label, ckpt, _ in sel.pair}
+gaps = {label: models.typical_gap(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec) for label, ckpt, _ in sel.pair}
+what = {"thicker": "the thinnest quarter's mean code to the thickest quarter's" + (", within each digit" if within else ""),
+        "slant": "the quarter leaning most left to the quarter leaning most right" + (", within each digit" if within else ""),
+        "class": f"the mean code of the {classes[ca] if classes else ''}s to that of the {classes[cb] if classes else ''}s"}[kind]
+st.caption(f"Each model's v comes from its own codes of the first {n_vec} test images, so α counts in units of "
+           f"that model's v: α = 1 adds the whole step from {what}. Its length: " +
+           "; ".join(f"{label} {np.linalg.norm(vecs[label]):.2f}, {np.linalg.norm(vecs[label]) / max(gaps[label], 1e-12):.1f}× "
+                     "its typical gap between neighbouring codes" for label, _, _ in sel.pair) + ".")
+
+# ------------------------------------------------------------------ 2 · the image
+st.subheader("2 · Choose an image")
+if labels is not None:
+    c1, c2, _ = st.columns([1, 1, 2])
+    links.restore("arith_class", links.int_in(0, len(classes) - 1))
+    links.restore("arith_k", links.int_in(0, 999))
+    if kind == "class":
+        c1.markdown(f"An image of class a, **{classes[ca]}**")
+        img_class = ca
+    else:
+        img_class = int(c1.selectbox("Class", range(len(classes)), index=2 % len(classes), key="arith_class",
+                                     format_func=lambda c: classes[c]))
+        links.publish("arith_class", img_class)
+    k = int(c2.number_input("Which example of it", 0, 999, 0, key="arith_k"))
+    links.publish("arith_k", k)
+    where = np.flatnonzero(labels == img_class)
+    index = int(where[k % len(where)]) if len(where) else 0
+else:
+    links.restore("arith_idx", links.int_in(0, len(data) - 1))
+    index = int(st.number_input("Image index", 0, len(data) - 1, 0, key="arith_idx"))
+    links.publish("arith_idx", index)
+original = models.images(sel.dataset, [index])[0]
+describe = f"image {index}" + (f" (a {classes[labels[index]]})" if labels is not None else "")
+
+
+def score_text(kind: str, s: float) -> str:
+    if kind == "thicker":
+        return f"ink {s:.0f}"
+    if kind == "slant":
+        return f"slant {s:+.2f}"
+    return f"p({classes[cb]}) = {s:.2f}"
+
+
+# ------------------------------------------------------------------ 3 · the slider: only this part reruns
+st.subheader("3 · Add α·v")
+
+
+@timing.fragment
+def add_vector():
+    links.restore("arith_alpha", links.float_in(-2.0, 2.0, 0.25))
+    alpha = st.slider("α (in units of each model's v)", -2.0, 2.0, 1.0, 0.25, key="arith_alpha",
+                      help="0 decodes the image's own code; 1 adds v once; negative values subtract it "
+                           "(thinner, leaning left, or away from class b).")
+    links.publish("arith_alpha", alpha)
+    cols = st.columns(1 + len(sel.pair) + 1)
+    cols[0].image(figures.upscale(original, 168), output_format="PNG", caption=f"original: {describe}")
+    shown = [original]
+    for col, (label, ckpt, info) in zip(cols[1:], sel.pair):
+        w = walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, (float(alpha),))
+        shown.append(w["images"][0])
+        text = f"{label}, α = {alpha:g}"
+        if w["score"] is not None:
+            text += f": {score_text(kind, float(w['score'][0]))}"
+        text += f"; {w['dist'][0]:.1f}× the typical gap from the nearest code"
+        col.image(figures.upscale(w["images"][0], 168), output_format="PNG", caption=text)
+    cols[-1].download_button("Download these images (PNG)",
+                             partial(figures.png_bytes, figures.tile(np.stack(shown), ncols=len(shown)), scale=4),
+                             file_name=f"arithmetic-{kind}-{index}-alpha{alpha:g}.png", mime="image/png",
+                             key="arith_png", on_click="ignore")
+    st.session_state["arith_shown_alpha"] = alpha
+
+
+add_vector()
+
+# ------------------------------------------------------------------ 4 · every α at once
+st.subheader("4 · Every α")
+walks = {label: walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, ALPHAS)
+         for label, ckpt, _ in sel.pair}
+rows = [walks[label]["images"] for label, _, _ in sel.pair]
+strip = figures.tile(np.concatenate(rows), ncols=len(ALPHAS))
+h = rows[0].shape[-2]
+y_pos = [1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))]
+fig = figures.image_figure(strip, height=110 * len(rows) + 50,
+                           x_ticks=figures.mosaic_ticks(list(ALPHAS), h),
+                           y_ticks=(y_pos, [label for label, _, _ in sel.pair]))
+fig.update_xaxes(title="α")
+st.plotly_chart(fig, key="arith_strip", config=figures.CONFIG)
+figures.export_buttons(strip, f"arithmetic-{kind}-{index}", "arith_export", "The strip",
+                       title=f"{describe} + α·v ({names[kind].lower()})",
+                       rows=(y_pos, [f"{label}: {info['name']}" for label, _, info in sel.pair]),
+                       cols=figures.mosaic_ticks(list(ALPHAS), h), x_title="α", scale=4)
+c1, c2 = st.columns(2)
+if all(walks[label]["score"] is not None for label, _, _ in sel.pair):
+    y_title = UNITS.get(MEASURE.get(kind), f"p({classes[cb]} | image)" if classes else "")
+    c1.plotly_chart(figures.line_chart({label: walks[label]["score"] for label, _, _ in sel.pair}, x=list(ALPHAS),
+                                       title="Measured on the decoded images of this strip", y_title=y_title,
+                                       x_title="α"), key="arith_score", config=figures.CONFIG)
+fig = figures.line_chart({label: walks[label]["dist"] for label, _, _ in sel.pair}, x=list(ALPHAS),
+                         title="Distance of z + α·v to the nearest test code", y_title="× typical gap",
+                         x_title="α")
+fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"))
+c2.plotly_chart(fig, key="arith_dist", config=figures.CONFIG)
+
+# ------------------------------------------------------------------ 5 · on many images
+st.subheader("5 · On many test images")
+pops = {label: population(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, tuple(int(i) for i in held))
+        for label, ckpt, _ in sel.pair}
+n_pop = pops["VAE"]["n"]
+whose = (f"{n_pop} test images that did not help define v" if held_is_new
+         else f"{n_pop} test images (in so small a set they also helped define v)")
+if kind == "class":
+    whose = whose.replace("test images", f"test {classes[ca]}s", 1)
+c1, c2 = st.columns(2)
+if kind in MEASURE or clf is not None:
+    c1.plotly_chart(figures.line_chart({label: p["mean"] for label, p in pops.items()}, x=list(ALPHAS),
+                                       title=f"Mean over {n_pop} decoded test images",
+                                       y_title=UNITS.get(MEASURE.get(kind), f"p({classes[cb]} | image)" if classes else ""),
+                                       x_title="α"), key="arith_pop_score", config=figures.CONFIG)
+if clf is not None and pops["VAE"]["clear"] is not None:
+    clear_title = (f"Share read as a clear {classes[cb]}" if kind == "class" else "Share still read as the same digit")
+    c2.plotly_chart(figures.line_chart({label: 100 * p["clear"] for label, p in pops.items()}, x=list(ALPHAS),
+                                       title=clear_title, y_title="% (classifier p > 0.9)", x_title="α"),
+                    key="arith_pop_clear", config=figures.CONFIG)
+st.caption(f"Each model adds its own v to its codes of {whose}; the decoded images are measured as in section 1"
+           + (", and the shipped digit classifier reads them (a digit counts when its top class has p > 0.9)"
+              if clf is not None else "") + ".")
+
+# ------------------------------------------------------------------ the computed "Notice"
+i0, i1 = ALPHAS.index(0.0), ALPHAS.index(1.0)
+ends = [ALPHAS.index(-2.0), ALPHAS.index(2.0)]
+both = "AE" in pops
+if kind == "class" and pops["VAE"]["clear"] is not None and n_pop:
+    text = (f"**Notice:** adding v to the codes of {whose} makes {100 * pops['VAE']['clear'][i1]:.0f}% of the VAE's "
+            f"decoded images clear {classes[cb]}s at α = 1")
+    text += (f" ({100 * pops['AE']['clear'][i1]:.0f}% of the AE's); " if both else "; ")
+    text += f"at α = 0, {100 * pops['VAE']['clear'][i0]:.0f}% of the VAE's are."
+elif kind in MEASURE and n_pop:
+    unit = "ink" if kind == "thicker" else "slant"
+    fmt = (lambda s: f"{s:.0f}") if kind == "thicker" else (lambda s: f"{s:+.2f}")
+    text = (f"**Notice:** on {whose}, α = 1 moves the mean {unit} of the VAE's decoded images from "
+            f"{fmt(pops['VAE']['mean'][i0])} to {fmt(pops['VAE']['mean'][i1])}")
+    text += (f" (the AE's from {fmt(pops['AE']['mean'][i0])} to {fmt(pops['AE']['mean'][i1])})." if both else ".")
+    if pops["VAE"]["clear"] is not None and both:
+        kv = 100 * float(np.mean(pops["VAE"]["clear"][ends]))
+        ka = 100 * float(np.mean(pops["AE"]["clear"][ends]))
+        text += f" At α = ±2 the classifier still reads {kv:.0f}% of the VAE's as the same digit, {ka:.0f}% of the AE's: "
+        text += ("the VAE's space carries the change further before the digits break." if kv > ka + 5 else
+                 "the AE's digits hold up better here." if ka > kv + 5 else
+                 "on this pair the two hold up about equally.")
+else:
+    text = "**Notice:** watch how far z + α·v strays from the codes (section 4) as α grows."
+notice.markdown(text)
+
+links.sidebar_link()
