@@ -12,10 +12,9 @@ from vae_core import attributes
 st.set_page_config(page_title="Latent arithmetic · VAE Latent Explorer", page_icon="➕", layout="wide")
 st.title("Latent arithmetic")
 notice = st.container()
-st.markdown("An **attribute vector** is the mean code of images that have an attribute minus the mean code "
-            "of images that lack it. Add it to one image's code and decode: if the latent space is smooth, "
-            "the image gains the attribute and stays the same digit; where code + α·v leaves the region "
-            "the decoder was trained on, the image breaks up.")
+st.markdown("An **attribute vector** v is the mean code of images with an attribute minus that of images "
+            "without it. Decode an image's code plus α·v: where the latent space is smooth the image gains the "
+            "attribute and stays the same digit; where z + α·v leaves the codes, the decoder has nothing to go on.")
 
 sel = sidebar("arith")
 if sel is None:
@@ -49,9 +48,8 @@ if sel.latent_dim <= 2:
         pick = preferred_vae(big, aes)
         partner = families.partner_ae(next(i for i in big if i["name"] == pick), aes)
         c1, c2 = st.columns([3, 1], vertical_alignment="center")
-        c1.info(f"These models have {sel.latent_dim} latent dimensions: nearly all of that room goes to telling "
-                "the digits apart, so a style such as thickness has little space of its own. The numbers below "
-                "show how much of it the vectors still carry.", icon=":material/lightbulb:")
+        c1.info(f"These models have {sel.latent_dim} latent dimensions, nearly all spent on telling the digits "
+                "apart: a style such as thickness has little room of its own.", icon=":material/lightbulb:")
         c2.button(f"Use {pick}", key="arith_use_big", on_click=select_pair,
                   args=(pick, partner["name"] if partner else None))
 
@@ -107,16 +105,16 @@ def population(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int,
 
 
 # ------------------------------------------------------------------ 1 · the vector
-st.subheader("1 · Choose the vector")
+st.subheader("1 · Choose the vector and the image")
 kinds = ["thicker", "slant", "class"] if labels is not None else ["thicker", "slant"]
 names = {"thicker": "Thicker", "slant": "More slanted", "class": "Class a → class b"}
+c0, c1, c2 = st.columns([2, 1, 1])
 links.restore("arith_vec", links.one_of(kinds))
-kind = st.segmented_control("Vector", kinds, default=kinds[0], required=True, key="arith_vec",
+kind = c0.segmented_control("Vector", kinds, default=kinds[0], required=True, key="arith_vec",
                             format_func=names.get) or kinds[0]
 links.publish("arith_vec", kind)
 ca = cb = 0
 if kind == "class":
-    c1, c2, _ = st.columns([1, 1, 2])
     for k in ("arith_from", "arith_to"):
         links.restore(k, links.int_in(0, len(classes) - 1))
     ca = int(c1.selectbox("Class a (from)", range(len(classes)), index=7 % len(classes), key="arith_from",
@@ -126,58 +124,59 @@ if kind == "class":
     links.publish("arith_from", ca)
     links.publish("arith_to", cb)
 
-within = labels is not None
-if kind == "class":
-    st.latex(rf"v \;=\; \operatorname{{mean}}\{{\,z : y = \text{{{classes[cb]}}}\,\}} \;-\; "
-             rf"\operatorname{{mean}}\{{\,z : y = \text{{{classes[ca]}}}\,\}}")
-else:
-    name = MEASURE[kind]
-    if within:
-        st.latex(rf"v \;=\; \frac{{1}}{{K}}\sum_{{k=1}}^{{K}} \Big(\operatorname{{mean}}\{{z : y = k,\ "
-                 rf"\mathrm{{{name}}}(x)\ \text{{in the top quarter of class }}k\}} \;-\; "
-                 rf"\operatorname{{mean}}\{{z : y = k,\ \mathrm{{{name}}}(x)\ \text{{in the bottom quarter}}\}}\Big)")
-    else:
-        st.latex(rf"v \;=\; \operatorname{{mean}}\{{z : \mathrm{{{name}}}(x)\ \text{{in the top quarter}}\}} \;-\; "
-                 rf"\operatorname{{mean}}\{{z : \mathrm{{{name}}}(x)\ \text{{in the bottom quarter}}\}}")
-    if kind == "thicker":
-        st.latex(r"\mathrm{ink}(x) = \textstyle\sum_{ij} x_{ij}\qquad\text{(the ink mass: digits are scaled to "
-                 r"one size, so within a class more ink means a thicker stroke)}")
-    else:
-        st.latex(r"\mathrm{slant}(x) = \mu_{11}/\mu_{02}\qquad\text{(shear of the pixels' second moments: "
-                 r"} > 0 \text{ leans right, like /)}")
-st.latex(r"\hat x(\alpha) \;=\; \mathrm{decoder}\big(z + \alpha\, v\big),\qquad z = \text{the image's code}")
-
-vecs = {label: vector(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb) for label, ckpt, _ in sel.pair}
-gaps = {label: models.typical_gap(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec) for label, ckpt, _ in sel.pair}
-what = {"thicker": "the thinnest quarter's mean code to the thickest quarter's" + (", within each digit" if within else ""),
-        "slant": "the quarter leaning most left to the quarter leaning most right" + (", within each digit" if within else ""),
-        "class": f"the mean code of the {classes[ca] if classes else ''}s to that of the {classes[cb] if classes else ''}s"}[kind]
-st.caption(f"Each model's v comes from its own codes of the first {n_vec} test images, so α counts in units of "
-           f"that model's v: α = 1 adds the whole step from {what}. Its length: " +
-           "; ".join(f"{label} {np.linalg.norm(vecs[label]):.2f}, {np.linalg.norm(vecs[label]) / max(gaps[label], 1e-12):.1f}× "
-                     "its typical gap between neighbouring codes" for label, _, _ in sel.pair) + ".")
-
-# ------------------------------------------------------------------ 2 · the image
-st.subheader("2 · Choose an image")
+# The image: a class and an example of it (for a class vector, an example of class a).
 if labels is not None:
-    c1, c2, _ = st.columns([1, 1, 2])
     links.restore("arith_class", links.int_in(0, len(classes) - 1))
     links.restore("arith_k", links.int_in(0, 999))
     if kind == "class":
-        c1.markdown(f"An image of class a, **{classes[ca]}**")
         img_class = ca
+        k = int(c0.number_input(f"Which {classes[ca]} to start from", 0, 999, 0, key="arith_k"))
     else:
-        img_class = int(c1.selectbox("Class", range(len(classes)), index=2 % len(classes), key="arith_class",
-                                     format_func=lambda c: classes[c]))
+        img_class = int(c1.selectbox("Image: class", range(len(classes)), index=2 % len(classes),
+                                     key="arith_class", format_func=lambda c: classes[c]))
         links.publish("arith_class", img_class)
-    k = int(c2.number_input("Which example of it", 0, 999, 0, key="arith_k"))
+        k = int(c2.number_input("Which example of it", 0, 999, 0, key="arith_k"))
     links.publish("arith_k", k)
     where = np.flatnonzero(labels == img_class)
     index = int(where[k % len(where)]) if len(where) else 0
 else:
     links.restore("arith_idx", links.int_in(0, len(data) - 1))
-    index = int(st.number_input("Image index", 0, len(data) - 1, 0, key="arith_idx"))
+    index = int(c1.number_input("Image index", 0, len(data) - 1, 0, key="arith_idx"))
     links.publish("arith_idx", index)
+
+within = labels is not None
+if kind == "class":
+    st.latex(rf"v \;=\; \bar z\,[\,y = \text{{{classes[cb]}}}\,] \;-\; \bar z\,[\,y = \text{{{classes[ca]}}}\,]"
+             r"\qquad \hat x(\alpha) \;=\; \mathrm{decoder}\big(z + \alpha\, v\big)")
+else:
+    name = MEASURE[kind]
+    if within:
+        st.latex(rf"v \;=\; \frac{{1}}{{K}}\sum_{{k=1}}^{{K}} \Big(\bar z\,[\,y = k,\ \mathrm{{{name}}}(x) \in \text{{top }}25\%\,]"
+                 rf" \;-\; \bar z\,[\,y = k,\ \mathrm{{{name}}}(x) \in \text{{bottom }}25\%\,]\Big)")
+    else:
+        st.latex(rf"v \;=\; \bar z\,[\,\mathrm{{{name}}}(x) \in \text{{top }}25\%\,] \;-\; "
+                 rf"\bar z\,[\,\mathrm{{{name}}}(x) \in \text{{bottom }}25\%\,]")
+    defn = (r"\mathrm{ink}(x) = \textstyle\sum_{ij} x_{ij}" if kind == "thicker"
+            else r"\mathrm{slant}(x) = \mu_{11} / \mu_{02}")
+    st.latex(defn + r"\qquad \hat x(\alpha) \;=\; \mathrm{decoder}\big(z + \alpha\, v\big)")
+
+vecs = {label: vector(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb) for label, ckpt, _ in sel.pair}
+gaps = {label: models.typical_gap(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec) for label, ckpt, _ in sel.pair}
+explain = {
+    "thicker": "ink is the ink mass (the sum of the pixels)" +
+               ("; digits are scaled to one size, so within a class more ink means a thicker stroke. "
+                if sel.dataset == "mnist" else ". "),
+    "slant": "slant is the shear of the pixels' second central moments: positive leans right, like /, "
+             "negative like \\. ",
+    "class": f"z̄[y = b]: the mean code of the class-b images. "}[kind]
+if kind != "class":
+    explain = ("z̄[…]: the mean code of the images in […]" +
+               (", quartered within their own class k, so that v is not simply the step from a class "
+                "low in it to one high in it (for ink, from a 1 to a 0). " if within else ". ") + explain)
+st.caption(explain + f"Each model's v comes from its own codes of the first {n_vec} test images, and α counts in "
+           "that model's v (α = 1 adds v once). Its length: " +
+           "; ".join(f"{label} {np.linalg.norm(vecs[label]):.2f} = {np.linalg.norm(vecs[label]) / max(gaps[label], 1e-12):.1f}× "
+                     "its typical gap between neighbouring codes" for label, _, _ in sel.pair) + ".")
 original = models.images(sel.dataset, [index])[0]
 describe = f"image {index}" + (f" (a {classes[labels[index]]})" if labels is not None else "")
 
@@ -191,7 +190,7 @@ def score_text(kind: str, s: float) -> str:
 
 
 # ------------------------------------------------------------------ 3 · the slider: only this part reruns
-st.subheader("3 · Add α·v")
+st.subheader("2 · Add α·v")
 
 
 @timing.fragment
@@ -210,9 +209,9 @@ def add_vector():
         text = f"{label}, α = {alpha:g}"
         if w["score"] is not None:
             text += f": {score_text(kind, float(w['score'][0]))}"
-        text += f"; {w['dist'][0]:.1f}× the typical gap from the nearest code"
+        text += f" · {w['dist'][0]:.1f}× typical gap to the nearest code"
         col.image(figures.upscale(w["images"][0], 168), output_format="PNG", caption=text)
-    cols[-1].download_button("Download these images (PNG)",
+    cols[-1].download_button("Images · PNG",
                              partial(figures.png_bytes, figures.tile(np.stack(shown), ncols=len(shown)), scale=4),
                              file_name=f"arithmetic-{kind}-{index}-alpha{alpha:g}.png", mime="image/png",
                              key="arith_png", on_click="ignore")
@@ -222,7 +221,7 @@ def add_vector():
 add_vector()
 
 # ------------------------------------------------------------------ 4 · every α at once
-st.subheader("4 · Every α")
+st.subheader("3 · Every α")
 walks = {label: walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, ALPHAS)
          for label, ckpt, _ in sel.pair}
 rows = [walks[label]["images"] for label, _, _ in sel.pair]
@@ -251,7 +250,7 @@ fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"))
 c2.plotly_chart(fig, key="arith_dist", config=figures.CONFIG)
 
 # ------------------------------------------------------------------ 5 · on many images
-st.subheader("5 · On many test images")
+st.subheader("4 · On many test images")
 pops = {label: population(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, tuple(int(i) for i in held))
         for label, ckpt, _ in sel.pair}
 n_pop = pops["VAE"]["n"]
@@ -279,25 +278,25 @@ i0, i1 = ALPHAS.index(0.0), ALPHAS.index(1.0)
 ends = [ALPHAS.index(-2.0), ALPHAS.index(2.0)]
 both = "AE" in pops
 if kind == "class" and pops["VAE"]["clear"] is not None and n_pop:
-    text = (f"**Notice:** adding v to the codes of {whose} makes {100 * pops['VAE']['clear'][i1]:.0f}% of the VAE's "
-            f"decoded images clear {classes[cb]}s at α = 1")
+    text = (f"**Notice:** adding v once (α = 1) to the codes of {n_pop} held-out {classes[ca]}s makes "
+            f"{100 * pops['VAE']['clear'][i1]:.0f}% of the VAE's decoded images clear {classes[cb]}s")
     text += (f" ({100 * pops['AE']['clear'][i1]:.0f}% of the AE's); " if both else "; ")
     text += f"at α = 0, {100 * pops['VAE']['clear'][i0]:.0f}% of the VAE's are."
 elif kind in MEASURE and n_pop:
     unit = "ink" if kind == "thicker" else "slant"
     fmt = (lambda s: f"{s:.0f}") if kind == "thicker" else (lambda s: f"{s:+.2f}")
-    text = (f"**Notice:** on {whose}, α = 1 moves the mean {unit} of the VAE's decoded images from "
-            f"{fmt(pops['VAE']['mean'][i0])} to {fmt(pops['VAE']['mean'][i1])}")
-    text += (f" (the AE's from {fmt(pops['AE']['mean'][i0])} to {fmt(pops['AE']['mean'][i1])})." if both else ".")
+    text = (f"**Notice:** adding v once (α = 1) moves the mean {unit} of {n_pop} held-out images from "
+            f"{fmt(pops['VAE']['mean'][i0])} to {fmt(pops['VAE']['mean'][i1])} in the VAE")
+    text += (f", from {fmt(pops['AE']['mean'][i0])} to {fmt(pops['AE']['mean'][i1])} in the AE." if both else ".")
     if pops["VAE"]["clear"] is not None and both:
         kv = 100 * float(np.mean(pops["VAE"]["clear"][ends]))
         ka = 100 * float(np.mean(pops["AE"]["clear"][ends]))
-        text += f" At α = ±2 the classifier still reads {kv:.0f}% of the VAE's as the same digit, {ka:.0f}% of the AE's: "
-        text += ("the VAE's space carries the change further before the digits break." if kv > ka + 5 else
-                 "the AE's digits hold up better here." if ka > kv + 5 else
-                 "on this pair the two hold up about equally.")
+        text += (f" At α = ±2 the classifier still reads {kv:.0f}% of the VAE's and {ka:.0f}% of the AE's "
+                 "as the same class: " + ("the VAE's space carries the change further." if kv > ka + 5 else
+                                          "here the AE's hold up better." if ka > kv + 5 else
+                                          "here the two hold up about equally."))
 else:
-    text = "**Notice:** watch how far z + α·v strays from the codes (section 4) as α grows."
+    text = "**Notice:** watch how far z + α·v strays from the codes (section 3) as α grows."
 notice.markdown(text)
 
 links.sidebar_link()

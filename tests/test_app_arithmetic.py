@@ -91,7 +91,7 @@ def st_query(at: AppTest) -> dict:
     return {k: at.query_params[k] for k in at.query_params}
 
 
-@pytest.mark.parametrize("kind, text", [("slant", r"\mathrm{slant}(x) = \mu_{11}/\mu_{02}"),
+@pytest.mark.parametrize("kind, text", [("slant", r"\mathrm{slant}(x) = \mu_{11} / \mu_{02}"),
                                         ("class", r"y = \text{3}")])
 def test_each_vector_choice_runs_and_shows_its_equation(app_env, kind, text):
     at = run_page()
@@ -112,7 +112,7 @@ def test_moving_alpha_changes_the_decoded_images(app_env):
     at.slider(key="arith_alpha").set_value(0.0).run()
     no_errors(at)
     at_zero = shown(at)
-    assert all("0.0× the typical gap" in im.captions[0] for im in at.image[1:])   # its own code
+    assert all("0.0× typical gap" in im.captions[0] for im in at.image[1:])   # its own code
     at.slider(key="arith_alpha").set_value(-2.0).run()
     no_errors(at)
     assert shown(at) != at_zero
