@@ -49,13 +49,19 @@ def precompute_maps(folder, methods=MAP_METHODS, points=MAP_POINTS, seed: int = 
     return count
 
 
+# The group's suffix per likelihood: the Bernoulli families keep their plain names, a Gaussian pair
+# gets its own group, so a VAE never pairs with an AE trained under another likelihood.
+LIKELIHOOD_SUFFIX = {"bernoulli": "", "gaussian": "-gauss", "gaussian_learned": "-gauss-learned"}
+
+
 def shipped_group(info: dict) -> str:
     """The run group of a shipped model, from its configs: shipped-<dataset>[-bin]-d<latent size>
-    (shipped-mnist-d20, shipped-mnist-bin-d32, shipped-digits-d2)."""
+    [-gauss] (shipped-mnist-d20, shipped-mnist-bin-d32, shipped-digits-d2, shipped-mnist-d2-gauss)."""
     mc, tc = info["model_config"], info.get("train_config")
     binarized = bool(tc is not None and (tc.binarize if hasattr(tc, "binarize") else tc.get("binarize")))
     latent = mc.latent_dim if hasattr(mc, "latent_dim") else mc["latent_dim"]
-    return f"shipped-{info['dataset']}{'-bin' if binarized else ''}-d{latent}"
+    likelihood = mc.likelihood if hasattr(mc, "likelihood") else mc.get("likelihood", "bernoulli")
+    return f"shipped-{info['dataset']}{'-bin' if binarized else ''}-d{latent}{LIKELIHOOD_SUFFIX[likelihood]}"
 
 
 def mark_shipped(folder, log: Optional[Callable[[str], None]] = None) -> int:
