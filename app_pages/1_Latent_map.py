@@ -11,8 +11,7 @@ st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="�
 st.title("Latent map")
 st.markdown("Every dot is a test image, placed at its code and coloured by its digit. Click a dot to "
             "see the image and what each model makes of it.")
-st.markdown("**Notice:** the VAE packs its codes around the origin at the prior's scale, each image a "
-            "small bubble; the AE's codes sit wherever and at whatever scale training left them.")
+notice = st.container()
 
 sel = sidebar("map")
 if sel is None:
@@ -108,6 +107,17 @@ def picked_index() -> int | None:
 
 # Read the click before drawing: the ring must mark the dot just clicked, not the one before it.
 idx = picked_index()
+reach = {label: claims.reach(models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)["mu"])
+         for label, ckpt, _ in sel.pair}
+text = ("**Notice:** 99 % of the " + "; of the ".join(f"{label}'s code coordinates lie within ±{r:.1f}"
+                                                     for label, r in reach.items()) + ". ")
+if "AE" in reach and reach["AE"] > 2 * reach["VAE"]:
+    text += ("The KL term holds the VAE's codes at the prior's scale, each image a bubble; nothing holds "
+             "the AE's, which sit wherever training left them.")
+elif "AE" in reach:
+    text += ("Here the two spread about as far: this VAE's prior term is weak against its reconstruction term "
+             "(a small β, or a Gaussian likelihood with a small σ, acts like one).")
+notice.markdown(text)
 cols = st.columns(len(sel.pair))
 for col, (label, ckpt, info) in zip(cols, sel.pair):
     c = models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)

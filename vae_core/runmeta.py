@@ -147,6 +147,11 @@ def family_label(members: list) -> str:
     who = {"shipped": "pretrained", "cli": "command line", "": ""}.get(r["owner"], r["owner"])
     n = len(members)
     parts = [f"{first.get('dataset', '?')} d={mc.get('latent_dim', '?')}", f"{n} model{'s' if n != 1 else ''}"]
+    likelihood = mc.get("likelihood", "bernoulli")
+    if likelihood == "gaussian":
+        parts.insert(1, f"Gaussian σ={float(mc.get('gaussian_sigma', 0.1)):g}")
+    elif likelihood != "bernoulli":
+        parts.insert(1, str(likelihood).replace("_", " "))
     if who:
         parts.append(who)
     if r["group"] and r["owner"] != "shipped":
