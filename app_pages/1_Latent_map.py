@@ -4,7 +4,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import claims, figures, links, models
+from explorer import claims, figures, links, models, timing
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="🗺️", layout="wide")
@@ -74,23 +74,54 @@ st.caption(EXPLAIN[method])
 if any(d == 2 for d in dims.values()) and not all_2d:
     st.caption("A model with d = 2 is drawn as it is: a projection of a plane would only distort it.")
 
-maps = {}
-slow = method in ("tsne", "umap")
-if slow:
-    status = st.status(f"Computing the {LABELS[method]} maps of {n_points} codes…", expanded=False)
-for i, (label, ckpt, info) in enumerate(sel.pair):
+# A t-SNE or UMAP map that is not ready is computed in the background (explorer.maps): the page
+# keeps the map it showed before (same points), or the PCA map, with a progress bar until then.
+maps, pending, stand_in = {}, {}, {}
+for label, ckpt, info in sel.pair:
     key = models.ckpt_key(ckpt)
     m = "raw" if dims[label] == 2 else method
-    if slow:
-        status.update(label=f"{LABELS[method]}: mapping the {label}'s {n_points} codes ({i + 1}/{len(sel.pair)})…")
-    maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, m, seed)
-if slow:
-    status.update(label=f"{LABELS[method]} maps ready", state="complete")
+    last = st.session_state.get(f"map_last_{label}")
+    if m in ("tsne", "umap"):
+        xy = models.map_ready(ckpt, key, sel.dataset, n_points, m, seed)
+        if xy is None:
+            pending[label] = models.start_map(ckpt, key, sel.dataset, n_points, m, seed)
+            if last and last["key"] == key and len(last["xy"]) == n_points:
+                maps[label], stand_in[label] = last["xy"], last["what"]
+            else:
+                maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, "pca", seed)
+                stand_in[label] = "PCA map"
+            continue
+        maps[label] = xy
+    else:
+        maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, m, seed)
+    st.session_state[f"map_last_{label}"] = {"key": key, "xy": maps[label],
+                                             "what": f"{LABELS[m]} map" + (f" (seed {seed})" if m in ("tsne", "umap") else "")}
+
+if pending:
+    @timing.fragment(run_every=0.4)
+    def wait_for_maps():
+        jobs = list(pending.values())
+        failed = [j.error for j in jobs if j.error]
+        if failed:
+            st.error(f"The {LABELS[method]} map could not be computed ({failed[0]}). Try PCA, or another seed.",
+                     icon=":material/error:")
+            return
+        if all(j.done.is_set() for j in jobs):
+            st.rerun()
+        left = max(j.expected_s * (1 - j.progress()) for j in jobs)
+        st.progress(min(j.progress() for j in jobs),
+                    text=f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed}), about "
+                         f"{max(left, 0.5):.0f} s left. Until it is ready: "
+                         + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items()) + ".")
+
+    wait_for_maps()
 
 
 def axis_titles(label: str):
     if dims[label] == 2:
         return ("z0", "z1")
+    if label in stand_in:
+        return ("", "")
     return {"pca": ("PC1", "PC2"), "tsne": ("t-SNE 1", "t-SNE 2"), "umap": ("UMAP 1", "UMAP 2")}[method]
 
 
@@ -122,7 +153,7 @@ cols = st.columns(len(sel.pair))
 for col, (label, ckpt, info) in zip(cols, sel.pair):
     c = models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)
     bubbles = label == "VAE" and has_bubbles and show_bubbles
-    title = f"{label}: {info['name']}"
+    title = f"{label}: {stand_in[label]} for now" if label in stand_in else f"{label}: {info['name']}"
     scale = claims.bubble_scale(c["mu"], c["sigma"]) if bubbles else 1
     fig = figures.scatter_codes(
         maps[label], c["labels"], models.exploration_data(sel.dataset).classes, title=title,

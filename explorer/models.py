@@ -390,3 +390,23 @@ def prepare_drawing(pixels: np.ndarray, image_shape: tuple) -> np.ndarray:
     out[top:top + small.shape[0], left:left + small.shape[1]] = small
     out = np.clip(out, 0, 1)
     return np.repeat(out[None, None], c, axis=1)
+
+
+def map_ready(ckpt, key: str, dataset: str, n: int, method: str, seed: int) -> Optional[np.ndarray]:
+    """The t-SNE / UMAP map [n, 2] when it needs no computing (on disk, or finished in the
+    background), else None: never blocks for a projection."""
+    from vae_core.projections import cached
+    from . import maps
+    job = maps._JOBS.get((key, dataset, n, method, seed))
+    if job is not None and job.xy is not None:
+        return job.xy
+    mu = codes(ckpt, key, dataset, n)["mu"]
+    return cached(mu, method, seed, maps_cache_dir(ckpt, mu, method, seed, dataset), map_cache_key(ckpt, dataset))
+
+
+def start_map(ckpt, key: str, dataset: str, n: int, method: str, seed: int):
+    """Start (or find) the background computation of a map: an explorer.maps.MapJob."""
+    from . import maps
+    mu = codes(ckpt, key, dataset, n)["mu"]
+    return maps.start((key, dataset, n, method, seed), mu, method, seed,
+                      maps_cache_dir(ckpt, mu, method, seed, dataset), map_cache_key(ckpt, dataset))

@@ -262,8 +262,8 @@ def offer_2d_pair(sel: Selection, why: str) -> None:
     ae = _name(families.partner_ae(next(i for i in vaes2 if i["name"] == pick), aes))
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     c1.info(f"These models have {sel.latent_dim} latent dimensions. {why}", icon=":material/lightbulb:")
-    c2.button(f"Use the 2-D pair ({pick})", key="use_2d_pair", on_click=select_pair,
-              args=(pick, ae))
+    c2.button("Use the 2-D pair", key="use_2d_pair", on_click=select_pair, args=(pick, ae),
+              help=f"{pick} beside {ae}" if ae else pick)
 
 
 _warm_lock = threading.Lock()

@@ -174,6 +174,18 @@ def test_latent_map_tsne_projection_runs(app_env):
     at.select_slider(key="map_n").set_value(500).run()
     pca = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     at.segmented_control(key="map_method").set_value("tsne").run()
+    at.number_input(key="map_seed").set_value(4321).run()                # a map nobody has computed yet
+    no_errors(at)
+    # The new map computes in the background: meanwhile the PCA map stays, with a progress bar.
+    assert any("Computing the t-SNE map" in (p.proto.text or "") for p in at.get("progress"))
+    assert "PCA map for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
+    assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), pca)
+    import time
+    for _ in range(600):                          # what the progress fragment's rerun does in a browser
+        time.sleep(0.1)
+        at.run()
+        if not at.get("progress"):
+            break
     no_errors(at)
     assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
     tsne = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])

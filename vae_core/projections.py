@@ -25,11 +25,16 @@ METHODS = ("pca", "tsne", "umap")
 DEFAULT_POINTS = 2000     # points on the app's map of a new model: the 10 s budget on 2 cores
 
 # The settings each method runs with unless a caller overrides them.
-# max_iter=400: sklearn always spends the first 250 iterations in early exaggeration, so this
-# leaves 150 to settle; on 2,000 MNIST codes the map's 5-NN accuracy matched 500 iterations
-# (0.879 vs 0.880) for 25% less time. Barnes-Hut (angle 0.5) is sklearn's default method.
-TSNE_DEFAULTS = {"perplexity": 30.0, "max_iter": 400, "early_exaggeration": 12.0}
-UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1}
+# max_iter=350: sklearn always spends the first 250 iterations in early exaggeration, so this
+# leaves 100 to settle; on 2,000 codes of the shipped 20-D VAE the map's 5-NN accuracy was 0.894
+# against 0.900 at 400 iterations, for an eighth less time (1.7 s against 2.0 s on 2 cores).
+# Barnes-Hut (angle 0.5) is sklearn's default method.
+TSNE_DEFAULTS = {"perplexity": 30.0, "max_iter": 350, "early_exaggeration": 12.0}
+# n_epochs=200 (umap-learn's own choice above 10,000 points; below, it runs 500). The neighbour
+# graph is exact (scikit-learn), passed in as precomputed_knn: umap-learn's approximate search
+# cost more than the rest of the fit. On 2,000 codes of the shipped 20-D VAE: 0.9 s against
+# 4.7 s with the library's defaults, and the same 5-NN accuracy of the map (0.897 against 0.890).
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": 200}
 
 # Two threads never run the same method at once: UMAP's numba kernels compile on first use and
 # both methods use every core anyway, so calls of one method take turns. The methods have a
@@ -57,11 +62,21 @@ def _tsne(codes: np.ndarray, seed: int, **params) -> np.ndarray:
         return tsne.fit_transform(codes)
 
 
+def exact_neighbours(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each code's k nearest codes, itself first: indices [N, k] and Euclidean distances [N, k]."""
+    from sklearn.neighbors import NearestNeighbors
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(codes).kneighbors(codes)
+    return idx.astype(np.int64), dist.astype(np.float32)
+
+
 def _umap(codes: np.ndarray, seed: int, **params) -> np.ndarray:
     import umap
     n = codes.shape[0]
     kw = {**UMAP_DEFAULTS, **params}
     kw["n_neighbors"] = int(min(kw["n_neighbors"], max(2, n - 1)))
+    if n > kw["n_neighbors"] + 1:
+        idx, dist = exact_neighbours(codes, kw["n_neighbors"])
+        kw["precomputed_knn"] = (idx, dist, None)
     # random_state makes UMAP reproducible (and single-threaded): a map must not change on reload.
     reducer = umap.UMAP(n_components=2, random_state=seed, n_jobs=1, **kw)
     with _UMAP_LOCK:
@@ -109,6 +124,15 @@ def _write_cache(path: Path, xy: np.ndarray) -> None:
         atomic_write(path, buf.getvalue())
     except OSError:
         pass                            # a read-only or full disk costs speed, not correctness
+
+
+def cached(codes: np.ndarray, method: str, seed: int, cache_dir, cache_key=None, **params) -> Optional[np.ndarray]:
+    """The map project() would return from its disk cache, or None when it is not there yet
+    (never computes). For d <= 2 the codes need no projection and are returned at once."""
+    codes = np.asarray(codes, dtype=np.float32)
+    if codes.ndim == 2 and codes.shape[1] <= 2:
+        return project(codes, method, seed)
+    return _read_cache(cache_path(cache_dir, codes, method, seed, cache_key, params), codes.shape[0])
 
 
 def project(codes: np.ndarray, method: str = "pca", seed: int = 0, cache_dir=None,
