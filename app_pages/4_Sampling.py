@@ -120,7 +120,9 @@ with tab_traverse:
                            "of its own codes either side of their mean, since its scale is arbitrary.")
         steps = 11
         starts = {}
-        cols = st.columns(len(sel.pair))
+        # One strip per row, the page's full width: side by side each tile was about 33 px, too
+        # small to read on a projector; stacked, each is about twice that.
+        cols = [st.container() for _ in sel.pair]
         for col, (label, ckpt, info) in zip(cols, sel.pair):
             key = models.ckpt_key(ckpt)
             c = models.codes(ckpt, key, sel.dataset, N_CODES)
@@ -141,7 +143,7 @@ with tab_traverse:
             strip = figures.tile(imgs, ncols=steps)
             with col:
                 fig = figures.image_figure(strip, title=f"{label}: z{dd} from {values[0]:.2g} to {values[-1]:.2g}",
-                                           height=170, x_ticks=figures.mosaic_ticks(values, imgs.shape[-2], every=2))
+                                           height=200, x_ticks=figures.mosaic_ticks(values, imgs.shape[-2], every=2))
                 st.plotly_chart(fig, key=f"trav_fig_{label}", config=figures.CONFIG)
                 st.caption(f"Starting from {start}." + (" The AE's dimensions have no order or meaning of "
                                                           "their own; the same index is shown." if label == "AE" else ""))
@@ -154,7 +156,7 @@ with tab_traverse:
             imgs = models.traversal(sel.vae, models.ckpt_key(sel.vae), tuple(float(v) for v in z0), top, values)
             grid = figures.tile(imgs, ncols=steps)
             h = imgs.shape[-2]
-            fig = figures.image_figure(grid, height=60 * len(top) + 60,
+            fig = figures.image_figure(grid, height=80 * len(top) + 60,
                                        y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(top))],
                                                 [f"z{i}" for i in top]),
                                        x_ticks=figures.mosaic_ticks(values, h, every=2))
