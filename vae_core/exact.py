@@ -88,8 +88,10 @@ def kl_q_to_posterior(mu: np.ndarray, sigma: np.ndarray, x: torch.Tensor, log_li
 def iw_curve(x: torch.Tensor, log_lik: LogLik, mu: np.ndarray, sigma: np.ndarray, ks=(1, 10, 100, 1000),
              repeats: int = 20, generator: Optional[torch.Generator] = None) -> dict:
     """The importance-weighted bound IWAE_K = log 1/K Σ_k p(x|z_k)p(z_k)/q(z_k|x), z_k ~ q, for
-    each K in ks, averaged over `repeats` independent draws (the bound is an expectation; one
-    draw is noisy at small K). IWAE_1 averages to the ELBO. Returns {K: (mean, std over draws)}."""
+    each K in ks. One pool of repeats × max(ks) samples is cut into as many groups of K as it
+    holds (20,000 groups of 1, …, 20 groups of 1,000): the mean over the groups estimates the
+    bound (an expectation; one group is noisy at small K), IWAE_1 averages to the ELBO.
+    Returns {K: (mean, std over the groups)}."""
     ks = sorted(int(k) for k in ks)
     kmax = ks[-1]
     mu_t = torch.as_tensor(mu, dtype=torch.float32)
@@ -102,11 +104,12 @@ def iw_curve(x: torch.Tensor, log_lik: LogLik, mu: np.ndarray, sigma: np.ndarray
         for start in range(0, len(z), 8192):
             zc = z[start:start + 8192]
             lw.append((log_lik(x, zc) + log_normal_std(zc) - lq[start:start + 8192]).double())
-        lw = torch.cat(lw)[:, 0].reshape(repeats, kmax)
+        lw = torch.cat(lw)[:, 0]
     out = {}
     for k in ks:
-        est = torch.logsumexp(lw[:, :k], dim=1) - math.log(k)
-        out[k] = (float(est.mean()), float(est.std()) if repeats > 1 else 0.0)
+        groups = len(lw) // k
+        est = torch.logsumexp(lw[:groups * k].reshape(groups, k), dim=1) - math.log(k)
+        out[k] = (float(est.mean()), float(est.std()) if groups > 1 else 0.0)
     return out
 
 
