@@ -42,7 +42,6 @@ def test_the_page_shows_the_exact_value_and_the_bound_moves_with_k(app_env):
     assert "Notice" in at.markdown[1].value and "nats short of the exact log p(x)" in at.markdown[1].value
     at.select_slider(key="post_K").set_value(1).run()
     assert not at.exception
-    assert metric(at, "IWAE").startswith(f"{float(metric(at, 'IWAE')):.2f}")
     assert float(metric(at, "IWAE")) != at1000
     assert at.query_params["post_K"] in ("1", ["1"])
 
