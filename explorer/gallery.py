@@ -12,7 +12,7 @@ import streamlit as st
 
 from vae_core import runmeta
 
-from . import families, figures
+from . import claims, families, figures
 
 # The time windows offered, in hours (None: every model in the folder).
 WINDOWS = {"last 2 hours": 2, "last 8 hours": 8, "last 24 hours": 24, "all": None}
@@ -59,7 +59,8 @@ def table(members: list) -> list:
     for info in members:
         m = info.get("metrics") if isinstance(info.get("metrics"), dict) else {}
         b = families.beta_of(info)
-        row = {"model": info["name"], "β": "— (AE)" if b is None else number(b, "g")}
+        row = {"model": info["name"], "β": "— (AE)" if b is None else number(b, "g"),
+               "likelihood": claims.likelihood_of(info)}
         row.update({title: number(m.get(key), ".3f" if key == "knn_acc" else ".2f")
                     for key, title in COLUMNS.items()})
         rows.append(row)
