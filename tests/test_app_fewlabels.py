@@ -1,0 +1,112 @@
+"""The Few labels page runs under AppTest on tiny models, and its slider, its link and its
+standardise switch change what it shows."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:          # the pages import `explorer` from the repository root
+    sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from browser_support import make_tiny_checkpoints  # noqa: E402
+
+PAGE = str(REPO / "app_pages" / "11_Few_labels.py")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture
+def app_env(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(model_dir))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    return model_dir
+
+
+def has_training_images() -> bool:
+    from vae_core.data import data_dir
+    return (data_dir("mnist") / "train-labels-idx1-ubyte.gz").is_file()
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def spec(at: AppTest, key: str) -> dict:
+    for el in at.get("plotly_chart"):
+        if el.proto.id.endswith("-" + key):
+            return json.loads(el.proto.spec)
+    raise AssertionError(f"no chart {key!r}")
+
+
+def notice(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Notice:**"))
+
+
+def marked_n(fig: dict) -> float:
+    """Where the dotted rule of the chosen n stands on the accuracy chart."""
+    return next(s["x0"] for s in fig["layout"]["shapes"] if s.get("type") == "line")
+
+
+def test_page_runs_and_the_slider_moves_the_figures(app_env):
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    slider = at.select_slider(key="few_n")
+    assert slider.value == 10
+    fig = spec(at, "few_curve")
+    names = [t.get("name") for t in fig["data"] if t.get("showlegend") is not False]
+    assert len(names) == 4 and names[0].startswith("VAE") and names[-1].startswith("pixels")
+    assert marked_n(fig) == 10
+    before, text = json.dumps(spec(at, "few_family")), notice(at)
+    assert "with 10 labelled images per class" in text
+    slider.set_value(100).run()
+    assert not at.exception
+    assert marked_n(spec(at, "few_curve")) == 100
+    assert json.dumps(spec(at, "few_family")) != before
+    assert "with 100 labelled images per class" in notice(at) and notice(at) != text
+    assert at.query_params["few_n"] == "100"
+
+
+def test_a_link_sets_the_number_of_labels(app_env):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["few_n"] = "1"
+    run(at)
+    assert at.select_slider(key="few_n").value == 1
+    assert "with 1 labelled image per class" in notice(at)
+
+
+def test_without_training_images_the_slider_stops_where_the_data_do(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "no-data"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["few_n"] = "1000"                 # a link made where the training images were
+    run(at)
+    slider = at.select_slider(key="few_n")
+    assert list(slider.options) == ["1", "10", "100"]
+    assert slider.value == 10
+    assert any("stops at 100" in i.value and "not on this server" in i.value for i in at.info)
+
+
+@pytest.mark.skipif(not has_training_images(), reason="the MNIST training images are not on this machine")
+def test_with_training_images_a_thousand_labels_per_class_are_offered(app_env):
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    assert list(at.select_slider(key="few_n").options) == ["1", "10", "100", "1000"]
+    assert not any("stops at" in i.value for i in at.info)
+
+
+def test_standardising_changes_the_numbers(app_env):
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    raw = spec(at, "few_curve")["data"]
+    at.checkbox(key="few_std").check().run()
+    assert not at.exception
+    std = spec(at, "few_curve")["data"]
+    assert json.dumps(raw) != json.dumps(std)
+    assert at.query_params["few_std"] == "True"
