@@ -5,13 +5,27 @@ With two latent dimensions the evidence is a 2-D integral that a grid computes t
     log p(x) = log ∫ p(x|z) p(z) dz  ≈  logsumexp_ij [log p(x|z_ij) + log p(z_ij)] + log(Δu Δv),
     p(z|x)   = p(x|z) p(z) / p(x)    (the true posterior, on the same grid).
 
-The ELBO falls short of log p(x) by exactly KL(q(z|x) || p(z|x)), and the importance-weighted
-bound IWAE_K = E[log 1/K Σ_k p(x, z_k)/q(z_k|x)] rises from the ELBO (K = 1) towards log p(x).
-Here all three are computed for one image, so a class can watch the bound tighten.
+The bounds a VAE can compute sit below it:
 
-A grid point is only as good as the grid: the first pass covers the prior's ±6 box and q(z|x)'s
-±8σ box, the second a fine grid over where the first found the mass (log joint within 40 nats of
-its peak). tests/test_exact.py checks it against a linear-Gaussian decoder's closed form.
+    ELBO     = E_q[log p(x|z)] − KL(q(z|x) || p(z)) = log p(x) − KL(q(z|x) || p(z|x)),
+    IWAE_K   = E[log 1/K Σ_k p(x|z_k) p(z_k) / q(z_k|x)],  z_k ~ q(z|x),
+    ELBO = IWAE_1 ≤ IWAE_K ≤ IWAE_2K ≤ log p(x),  IWAE_K ↑ log p(x) as K → ∞,
+
+with a bias log p(x) − IWAE_K ≈ Var_q[w] / (2K p(x)²) for large K (w = p(x, z)/q(z|x); a delta-method
+expansion of E[log of a mean of K weights]).
+
+Where the grid goes: the integrand of a well-trained model is a narrow bump (σ down to about 0.015
+on the shipped 2-D MNIST VAEs) somewhere in the prior's ±6 box. A coarse pass looks at two grids,
+the prior's ±6 box and q(z|x)'s mean ±8σ (which resolves a narrow bump near q's mean); the fine
+passes then cover only where the log integrand is within `margin` nats of its peak, each pass
+zooming on the box the last one found. A uniform grid on a smooth integrand that vanishes at the
+box's edges converges faster than any power of the spacing (the trapezoid rule's property), so
+64 × 64 points over the bump is already far below a hundredth of a nat (tests/test_exact.py
+checks a linear-Gaussian decoder's closed form and that a finer grid agrees).
+
+Every function takes a batch: x [B, ...] and q's mu, sigma [B, 2]; log_lik(x, z) is
+vae_core.metrics.model_log_lik's function (z [S, B, 2] -> log p(x|z) [S, B]), so the likelihood
+(Bernoulli, or Gaussian with its σ and normalising constant) is the one the model was trained with.
 """
 from __future__ import annotations
 
@@ -22,127 +36,200 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .metrics import LOG_2PI, log_normal_std
+from .losses import LOG_2PI, kl_divergence
+from .metrics import iw_log_px_core, log_normal_std, model_log_lik
 
-LogLik = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x [1, ...], z [S, 1, 2]) -> [S, 1]
+LogLik = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x [B, ...], z [S, B, 2]) -> [S, B]
+
+MAX_ROWS = 16_384      # decoder rows alive at once (about 50 MB of logits for a 784-pixel decoder)
+KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-def _log_joint(x: torch.Tensor, log_lik: LogLik, u: np.ndarray, v: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """log p(x|z) + log p(z) on the grid u × v for one image x [1, ...]: [len(v), len(u)] (rows: v)."""
-    uu, vv = np.meshgrid(u, v)
-    z = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1), dtype=torch.float32)
+def _t(a) -> torch.Tensor:
+    """An array or tensor as a float64 tensor."""
+    return torch.as_tensor(a if torch.is_tensor(a) else np.asarray(a, dtype=np.float64), dtype=torch.float64)
+
+
+@torch.no_grad()
+def log_joint(x: torch.Tensor, log_lik: LogLik, z: torch.Tensor, max_rows: int = MAX_ROWS) -> torch.Tensor:
+    """log p(x|z) + log p(z), p(z) = N(0, I): x [B, ...], z [S, B, 2] -> [S, B] (float64)."""
+    b = x.shape[0]
+    step = max(1, max_rows // b)
     out = []
-    with torch.no_grad():
-        for start in range(0, len(z), chunk):
-            zc = z[start:start + chunk].unsqueeze(1)                     # [S, 1, 2]
-            out.append((log_lik(x, zc)[:, 0] + log_normal_std(zc[:, 0])).double())
-    return torch.cat(out).numpy().reshape(len(v), len(u))
+    for s in range(0, z.shape[0], step):
+        zc = z[s:s + step].to(torch.float32)
+        out.append((log_lik(x, zc).double() + log_normal_std(zc.double())))
+    return torch.cat(out)
 
 
-def posterior(x: torch.Tensor, log_lik: LogLik, mu: np.ndarray, sigma: np.ndarray,
-              n: int = 161, prior_box: float = 6.0, q_sds: float = 8.0, margin: float = 40.0) -> dict:
-    """The true posterior of one image x [1, C, H, W] on a grid, and log p(x).
+def grid(lo: torch.Tensor, hi: torch.Tensor, n: int) -> tuple:
+    """An n × n grid for each image over the box lo..hi [B, 2]: u, v [B, n] (the axes) and the
+    points z [n·n, B, 2], row-major with v the slow axis (point i·n + j is (u_j, v_i))."""
+    t = torch.linspace(0, 1, n, dtype=torch.float64)
+    u = lo[:, :1] + (hi[:, :1] - lo[:, :1]) * t          # [B, n]
+    v = lo[:, 1:] + (hi[:, 1:] - lo[:, 1:]) * t
+    uu = u.T.unsqueeze(0).expand(n, n, -1)                 # [n (v), n (u), B]
+    vv = v.T.unsqueeze(1).expand(n, n, -1)
+    return u, v, torch.stack([uu, vv], dim=-1).reshape(n * n, -1, 2)
 
-    mu, sigma [2]: q(z|x), used only to place the first grid. Returns u [n], v [n] (the fine
-    grid's axes), log_post [n, n] (log p(z|x), rows along v), log_px (nats) and cell (Δu Δv).
+
+def _mass_box(lj: torch.Tensor, z: torch.Tensor, pad: torch.Tensor, peak: torch.Tensor, margin: float) -> tuple:
+    """The bounding box [B, 2] of the points whose log integrand is within `margin` of `peak` [B],
+    widened by `pad` [B, 2] (inf where no point qualifies)."""
+    keep = (lj >= peak - margin).unsqueeze(-1)             # [S, B, 1]
+    inf = torch.tensor(math.inf, dtype=torch.float64)
+    lo = torch.where(keep, z, inf).amin(0) - pad
+    hi = torch.where(keep, z, -inf).amax(0) + pad
+    return lo, hi
+
+
+def posterior(x: torch.Tensor, log_lik: LogLik, mu, sigma, n: int = 64, passes: int = 2,
+              n_coarse: int = 32, prior_box: float = 6.0, q_sds: float = 8.0, margin: float = 30.0) -> dict:
+    """log p(x) = log ∫ p(x|z) p(z) dz and the true posterior p(z|x) on a grid, for x [B, ...].
+
+    mu, sigma [B, 2]: q(z|x), used only to place the coarse grid. A coarse pass evaluates the log
+    integrand on n_coarse² points over the prior's ±prior_box box and over q's ±q_sds·σ box; each of
+    `passes` fine passes puts n² points on the box where the last pass found it within `margin` nats
+    of its peak (plus two of that pass's cells on every side). Returns u, v [B, n] (the last grid's
+    axes), log_post [B, n, n] (log p(z|x), rows along v), log_px [B] and cell [B] (Δu Δv).
     """
-    if np.asarray(mu).shape != (2,):
-        raise ConfigError("the exact posterior needs a model with a 2-D latent space")
-    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
-    lo = np.minimum(-prior_box, mu - q_sds * sigma)
-    hi = np.maximum(prior_box, mu + q_sds * sigma)
-    u, v = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
-    coarse = _log_joint(x, log_lik, u, v)
-    rows, cols = np.nonzero(coarse >= coarse.max() - margin)
-    du, dv = u[1] - u[0], v[1] - v[0]
-    lo = np.array([u[cols.min()] - 2 * du, v[rows.min()] - 2 * dv])
-    hi = np.array([u[cols.max()] + 2 * du, v[rows.max()] + 2 * dv])
-    u, v = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
-    fine = _log_joint(x, log_lik, u, v)
-    cell = (u[1] - u[0]) * (v[1] - v[0])
-    m = fine.max()
-    log_px = float(m + math.log(np.exp(fine - m).sum()) + math.log(cell))
-    return {"u": u, "v": v, "log_post": fine - log_px, "log_px": log_px, "cell": float(cell)}
+    mu, sigma = _t(mu), _t(sigma)
+    if mu.ndim != 2 or mu.shape[1] != 2:
+        raise ConfigError(f"the exact posterior needs a 2-D latent space: q's mean has shape {tuple(mu.shape)}, "
+                          "not [B, 2]: choose a model with latent_dim = 2")
+    b = mu.shape[0]
+    boxes = [(torch.full((b, 2), -prior_box, dtype=torch.float64), torch.full((b, 2), prior_box, dtype=torch.float64)),
+             (mu - q_sds * sigma, mu + q_sds * sigma)]
+    found = []
+    for lo, hi in boxes:
+        _, _, z = grid(lo, hi, n_coarse)
+        found.append((log_joint(x, log_lik, z), z, 2 * (hi - lo) / (n_coarse - 1)))
+    peak = torch.stack([lj.amax(0) for lj, _, _ in found]).amax(0)
+    box = [_mass_box(lj, z, pad, peak, margin) for lj, z, pad in found]
+    lo = torch.stack([b_lo for b_lo, _ in box]).amin(0)
+    hi = torch.stack([b_hi for _, b_hi in box]).amax(0)
+    for _ in range(passes):
+        u, v, z = grid(lo, hi, n)
+        lj = log_joint(x, log_lik, z)
+        pad = 2 * (hi - lo) / (n - 1)
+        new_lo, new_hi = _mass_box(lj, z, pad, lj.amax(0), margin)
+        last = (u, v, lj)
+        lo, hi = torch.maximum(new_lo, lo), torch.minimum(new_hi, hi)
+    u, v, lj = last
+    cell = (u[:, 1] - u[:, 0]) * (v[:, 1] - v[:, 0])
+    log_px = torch.logsumexp(lj, dim=0) + cell.log()
+    log_post = (lj - log_px).T.reshape(b, n, n)
+    return {"u": u.numpy(), "v": v.numpy(), "log_post": log_post.numpy(), "log_px": log_px.numpy(),
+            "cell": cell.numpy()}
 
 
-def log_q(u: np.ndarray, v: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """log q(z|x) of a diagonal Gaussian on the grid u × v: [len(v), len(u)]."""
-    a = (u[None, :] - mu[0]) / sigma[0]
-    b = (v[:, None] - mu[1]) / sigma[1]
-    return -0.5 * (a ** 2 + b ** 2) - np.log(sigma).sum() - LOG_2PI
+def log_q(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) of the diagonal Gaussian N(mu, sigma²): z [S, B, 2], mu, sigma [B, 2] -> [S, B]."""
+    e = (z - mu) / sigma
+    return -0.5 * (e.pow(2) + LOG_2PI).sum(-1) - sigma.log().sum(-1)
 
 
-def kl_q_to_posterior(mu: np.ndarray, sigma: np.ndarray, x: torch.Tensor, log_lik: LogLik, log_px: float,
-                      n: int = 161, sds: float = 6.0) -> float:
-    """KL(q(z|x) || p(z|x)) = E_q[log q(z|x) − log p(x|z) − log p(z)] + log p(x), by quadrature on
-    a grid over q's own ±`sds`σ box (where q has its mass): nats."""
-    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
-    u = np.linspace(mu[0] - sds * sigma[0], mu[0] + sds * sigma[0], n)
-    v = np.linspace(mu[1] - sds * sigma[1], mu[1] + sds * sigma[1], n)
-    lq = log_q(u, v, mu, sigma)
-    w = np.exp(lq)
-    w /= w.sum()                                    # the grid's weights of q
-    return float((w * (lq - _log_joint(x, log_lik, u, v))).sum() + log_px)
+def kl_q_to_posterior(x: torch.Tensor, log_lik: LogLik, mu, sigma, log_px, n: int = 48,
+                      sds: float = 6.0) -> np.ndarray:
+    """KL(q(z|x) || p(z|x)) = E_q[log q(z|x) − log p(x|z) − log p(z)] + log p(x) by quadrature on
+    q's own ±sds·σ box (where q has its mass; the integrand is weighted by q, so the box of the
+    posterior does not matter), with log p(x) [B] from `posterior`. Independent of the ELBO:
+    nothing here uses the closed-form KL to the prior. Returns [B] nats."""
+    mu, sigma = _t(mu), _t(sigma)
+    _, _, z = grid(mu - sds * sigma, mu + sds * sigma, n)
+    lq = log_q(z, mu, sigma)
+    w = torch.softmax(lq, dim=0)                          # q's weights on the grid, summing to 1
+    return ((w * (lq - log_joint(x, log_lik, z))).sum(0) + _t(log_px)).numpy()
 
 
-def iw_curve(x: torch.Tensor, log_lik: LogLik, mu: np.ndarray, sigma: np.ndarray, ks=(1, 10, 100, 1000),
-             repeats: int = 20, generator: Optional[torch.Generator] = None) -> dict:
-    """The importance-weighted bound IWAE_K = log 1/K Σ_k p(x|z_k)p(z_k)/q(z_k|x), z_k ~ q, for
-    each K in ks. One pool of repeats × max(ks) samples is cut into as many groups of K as it
-    holds (20,000 groups of 1, …, 20 groups of 1,000): the mean over the groups estimates the
-    bound (an expectation; one group is noisy at small K), IWAE_1 averages to the ELBO.
-    Returns {K: (mean, std over the groups)}."""
-    ks = sorted(int(k) for k in ks)
-    kmax = ks[-1]
-    mu_t = torch.as_tensor(mu, dtype=torch.float32)
-    sd_t = torch.as_tensor(sigma, dtype=torch.float32)
+def elbo(x: torch.Tensor, log_lik: LogLik, mu, sigma, order: int = 20) -> np.ndarray:
+    """ELBO = E_q[log p(x|z)] − KL(q(z|x) || N(0, I)): the reconstruction term by Gauss–Hermite
+    quadrature (order² nodes on q: deterministic, unlike the training loss's one sample) and the KL
+    in closed form (losses.kl_divergence). Returns [B] nats."""
+    mu, sigma = _t(mu), _t(sigma)
+    t, w = np.polynomial.hermite.hermgauss(order)
+    tt = torch.as_tensor(np.stack(np.meshgrid(t, t), -1).reshape(-1, 2))            # [S, 2]
+    ww = torch.as_tensor(np.outer(w, w).reshape(-1) / math.pi)                       # sums to 1
+    z = mu + math.sqrt(2) * sigma * tt[:, None, :]                                    # [S, B, 2]
+    rec = (ww[:, None] * (log_joint(x, log_lik, z) - log_normal_std(z))).sum(0)
+    return (rec - kl_divergence(mu, 2 * sigma.log())).numpy()
+
+
+def iw_draws(x: torch.Tensor, log_lik: LogLik, mu, sigma, pool: int = 4000,
+             generator: Optional[torch.Generator] = None) -> np.ndarray:
+    """`pool` importance log weights log w = log p(x|z) + log p(z) − log q(z|x), z ~ q(z|x), for one
+    image x [1, ...]: each is one IWAE_1 draw of metrics.iw_log_px_core. Returns [pool]."""
+    mu_t, sd_t = _t(mu).float(), _t(sigma).float()
+    if mu_t.shape[0] != 1:
+        raise ConfigError("iw_draws takes one image at a time")
+    # `pool` copies of the image, each with K = 1: the log weights themselves.
+    q = (mu_t.expand(pool, 2), (2 * sd_t.log()).expand(pool, 2))
     with torch.no_grad():
-        eps = torch.randn((repeats * kmax, 1, 2), generator=generator)
-        z = mu_t + eps * sd_t
-        lq = -0.5 * (eps.pow(2) + 2 * sd_t.log() + LOG_2PI).sum(dim=-1)
-        lw = []
-        for start in range(0, len(z), 8192):
-            zc = z[start:start + 8192]
-            lw.append((log_lik(x, zc) + log_normal_std(zc) - lq[start:start + 8192]).double())
-        lw = torch.cat(lw)[:, 0]
+        return iw_log_px_core(x.expand(pool, *x.shape[1:]), lambda _: q, log_lik, 1,
+                              generator=generator).double().numpy()
+
+
+def iw_curve(log_w: np.ndarray, ks=KS, shuffles: int = 8, seed: int = 0) -> dict:
+    """IWAE_K for each K from a pool of log weights [M]: split the pool into M // K disjoint blocks
+    of K (independent draws of IWAE_K = log 1/K Σ_k w_k), over `shuffles` random orders of the pool.
+    Returns {K: (mean, spread of one draw, number of draws per order)}; the mean estimates
+    E[IWAE_K], which rises with K towards log p(x)."""
+    rng = np.random.default_rng(seed)
     out = {}
     for k in ks:
-        groups = len(lw) // k
-        est = torch.logsumexp(lw[:groups * k].reshape(groups, k), dim=1) - math.log(k)
-        out[k] = (float(est.mean()), float(est.std()) if groups > 1 else 0.0)
+        k = int(k)
+        m = (len(log_w) // k) * k
+        if m == 0:
+            raise ConfigError(f"K = {k} needs a pool of at least {k} log weights, not {len(log_w)}")
+        est = []
+        for s in range(shuffles if k > 1 else 1):
+            lw = log_w[rng.permutation(len(log_w))[:m] if s else slice(0, m)].reshape(-1, k)
+            mx = lw.max(1, keepdims=True)
+            est.append(mx[:, 0] + np.log(np.exp(lw - mx).mean(1)))
+        est = np.concatenate(est)
+        out[k] = (float(est.mean()), float(est.std()), m // k)
     return out
 
 
-def elbo(x: torch.Tensor, log_lik: LogLik, mu: np.ndarray, sigma: np.ndarray, samples: int = 2000,
-         generator: Optional[torch.Generator] = None) -> float:
-    """The ELBO as the training loss computes it at β = 1: a Monte-Carlo reconstruction term
-    E_q[log p(x|z)] minus the closed-form KL(q(z|x) || N(0, I)) = ½ Σ (σ² − log σ² − 1 + μ²)."""
-    mu_t = torch.as_tensor(mu, dtype=torch.float32)
-    sd_t = torch.as_tensor(sigma, dtype=torch.float32)
-    with torch.no_grad():
-        z = mu_t + torch.randn((samples, 1, 2), generator=generator) * sd_t
-        rec = torch.cat([log_lik(x, z[s:s + 8192]).double() for s in range(0, samples, 8192)]).mean()
-    s2 = np.asarray(sigma, np.float64) ** 2
-    kl = 0.5 * float((s2 - np.log(s2) - 1 + np.asarray(mu, np.float64) ** 2).sum())
-    return float(rec) - kl
-
-
-def explain(model, x: torch.Tensor, ks=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), repeats: int = 20,
-            seed: int = 0) -> dict:
-    """Everything the True posterior page shows for one image x [1, C, H, W] of a 2-D VAE: q's
-    mean and σ, the true posterior on a grid, log p(x), the ELBO, KL(q || p(z|x)) by quadrature
-    and the IWAE curve over ks."""
-    from .metrics import model_log_lik
+def _vae_q(model, x: torch.Tensor) -> tuple:
     if model.cfg.kind != "vae" or model.cfg.latent_dim != 2:
-        raise ConfigError("the exact posterior needs a VAE with a 2-D latent space: choose a 2-D VAE")
+        raise ConfigError(f"the exact posterior needs a VAE with a 2-D latent space, not a {model.cfg.kind} "
+                          f"with {model.cfg.latent_dim}: choose a 2-D VAE")
     model.eval()
-    log_lik = model_log_lik(model)
     with torch.no_grad():
         m, lv = model.encode(x)
-    mu, sigma = m[0].double().numpy(), torch.exp(0.5 * lv[0]).double().numpy()
+    return m.double(), torch.exp(0.5 * lv.double())
+
+
+def explain(model, x: torch.Tensor, ks=KS, pool: int = 4000, seed: int = 0) -> dict:
+    """Everything the True posterior page shows for one image x [1, C, H, W] of a 2-D VAE: q's
+    mean and σ [2], the true posterior on a grid (u, v [n], log_post [n, n]), log p(x), the ELBO,
+    KL(q || p(z|x)) by quadrature, and the IWAE curve {K: (mean, spread, draws)} from a pool of
+    `pool` importance weights. Numbers are nats, floats."""
+    mu, sigma = _vae_q(model, x)
+    log_lik = model_log_lik(model)
     post = posterior(x, log_lik, mu, sigma)
     gen = torch.Generator().manual_seed(seed)
-    return {"mu": mu, "sigma": sigma, **post,
-            "elbo": elbo(x, log_lik, mu, sigma, generator=gen),
-            "kl_post": kl_q_to_posterior(mu, sigma, x, log_lik, post["log_px"]),
-            "iw": iw_curve(x, log_lik, mu, sigma, ks, repeats, generator=gen)}
+    log_w = iw_draws(x, log_lik, mu, sigma, pool, gen)
+    return {"mu": mu[0].numpy(), "sigma": sigma[0].numpy(), "u": post["u"][0], "v": post["v"][0],
+            "log_post": post["log_post"][0], "log_px": float(post["log_px"][0]), "cell": float(post["cell"][0]),
+            "elbo": float(elbo(x, log_lik, mu, sigma)[0]),
+            "kl_post": float(kl_q_to_posterior(x, log_lik, mu, sigma, post["log_px"])[0]),
+            "iw": iw_curve(log_w, ks, seed=seed)}
+
+
+def exact_vs_iwae(model, x: torch.Tensor, k: int = 1000, batch: int = 50, seed: int = 0) -> dict:
+    """Per image of x [N, C, H, W]: the exact log p(x) by quadrature, one IWAE_k draw (as
+    metrics.iw_log_px computes it, seeded) and the ELBO, each [N] nats."""
+    gen = torch.Generator().manual_seed(seed)
+    log_lik = model_log_lik(model)
+    out = {"log_px": [], "iwae": [], "elbo": []}
+    for s in range(0, len(x), batch):
+        xb = x[s:s + batch]
+        mu, sigma = _vae_q(model, xb)
+        out["log_px"].append(posterior(xb, log_lik, mu, sigma)["log_px"])
+        out["elbo"].append(elbo(xb, log_lik, mu, sigma))
+        with torch.no_grad():
+            out["iwae"].append(iw_log_px_core(xb, model.encode, log_lik, k, max(1, MAX_ROWS // len(xb)),
+                                              gen).double().numpy())
+    return {key: np.concatenate(v) for key, v in out.items()}
