@@ -77,7 +77,8 @@ if models.labels(sel.dataset) is None:
     st.stop()
 stamp = data_stamp(sel.dataset)
 try:
-    split = few_split(sel.dataset, stamp)
+    with st.spinner("Reading the images…"):
+        split = few_split(sel.dataset, stamp)
 except Exception as e:      # noqa: BLE001 - a DataError with the reason, shown instead of a crash
     st.warning(f"Few-label accuracy cannot be measured here: {e}")
     links.sidebar_link()
@@ -88,7 +89,7 @@ if not ns:
     links.sidebar_link()
     st.stop()
 
-with st.spinner("Training classifiers on a few labels…"):
+with st.spinner("Classifying the test digits from a few labels (a few seconds, on a first visit only)…"):
     base = {"pixels": pixel_curve(sel.dataset, stamp, ns, standardised),
             "pca": pca_curve(sel.dataset, stamp, d, ns, standardised)}
     curves = {label: code_curve(ckpt, models.ckpt_key(ckpt), sel.dataset, stamp, ns, standardised)
