@@ -1,0 +1,800 @@
+"""Everything a person waits for in the explorer, timed in a real browser (issue 16, item 1).
+
+    VAE_DATA_DIR=../shared/data python bench/bench_browser.py            # the whole run (~15 min, 2 cores)
+    python bench/bench_browser.py --quick                                # 2 pages, 2 moves, 500-point maps
+    python bench/bench_browser.py --pages Latent_grid,Sampling --moves 10
+    python bench/bench_browser.py --big                                  # also 10,000-point maps (minutes)
+
+What it does, against `streamlit run app.py` on the shipped checkpoints/ (models trained or
+maps computed meanwhile go to a temporary VAE_USER_DIR) and /usr/bin/chromium driven by Playwright:
+
+1. First page from a fresh start: from launching `streamlit run` to the home page's first plotly
+   chart drawn (a fresh server process each time; the browser is already up).
+2. Page opens, warm: each page of app.py's menu opened by its address (a new session, as a link
+   or a reload does) and from the sidebar menu (the same session), several times each, from the
+   navigation or click until the page is idle.
+3. Every widget on every page, found from the DOM (Streamlit puts an `st-key-<key>` class on each
+   keyed widget): sliders and select sliders (arrow keys, back and forth), select boxes (the next
+   option, then back), segmented controls, pills and radios (another option, then back), toggles
+   and checkboxes, number inputs (+ then -), text inputs (a trailing space, then without),
+   multiselects (remove the last choice, then add it back), buttons, and a click on a dot of
+   each chart (a chart that does not rerun on a click is listed as display only). Buttons that
+   start or stop training, file uploaders and download buttons are not pressed; the table says so.
+4. A new map at each size: on Latent map with the 20-D pair, from PCA to t-SNE and to UMAP with a
+   seed never used before (so neither the shipped maps nor the user's map cache answer), at 500,
+   1,000 and 2,000 points (10,000 with --big), until both maps are drawn.
+
+The clock. An init script in every document stamps performance.now() at the first key press or
+pointer press of a move, and a MutationObserver (plus image `load` events) stamps the time of the
+last change to the page. A move ends when the server has finished the rerun it started
+(script_finished on the websocket), no element is stale, no spinner, progress bar, skeleton or
+"running" status shows, every plotly chart has drawn, and nothing has changed for --settle
+seconds; the time reported runs from the press to the LAST change before that quiet spell, so the
+settle wait itself is not counted. A page open is timed from the navigation's start
+(performance.now() = 0 in the new document) or from the menu click.
+
+Each move also records how the server ran it: `page` (the whole script reran) or `fragment`
+(only an st.fragment), from the rerun request on the websocket, and the server's own run time
+from the `rerun <view> <ms>` lines the app logs with VAE_LOG_RERUNS=1 (explorer/timing.py).
+
+The load average and the number of cores are printed at the start and at the end: on a shared
+2-core machine the numbers move with the load.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+# app.py's menu, in its order ("" is Home).
+PAGES = ["", "Latent_map", "Latent_grid", "Interpolation", "Sampling", "Latent_arithmetic",
+         "True_posterior", "Few_labels", "Compare_beta", "Train", "Upload", "Class_gallery"]
+D20 = "vae=mnist-d20-vae-b1&ae=mnist-d20-ae"
+# Buttons that start, stop or cancel training jobs: pressing them changes the machine's load (or
+# someone's job), not a view.
+TRAINING_BUTTON_WORDS = ("train", "stop", "cancel", "sweep", "queue")
+
+GOALS_MS = {"control": 500, "fragment": 200, "open": 1000, "start": 4000, "map2000": 2000}
+
+INIT_JS = """
+(() => {
+  if (window.__bench) return;
+  const b = window.__bench = {t0: null, last: 0, n: 0};
+  const press = () => { if (b.t0 === null) b.t0 = performance.now(); };
+  addEventListener('keydown', press, true);
+  addEventListener('pointerdown', press, true);
+  addEventListener('mousedown', press, true);
+  // A picture is drawn when its image has loaded, which is no DOM mutation of its own.
+  addEventListener('load', e => { if (e.target && e.target.tagName === 'IMG') { b.last = performance.now(); } }, true);
+  const start = () => {
+    new MutationObserver(() => { b.last = performance.now(); b.n++; })
+      .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+  };
+  start();
+})();
+"""
+
+# [stale, spinner, running status, plotly charts not drawn yet, skeletons, progress bars, elements]
+STATE_JS = """() => [
+  document.querySelectorAll('[data-stale=true]').length,
+  document.querySelectorAll('[data-testid=stSpinner]').length,
+  document.querySelectorAll('[data-testid=stStatusWidget] button').length,
+  Math.max(0, document.querySelectorAll('[data-testid=stPlotlyChart]').length
+    - document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length / 2),
+  document.querySelectorAll('[data-testid=stMain] [data-testid=stSkeleton]').length,
+  document.querySelectorAll('[data-testid=stProgress]').length,
+  document.querySelectorAll('[data-testid=stElementContainer]').length,
+  window.__bench ? performance.now() - window.__bench.last : 0]"""
+
+# Every keyed element: [key, kind (the widget's data-testid), visible, disabled, label].
+WIDGETS_JS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid=stElementContainer][class*="st-key-"]')) {
+    const key = Array.from(el.classList).find(c => c.startsWith('st-key-')).slice(7);
+    const inner = el.querySelector('[data-testid]');
+    const kinds = Array.from(el.querySelectorAll('[data-testid]')).map(e => e.dataset.testid);
+    const kind = kinds.find(k => ['stSlider', 'stSelectbox', 'stButtonGroup', 'stRadio', 'stCheckbox',
+      'stNumberInput', 'stTextInput', 'stTextArea', 'stMultiSelect', 'stButton', 'stDownloadButton',
+      'stFileUploader', 'stPlotlyChart', 'stDateInput', 'stTimeInput', 'stColorPicker',
+      'stCameraInput', 'stChatInput', 'stToggle', 'stFeedback', 'stDataFrame', 'stLinkButton',
+      'stBidiComponentIsolated', 'stCustomComponentV1', 'stIFrame'].includes(k)) || (inner ? inner.dataset.testid : '');
+    const r = el.getBoundingClientRect();
+    const visible = r.width > 0 && r.height > 0 && el.offsetParent !== null;
+    const disabled = !!el.querySelector('input:disabled, button:disabled, [aria-disabled=true]');
+    const lab = el.querySelector('[data-testid=stWidgetLabel]') || el.querySelector('button');
+    out.push([key, kind, visible, disabled, lab ? lab.innerText.trim().slice(0, 40) : '']);
+  }
+  return out;
+}"""
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def load_text() -> str:
+    a, b, c = os.getloadavg()
+    return f"{a:.2f} {b:.2f} {c:.2f} (1, 5, 15 min)"
+
+
+class NotDriven(Exception):
+    """A widget this benchmark cannot move; the message says why."""
+
+
+# ------------------------------------------------------------------ the websocket and the log
+
+class Wire:
+    """The app's websocket as Playwright sees it: rerun requests sent (whole page or fragment)
+    and script_finished messages received, parsed with Streamlit's own protobufs."""
+
+    def __init__(self, page):
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        self._fwd, self._back = ForwardMsg, BackMsg
+        self.sent = []        # (monotonic, "page" | "fragment")
+        self.finished = []    # (monotonic, status name)
+        page.on("websocket", self._attach)
+
+    def _attach(self, ws):
+        ws.on("framesent", self._on_sent)
+        ws.on("framereceived", self._on_received)
+
+    def _on_sent(self, payload):
+        if not isinstance(payload, (bytes, bytearray)):
+            return
+        msg = self._back()
+        try:
+            msg.ParseFromString(bytes(payload))
+        except Exception:                       # noqa: BLE001 - not a BackMsg
+            return
+        if msg.WhichOneof("type") == "rerun_script":
+            kind = "fragment" if msg.rerun_script.fragment_id else "page"
+            self.sent.append((time.monotonic(), kind))
+
+    def _on_received(self, payload):
+        if not isinstance(payload, (bytes, bytearray)) or len(payload) > 4096:
+            return                              # script_finished is tiny; deltas with images are not
+        msg = self._fwd()
+        try:
+            msg.ParseFromString(bytes(payload))
+        except Exception:                       # noqa: BLE001
+            return
+        if msg.WhichOneof("type") == "script_finished":
+            self.finished.append((time.monotonic(), self._fwd.ScriptFinishedStatus.Name(msg.script_finished)))
+
+    def mark(self):
+        return len(self.sent), len(self.finished)
+
+
+class ServerLog:
+    """`rerun <view> <ms>` lines the server writes with VAE_LOG_RERUNS=1."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def lines(self) -> list[str]:
+        try:
+            return self.path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def mark(self) -> int:
+        return len(self.lines())
+
+    def runs_since(self, mark: int) -> list[tuple[str, float]]:
+        out = []
+        for line in self.lines()[mark:]:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "rerun":
+                try:
+                    out.append((parts[1], float(parts[2])))
+                except ValueError:
+                    pass
+        return out
+
+
+# ------------------------------------------------------------------ waiting for the page
+
+class Driver:
+    def __init__(self, page, url: str, log: ServerLog, settle_s: float, timeout_s: float):
+        self.page, self.url, self.log = page, url, log
+        self.settle_s, self.timeout_s = settle_s, timeout_s
+        self.wire = Wire(page)
+
+    def arm(self):
+        """Before a move: forget the last press; remember where the wire and the log stand."""
+        self.page.evaluate("() => { if (window.__bench) window.__bench.t0 = null; }")
+        return self.wire.mark(), self.log.mark(), time.monotonic()
+
+    def wait_idle(self, armed, expect_rerun: bool = True, rerun_grace_s: float = 2.0,
+                  until_js: str | None = None) -> dict:
+        """Wait until the move's rerun has finished and the page is quiet; returns the move's
+        time in ms (press to last change) and what the server ran."""
+        (n_sent, n_fin), log_mark, t_start = armed
+        deadline = t_start + self.timeout_s
+        rerun_seen = False
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"the page was still busy after {self.timeout_s:.0f} s")
+            sent = self.wire.sent[n_sent:]
+            fin = [s for _, s in self.wire.finished[n_fin:] if s != "FINISHED_EARLY_FOR_RERUN"]
+            if sent:
+                rerun_seen = True
+            waiting_for_server = sent and not fin
+            if expect_rerun and not sent and now - t_start < rerun_grace_s:
+                time.sleep(0.03)
+                continue
+            try:
+                st = self.page.evaluate(STATE_JS)
+            except Exception:                   # noqa: BLE001 - a navigation in flight
+                time.sleep(0.05)
+                continue
+            busy = any(st[:6]) or waiting_for_server
+            if not busy and until_js and not self.page.evaluate(until_js):
+                busy = True
+            if not busy and st[7] >= self.settle_s * 1000:
+                break
+            time.sleep(0.03)
+        b = self.page.evaluate("() => window.__bench ? [window.__bench.t0, window.__bench.last] : [null, 0]")
+        t0, last = b
+        runs = self.log.runs_since(log_mark)
+        kinds = sorted({k for _, k in self.wire.sent[n_sent:]})
+        return {"t0": t0, "last": last, "ms": None if t0 is None else max(0.0, last - t0),
+                "rerun": rerun_seen, "kinds": kinds, "server_ms": sum(ms for _, ms in runs),
+                "views": sorted({v for v, _ in runs})}
+
+
+# ------------------------------------------------------------------ moving each kind of widget
+
+def _loc(page, key):
+    return page.locator(f".st-key-{key}").first
+
+
+def discover(drv: Driver):
+    """Every keyed element of the page as opened, then of each other tab (clicked in turn, each
+    switch timed): ({key: (kind, label, tab text or None)}, [(tab text, result)])."""
+    found = {}
+    for key, kind, visible, _, label in drv.page.evaluate(WIDGETS_JS):
+        if visible:
+            found.setdefault(key, (kind, label, None))
+    tabs = drv.page.locator("[data-testid=stMain] [role=tab]")
+    texts = [t.strip() for t in tabs.all_inner_texts()]
+    switches = []
+    for j, text in enumerate(texts):
+        if tabs.nth(j).get_attribute("aria-selected") == "true":
+            continue
+        armed = drv.arm()
+        tabs.nth(j).click()
+        switches.append((text, drv.wait_idle(armed, expect_rerun=False, rerun_grace_s=0.3)))
+        for key, kind, visible, _, label in drv.page.evaluate(WIDGETS_JS):
+            if visible:
+                found.setdefault(key, (kind, label, text))
+    for key, kind, visible, _, label in drv.page.evaluate(WIDGETS_JS):
+        found.setdefault(key, (kind, label, "?"))       # in a closed expander, or hidden
+    return found, switches
+
+
+def reveal(drv: Driver, key: str, tab) -> str:
+    """Make a widget inside another tab or a closed expander visible (untimed); returns what
+    was opened."""
+    page = drv.page
+    what = ""
+    if tab and tab != "?":
+        t = page.locator("[data-testid=stMain] [role=tab]").filter(has_text=tab).first
+        if t.get_attribute("aria-selected") != "true":
+            armed = drv.arm()
+            t.click()
+            drv.wait_idle(armed, expect_rerun=False, rerun_grace_s=0.3)
+            what = f"tab '{tab}'"
+    if page.evaluate("""key => {
+          const el = document.querySelector('.st-key-' + CSS.escape(key));
+          const det = el && el.closest('details');
+          if (det && !det.open) { det.querySelector('summary').click(); return true; }
+          return false; }""", key):
+        page.wait_for_timeout(400)
+        what = (what + " " if what else "") + "expander"
+    return what
+
+
+def move_slider(drv, key, i, state):
+    page = drv.page
+    thumb = page.locator(f".st-key-{key} input[type=range], .st-key-{key} [role=slider]").first
+    val = lambda: thumb.get_attribute("aria-valuenow")        # noqa: E731
+    if "dir" not in state:
+        state["dir"] = "ArrowRight"
+        state["stepped"] = 0
+    thumb.focus()
+    before = val()
+    armed = drv.arm()
+    thumb.press(state["dir"])
+    t = time.monotonic()
+    while val() == before and time.monotonic() - t < 1.0:
+        time.sleep(0.03)
+    if val() == before:                 # at an end: turn round, this press did nothing
+        state["dir"] = "ArrowLeft" if state["dir"] == "ArrowRight" else "ArrowRight"
+        state["stepped"] = 0
+        drv.wait_idle(armed, expect_rerun=False, rerun_grace_s=0)
+        armed = drv.arm()
+        thumb.press(state["dir"])
+    state["stepped"] += 1
+    r = drv.wait_idle(armed)
+    # Back and forth: half the moves one way, then the other, so the view ends where it began.
+    if state["stepped"] >= max(1, state["moves"] // 2):
+        state["dir"] = "ArrowLeft" if state["dir"] == "ArrowRight" else "ArrowRight"
+        state["stepped"] = 0
+    return r
+
+
+def _open_dropdown(page, key):
+    """Open a select box's or multiselect's list (react-aria ComboBox in Streamlit 1.67)."""
+    opener = page.locator(f".st-key-{key} button[aria-haspopup=listbox]")
+    if opener.count():
+        opener.first.click()
+    else:
+        page.locator(f".st-key-{key} [role=combobox]").first.click()
+    page.wait_for_selector("[role=listbox] [role=option]", timeout=5000)
+
+
+def _close_dropdown(page):
+    if page.locator("[role=listbox]").count():
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(100)
+
+
+def move_selectbox(drv, key, i, state):
+    page = drv.page
+    if "options" not in state:
+        cur = page.locator(f".st-key-{key} [role=combobox]").first.input_value().strip()
+        _open_dropdown(page, key)
+        texts = [t.strip() for t in page.locator("[role=listbox] [role=option]").all_inner_texts()]
+        _close_dropdown(page)
+        if len(texts) < 2:
+            raise NotDriven(f"one option only ({cur})")
+        j = texts.index(cur) if cur in texts else 0
+        other = texts[j + 1] if j + 1 < len(texts) else texts[j - 1]
+        state["options"] = (cur, other)
+    target = state["options"][(i + 1) % 2]
+    _open_dropdown(page, key)
+    option = page.get_by_role("option", name=target, exact=True).first
+    armed = drv.arm()
+    option.click()
+    return drv.wait_idle(armed)
+
+
+def move_buttongroup(drv, key, i, state):
+    page = drv.page
+    buttons = page.locator(f".st-key-{key} button[data-variant]")
+    if "options" not in state:
+        n = buttons.count()
+        if n < 2:
+            raise NotDriven("one option only")
+        cur = next((j for j in range(n) if buttons.nth(j).get_attribute("aria-checked") == "true"), 0)
+        state["options"] = (cur, cur + 1 if cur + 1 < n else cur - 1)
+    target = state["options"][(i + 1) % 2]
+    armed = drv.arm()
+    buttons.nth(target).click()
+    return drv.wait_idle(armed)
+
+
+def move_radio(drv, key, i, state):
+    page = drv.page
+    labels = page.locator(f".st-key-{key} [data-testid=stRadioOption]")
+    if "options" not in state:
+        n = labels.count()
+        if n < 2:
+            raise NotDriven("one option only")
+        checked = [labels.nth(j).locator("input").is_checked() for j in range(n)]
+        cur = checked.index(True) if True in checked else 0
+        state["options"] = (cur, cur + 1 if cur + 1 < n else cur - 1)
+    armed = drv.arm()
+    labels.nth(state["options"][(i + 1) % 2]).click()
+    return drv.wait_idle(armed)
+
+
+def move_checkbox(drv, key, i, state):
+    armed = drv.arm()
+    drv.page.locator(f".st-key-{key} label[data-react-aria-pressable], .st-key-{key} label").first.click()
+    return drv.wait_idle(armed)
+
+
+def move_number(drv, key, i, state):
+    page = drv.page
+    up = page.locator(f".st-key-{key} [data-testid=stNumberInputStepUp]").first
+    down = page.locator(f".st-key-{key} [data-testid=stNumberInputStepDown]").first
+    if "first" not in state:
+        state["first"] = (up, down) if up.is_enabled() else (down, up)
+    button = state["first"][i % 2]
+    if not button.is_enabled():
+        raise NotDriven("its + and - buttons are disabled")
+    armed = drv.arm()
+    button.click()
+    return drv.wait_idle(armed)
+
+
+def move_text(drv, key, i, state):
+    page = drv.page
+    box = page.locator(f".st-key-{key} input, .st-key-{key} textarea").first
+    if "orig" not in state:
+        state["orig"] = box.input_value()
+    box.fill(state["orig"] + (" " if i % 2 == 0 else ""))
+    armed = drv.arm()
+    box.press("Enter")
+    return drv.wait_idle(armed)
+
+
+def move_multiselect(drv, key, i, state):
+    """Remove the last choice (its tag's x), then choose it again from the list."""
+    page = drv.page
+    if "chosen" not in state:
+        _open_dropdown(page, key)
+        state["chosen"] = [o.inner_text().strip() for o in
+                           page.locator("[role=listbox] [role=option][aria-selected=true]").all()]
+        _close_dropdown(page)
+    removes = page.locator(f".st-key-{key} [data-tag] button")
+    if i % 2 == 0:
+        if removes.count() == 0:
+            raise NotDriven("nothing chosen to remove")
+        armed = drv.arm()
+        removes.last.click()
+        return drv.wait_idle(armed)
+    _open_dropdown(page, key)
+    option = page.locator("[role=listbox] [role=option][aria-selected=false]").filter(
+        has_text=__import__("re").compile("^(" + "|".join(__import__("re").escape(t) for t in state["chosen"]) + ")$"))
+    if option.count() == 0:
+        _close_dropdown(page)
+        raise NotDriven("the removed choice is not in the list")
+    armed = drv.arm()
+    option.first.click()
+    r = drv.wait_idle(armed)
+    _close_dropdown(page)
+    return r
+
+
+def move_button(drv, key, i, state):
+    page = drv.page
+    button = page.locator(f".st-key-{key} [data-testid^=stBaseButton]").first
+    if button.count() == 0:
+        raise NotDriven("gone after a press")
+    armed = drv.arm()
+    button.click()
+    r = drv.wait_idle(armed)
+    after = page.locator(f".st-key-{key} [data-testid^=stBaseButton]")
+    if after.count() == 0 or not after.first.is_visible():
+        # The press changed the view so the button left it: start the next press from the page
+        # as it was opened (untimed).
+        state["reopened"] = True
+        open_url(drv, state["url"])
+        reveal(drv, key, state.get("tab"))
+    return r
+
+
+def move_chart(drv, key, i, state):
+    """A click on a dot (a point of the chart's first scatter trace); a chart that does not rerun
+    on a click is display only."""
+    page = drv.page
+    points = page.locator(f".st-key-{key} .scatterlayer .point")
+    n = points.count()
+    if n == 0:
+        raise NotDriven("display only (no dots to click)")
+    p = points.nth((i * 37 + 5) % n)
+    box = p.bounding_box()
+    if not box:
+        raise NotDriven("display only (its dots are not on screen)")
+    armed = drv.arm()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    r = drv.wait_idle(armed, rerun_grace_s=1.5)
+    if not r["rerun"]:
+        raise NotDriven("display only (a click on a dot does not rerun)")
+    return r
+
+
+MOVERS = {"stSlider": move_slider, "stSelectbox": move_selectbox, "stButtonGroup": move_buttongroup,
+          "stRadio": move_radio, "stCheckbox": move_checkbox, "stToggle": move_checkbox,
+          "stNumberInput": move_number, "stTextInput": move_text, "stTextArea": move_text,
+          "stMultiSelect": move_multiselect, "stButton": move_button, "stPlotlyChart": move_chart}
+SKIPPED = {"stDownloadButton": "download button (no rerun: on_click='ignore' or a file save)",
+           "stFileUploader": "file uploader (needs a file from the person's disk)",
+           "stBidiComponentIsolated": "drawing canvas (a custom component: strokes, not a key press)",
+           "stCustomComponentV1": "custom component in an iframe",
+           "stIFrame": "iframe"}
+
+
+# ------------------------------------------------------------------ pages
+
+def open_url(drv: Driver, url: str) -> dict:
+    """Navigate to url and wait until idle; ms = navigation start to the last change."""
+    page = drv.page
+    armed = drv.wire.mark(), drv.log.mark(), time.monotonic()
+    page.goto(url, wait_until="commit", timeout=int(drv.timeout_s * 1000))
+    page.wait_for_selector("[data-testid=stMainBlockContainer] [data-testid=stElementContainer]",
+                           timeout=int(drv.timeout_s * 1000))
+    r = drv.wait_idle(armed, expect_rerun=True, rerun_grace_s=5.0)
+    r["ms"] = r["last"]                 # performance.now() starts at the navigation's start
+    return r
+
+
+def open_from_menu(drv: Driver, path: str) -> dict:
+    page = drv.page
+    link = page.locator(f"[data-testid=stSidebarNav] a[href$='/{path}']").first if path else \
+        page.locator("[data-testid=stSidebarNav] a").first
+    if link.count() == 0:
+        raise NotDriven("no menu link")
+    armed = drv.arm()
+    link.click()
+    return drv.wait_idle(armed, rerun_grace_s=5.0)
+
+
+class Table:
+    def __init__(self):
+        self.rows = []          # (section, page, item, n, list ms, how, server, note)
+        self.not_driven = []    # (page, key, kind, why)
+
+    def add(self, section, page, item, ms, how="", server="", note=""):
+        self.rows.append((section, page, item, ms, how, server, note))
+
+    def print(self):
+        print("\n" + "=" * 118)
+        print(f"{'what':<10} {'page':<17} {'item':<30} {'n':>3} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  "
+              f"{'rerun':<9} {'server p50':>10}  note")
+        print("-" * 118)
+        for section, page, item, ms, how, server, note in self.rows:
+            if ms:
+                nums = f"{len(ms):3d} {pct(ms, 50):8.0f} {pct(ms, 95):8.0f} {max(ms):8.0f}"
+            else:
+                nums = f"{0:3d} {'-':>8} {'-':>8} {'-':>8}"
+            print(f"{section:<10} {(page or 'Home'):<17} {item[:30]:<30} {nums}  {how:<9} {server:>10}  {note}")
+        print("=" * 118)
+        if self.not_driven:
+            print("\nNot driven:")
+            for page, key, kind, why in self.not_driven:
+                print(f"  {(page or 'Home'):<17} {key:<28} {kind:<16} {why}")
+
+
+def summarise(results):
+    ms = [r["ms"] for r in results if r.get("ms") is not None]
+    kinds = sorted({k for r in results for k in r.get("kinds", [])})
+    how = "+".join(kinds) if kinds else "none"
+    server = [r["server_ms"] for r in results if r.get("views")]
+    views = sorted({v for r in results for v in r.get("views", [])})
+    return ms, how, (f"{statistics.median(server):.0f}" if server else ""), views
+
+
+def bench_page(drv: Driver, table: Table, path: str, opens: int, moves: int, sidebar_moves: int,
+               url_suffix: str = ""):
+    page_url = f"{drv.url}/{path}{url_suffix}"
+    first = open_url(drv, page_url)
+    table.add("open", path, "first visit (cold caches)", [first["ms"]], "page",
+              f"{first['server_ms']:.0f}" if first["views"] else "")
+    res = [open_url(drv, page_url) for _ in range(opens)]
+    ms, how, server, _ = summarise(res)
+    table.add("open", path, "by address (new session)", ms, "page", server)
+    res = []
+    other = "Latent_grid" if path != "Latent_grid" else "Sampling"
+    for _ in range(opens):
+        try:
+            open_url(drv, f"{drv.url}/{other}")
+            res.append(open_from_menu(drv, path))
+        except NotDriven:
+            break
+    if res:
+        ms, how, server, _ = summarise(res)
+        table.add("open", path, "from the menu (same session)", ms, how, server)
+    open_url(drv, page_url)
+
+    widgets, switches = discover(drv)
+    for text, r in switches:
+        table.add("tab", path, f"switch to '{text}'", [r["ms"]] if r["ms"] is not None else [],
+                  "+".join(r["kinds"]) or "none", "", "no rerun: drawn by the browser" if not r["rerun"] else "")
+    if switches:
+        open_url(drv, page_url)
+    print(f"  {path or 'Home'}: {len(widgets)} keyed elements: "
+          + ", ".join(f"{k}({v[0].removeprefix('st')})" for k, v in widgets.items()), flush=True)
+    for key, (kind, label, tab) in widgets.items():
+        if kind in SKIPPED:
+            table.not_driven.append((path, key, kind, SKIPPED[kind]))
+            continue
+        if kind == "stButton" and path == "Train" and any(w in (label + " " + key).lower()
+                                                          for w in TRAINING_BUTTON_WORDS):
+            table.not_driven.append((path, key, kind, f"'{label}' starts or stops training"))
+            continue
+        mover = MOVERS.get(kind)
+        if mover is None:
+            table.not_driven.append((path, key, kind, "no driver for this kind of element"))
+            continue
+        n = sidebar_moves if key.startswith("sb_") or key == "view_link" else moves
+        if kind == "stPlotlyChart":
+            n = min(n, moves)
+        state = {"moves": n, "url": page_url, "tab": tab}
+        results, why, opened = [], None, ""
+        try:
+            opened = reveal(drv, key, tab)
+            loc = _loc(drv.page, key)
+            if loc.count() == 0:
+                raise NotDriven("no longer on the page (an earlier move changed it)")
+            if kind != "stPlotlyChart" and drv.page.evaluate(
+                    "k => !!document.querySelector('.st-key-' + CSS.escape(k) + "
+                    "' :is(input:disabled, button:disabled, [aria-disabled=true])')", key):
+                raise NotDriven("disabled in the page's default state")
+            for i in range(n):
+                results.append(mover(drv, key, i, state))
+        except NotDriven as e:
+            why = str(e)
+        except Exception as e:                  # noqa: BLE001 - report it, carry on with the others
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"
+        if why and not results:
+            table.not_driven.append((path, key, kind, why))
+        else:
+            ms, how, server, views = summarise(results)
+            note = (f"tab/expander opened: {opened}; " if opened else "") + \
+                   (f"stopped: {why}; " if why else "") + \
+                   ("no rerun; " if how == "none" else "") + \
+                   ("the page was reopened after each press; " if state.get("reopened") else "") + \
+                   (",".join(v for v in views if not v.startswith("page:")))
+            table.add("widget", path, f"{key} ({kind.removeprefix('st')})", ms, how, server, note.strip("; "))
+        print(f"    {key:<28} {kind:<16} " + (f"p50 {pct(results and [r['ms'] for r in results if r['ms'] is not None] or [0], 50):.0f} ms"
+                                               if results else f"not driven: {why}"), flush=True)
+        display_only = why is not None and why.startswith("display only")
+        if not display_only and (why or state.get("reopened") or tab or kind in ("stButton", "stPlotlyChart")):
+            open_url(drv, page_url)      # a clean page for the next widget (untimed)
+
+
+# ------------------------------------------------------------------ maps and the first page
+
+def bench_maps(drv: Driver, table: Table, sizes, seeds):
+    for n in sizes:
+        for method, label in (("tsne", "t-SNE"), ("umap", "UMAP")):
+            seed = seeds.pop()
+            url = f"{drv.url}/Latent_map?{D20}&map_method=pca&map_n={n}&map_seed={seed}"
+            try:
+                open_url(drv, url)
+                button = drv.page.locator(".st-key-map_method button").filter(has_text=label).first
+                armed = drv.arm()
+                button.click()
+                done_js = ("() => !Array.from(document.querySelectorAll('.st-key-map_chart_VAE .gtitle, "
+                           ".st-key-map_chart_AE .gtitle')).some(t => t.textContent.includes('for now'))")
+                r = drv.wait_idle(armed, until_js=done_js)
+                table.add("map", "Latent_map", f"new {label} map, {n} points", [r["ms"]], "+".join(r["kinds"]),
+                          f"{r['server_ms']:.0f}", f"seed {seed}; VAE and AE maps (d = 20)")
+                print(f"    new {label} map of {n}: {r['ms']:.0f} ms", flush=True)
+            except Exception as e:              # noqa: BLE001
+                table.add("map", "Latent_map", f"new {label} map, {n} points", [], "", "",
+                          f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}")
+
+
+def fresh_start(browser, env, log_path: Path, timeout_s: float):
+    """Launch `streamlit run`, open Home as soon as it is healthy, time until its first plotly
+    chart is drawn. Returns (seconds, process, url)."""
+    from browser_support import start_server, wait_healthy
+    t0 = time.monotonic()
+    proc, url = start_server(env=env, log_path=log_path)
+    health = wait_healthy(url, proc, timeout=timeout_s)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.goto(url, wait_until="commit", timeout=int(timeout_s * 1000))
+    page.wait_for_selector("[data-testid=stPlotlyChart] .main-svg", timeout=int(timeout_s * 1000))
+    took = time.monotonic() - t0
+    ctx.close()
+    return took, health, proc, url
+
+
+def bytecode_note() -> str:
+    caches = [p for p in ("explorer", "vae_core", "app_pages") if (REPO / p / "__pycache__").is_dir()]
+    dont = os.environ.get("PYTHONDONTWRITEBYTECODE") or sys.dont_write_bytecode
+    return (f"the repository's bytecode cache: {', '.join(caches) + ' present' if caches else 'absent'}"
+            f"{' (PYTHONDONTWRITEBYTECODE is set, so each start compiles the app modules)' if dont and not caches else ''}; "
+            "installed packages' caches present as installed")
+
+
+def wait_umap_warmup(log: ServerLog, limit_s=180.0) -> str:
+    t = time.monotonic()
+    while time.monotonic() - t < limit_s:
+        line = next((x for x in log.lines() if "UMAP warm-up" in x), None)
+        if line:
+            return line.strip()
+        time.sleep(0.5)
+    return "no UMAP warm-up report"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", default=",".join(p or "Home" for p in PAGES),
+                    help="comma-separated url paths (Home for the home page)")
+    ap.add_argument("--moves", type=int, default=6, help="moves per widget")
+    ap.add_argument("--sidebar-moves", type=int, default=4,
+                    help="moves per sidebar widget (dataset, models, link), on each page")
+    ap.add_argument("--opens", type=int, default=3, help="warm opens per page, by address and from the menu")
+    ap.add_argument("--starts", type=int, default=2, help="fresh `streamlit run` starts")
+    ap.add_argument("--map-sizes", default="500,1000,2000")
+    ap.add_argument("--big", action="store_true", help="also 10,000-point maps (minutes each)")
+    ap.add_argument("--no-maps", action="store_true")
+    ap.add_argument("--settle", type=float, default=0.6, help="seconds without change that count as idle")
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds one move may take")
+    ap.add_argument("--quick", action="store_true",
+                    help="Latent_grid and Sampling, 2 moves, 1 open, 1 start, 500-point maps")
+    args = ap.parse_args()
+    if args.quick:
+        args.pages, args.moves, args.sidebar_moves, args.opens, args.starts = "Latent_grid,Sampling", 2, 2, 1, 1
+        args.map_sizes = "500"
+    pages = ["" if p in ("Home", "home") else p for p in args.pages.split(",") if p.strip() != ""]
+    sizes = [int(s) for s in args.map_sizes.split(",") if s] + ([10000] if args.big else [])
+
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import launch_chromium, stop_server
+
+    t_run = time.monotonic()
+    print("command:", " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv))
+    print(f"machine: {os.cpu_count()} cores; load average at the start {load_text()}")
+    chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
+    import streamlit
+    print(f"streamlit {streamlit.__version__}; {chromium or 'chromium'}; models: checkpoints/ (shipped); "
+          f"VAE_DATA_DIR={os.environ.get('VAE_DATA_DIR', '(unset)')}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-browser-"))
+    env = {"VAE_USER_DIR": str(tmp / "user"), "VAE_LOG_RERUNS": "1",
+           "VAE_CHECKPOINT_DIR": str(REPO / "checkpoints")}
+    print(f"user folder (new maps, no trained models): {env['VAE_USER_DIR']}; server logs in {tmp}")
+    table = Table()
+    proc = None
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            print(f"\n1. first page from a fresh start ({bytecode_note()})", flush=True)
+            starts = []
+            for k in range(max(1, args.starts)):
+                if proc is not None:
+                    stop_server(proc)
+                log_path = tmp / f"server-{k}.log"
+                took, health, proc, url = fresh_start(browser, env, log_path, args.timeout)
+                starts.append(took * 1000)
+                print(f"   start {k + 1}: healthy after {health:.1f} s, first chart drawn {took:.1f} s "
+                      f"after launch; load {load_text()}", flush=True)
+            table.add("start", "", "launch to Home's first chart", starts, "", "", "fresh server, browser up")
+            log = ServerLog(log_path)
+            print("   " + wait_umap_warmup(log) + " (timings below start after it)", flush=True)
+
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            ctx.add_init_script(INIT_JS)
+            page = ctx.new_page()
+            page.set_default_timeout(10_000)
+            drv = Driver(page, url, log, args.settle, args.timeout)
+            print("\n2-3. pages and widgets", flush=True)
+            for path in pages:
+                t_page = time.monotonic()
+                suffix = f"?{D20}" if path == "Latent_map" else ""
+                try:
+                    bench_page(drv, table, path, args.opens, args.moves, args.sidebar_moves, suffix)
+                except Exception as e:          # noqa: BLE001 - one broken page does not stop the run
+                    table.add("open", path, "page", [], "", "", f"failed: {type(e).__name__}: {str(e)[:80]}")
+                print(f"  {path or 'Home'} took {time.monotonic() - t_page:.0f} s; load {load_text()}", flush=True)
+            if not args.no_maps:
+                print("\n4. new maps", flush=True)
+                rng = random.Random(time.time_ns())
+                seeds = rng.sample(range(1, 10000), 2 * len(sizes))
+                bench_maps(drv, table, sizes, seeds)
+            ctx.close()
+            browser.close()
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    table.print()
+    print(f"\ngoals (issue 16): control p95 ≤ {GOALS_MS['control']} ms, fragment slider p95 ≤ "
+          f"{GOALS_MS['fragment']} ms, page open ≤ {GOALS_MS['open']} ms warm, first page ≤ "
+          f"{GOALS_MS['start']} ms, new 2,000-code map ≤ {GOALS_MS['map2000']} ms")
+    print(f"load average at the end {load_text()}; {os.cpu_count()} cores; whole run "
+          f"{time.monotonic() - t_run:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
