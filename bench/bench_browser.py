@@ -56,10 +56,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-# app.py's menu, in its order ("" is Home).
-PAGES = ["", "Latent_map", "Latent_grid", "Interpolation", "Sampling", "Latent_arithmetic",
-         "True_posterior", "Few_labels", "Compare_beta", "Train", "Upload", "Class_gallery"]
+# app.py's menu, in its order ("" is Home); Latent map also with the 20-D pair, whose projection
+# choices the default 2-D pair does not have (it has the posterior bubbles instead). Page opens
+# are timed for the plain addresses only.
 D20 = "vae=mnist-d20-vae-b1&ae=mnist-d20-ae"
+PAGES = ["", "Latent_map", f"Latent_map?{D20}", "Latent_grid", "Interpolation", "Sampling", "Latent_arithmetic",
+         "True_posterior", "Few_labels", "Compare_beta", "Train", "Upload", "Class_gallery"]
 # Buttons that start, stop or cancel training jobs: pressing them changes the machine's load (or
 # someone's job), not a view.
 TRAINING_BUTTON_WORDS = ("train", "stop", "cancel", "sweep", "queue")
@@ -222,6 +224,8 @@ class Driver:
         """Wait until the move's rerun has finished and the page is quiet; returns the move's
         time in ms (press to last change) and what the server ran."""
         (n_sent, n_fin), log_mark, t_start = armed
+        # (Playwright hands over websocket events only while it waits on the browser, hence
+        # page.wait_for_timeout below rather than time.sleep.)
         deadline = t_start + self.timeout_s
         rerun_seen = False
         while True:
@@ -234,19 +238,19 @@ class Driver:
                 rerun_seen = True
             waiting_for_server = sent and not fin
             if expect_rerun and not sent and now - t_start < rerun_grace_s:
-                time.sleep(0.03)
+                self.page.wait_for_timeout(30)
                 continue
             try:
                 st = self.page.evaluate(STATE_JS)
             except Exception:                   # noqa: BLE001 - a navigation in flight
-                time.sleep(0.05)
+                self.page.wait_for_timeout(50)
                 continue
             busy = any(st[:6]) or waiting_for_server
             if not busy and until_js and not self.page.evaluate(until_js):
                 busy = True
             if not busy and st[7] >= self.settle_s * 1000:
                 break
-            time.sleep(0.03)
+            self.page.wait_for_timeout(30)
         b = self.page.evaluate("() => window.__bench ? [window.__bench.t0, window.__bench.last] : [null, 0]")
         t0, last = b
         runs = self.log.runs_since(log_mark)
@@ -483,6 +487,8 @@ def move_button(drv, key, i, state):
 POINT_JS = """([key, j]) => {
   const gd = document.querySelector('.st-key-' + CSS.escape(key) + ' .js-plotly-plot');
   if (!gd || !gd._fullLayout || !gd._fullData) return null;
+  // Streamlit turns on clicking to select (clickmode 'event+select') only for on_select charts.
+  if (!(gd._fullLayout.clickmode || '').includes('select')) return 'display';
   const tr = gd._fullData.find(t => ['scatter', 'scattergl'].includes(t.type) && t.visible === true
                                    && (t.mode || '').includes('markers') && t.x && t.x.length > 0);
   if (!tr) return null;
@@ -496,20 +502,21 @@ POINT_JS = """([key, j]) => {
 
 def move_chart(drv, key, i, state):
     """A click on a dot of the chart's first marker trace (SVG or WebGL: its position comes from
-    plotly's own axes); a chart that does not rerun on a click is display only."""
+    plotly's own axes); a chart drawn without on_select is display only."""
     page = drv.page
-    for attempt in range(1 if i == 0 else 3):     # a dot under another one may miss: try others
+    for attempt in range(3):                      # a dot under another one may miss: try others
         _loc(page, key).scroll_into_view_if_needed()
         at = page.evaluate(POINT_JS, [key, i * 37 + 5 + attempt * 101])
+        if at == "display":
+            raise NotDriven("display only (drawn without on_select: a click does not rerun)")
         if not at:
-            raise NotDriven("display only (no dots to click)")
+            raise NotDriven("no dots to click")
         armed = drv.arm()
         page.mouse.click(at[0], at[1])
         r = drv.wait_idle(armed, rerun_grace_s=1.5)
         if r["rerun"]:
             return r
-    raise NotDriven("display only (a click on a dot does not rerun)" if i == 0 else
-                    "a click on a dot did not rerun the page")
+    raise NotDriven("three clicks on its dots did not rerun the page")
 
 
 MOVERS = {"stSlider": move_slider, "stSelectbox": move_selectbox, "stButtonGroup": move_buttongroup,
@@ -554,6 +561,7 @@ class Table:
         self.not_driven = []    # (page, key, kind, why)
 
     def add(self, section, page, item, ms, how="", server="", note=""):
+        page = page.replace(f"?{D20}", " d=20")
         self.rows.append((section, page, item, ms, how, server, note))
 
     def print(self):
@@ -571,6 +579,7 @@ class Table:
         if self.not_driven:
             print("\nNot driven:")
             for page, key, kind, why in self.not_driven:
+                page = page.replace(f"?{D20}", " d=20")
                 print(f"  {(page or 'Home'):<17} {key:<28} {kind:<16} {why}")
 
 
@@ -583,26 +592,39 @@ def summarise(results):
     return ms, how, (f"{statistics.median(server):.0f}" if server else ""), views
 
 
-def bench_page(drv: Driver, table: Table, path: str, opens: int, moves: int, sidebar_moves: int,
-               url_suffix: str = ""):
-    page_url = f"{drv.url}/{path}{url_suffix}"
-    first = open_url(drv, page_url)
-    table.add("open", path, "first visit (cold caches)", [first["ms"]], "page",
-              f"{first['server_ms']:.0f}" if first["views"] else "")
-    res = [open_url(drv, page_url) for _ in range(opens)]
-    ms, how, server, _ = summarise(res)
-    table.add("open", path, "by address (new session)", ms, "page", server)
-    res = []
-    other = "Latent_grid" if path != "Latent_grid" else "Sampling"
-    for _ in range(opens):
+def bench_opens(drv: Driver, table: Table, pages, opens: int):
+    """Each page by its address (a new session each time: the first visit apart, as its caches
+    are cold), then tours of the sidebar menu (one session, each page clicked from the one
+    before it)."""
+    for path in pages:
         try:
-            open_url(drv, f"{drv.url}/{other}")
-            res.append(open_from_menu(drv, path))
-        except NotDriven:
-            break
-    if res:
-        ms, how, server, _ = summarise(res)
-        table.add("open", path, "from the menu (same session)", ms, how, server)
+            first = open_url(drv, f"{drv.url}/{path}")
+            table.add("open", path, "first visit (cold caches)", [first["ms"]], "page",
+                      f"{first['server_ms']:.0f}" if first["views"] else "")
+            res = [open_url(drv, f"{drv.url}/{path}") for _ in range(opens)]
+            ms, how, server, _ = summarise(res)
+            table.add("open", path, "by address (new session)", ms, "page", server)
+        except Exception as e:                  # noqa: BLE001 - one broken page does not stop the run
+            table.add("open", path, "by address", [], "", "", f"failed: {type(e).__name__}: {str(e)[:80]}")
+        print(f"    opened {path or 'Home'}; load {load_text()}", flush=True)
+    tour = {path: [] for path in pages}
+    why = {}
+    open_url(drv, f"{drv.url}/{pages[-1]}")
+    for _ in range(opens):
+        for path in pages:
+            try:
+                tour[path].append(open_from_menu(drv, path))
+            except Exception as e:              # noqa: BLE001
+                why[path] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+                open_url(drv, f"{drv.url}/{path}")
+    for path in pages:
+        ms, how, server, _ = summarise(tour[path])
+        table.add("open", path, "from the menu (same session)", ms, how, server, why.get(path, ""))
+
+
+def bench_page(drv: Driver, table: Table, path: str, moves: int, sidebar_moves: int):
+    """Every widget of the page (path may carry a query: "Latent_map?vae=...")."""
+    page_url = f"{drv.url}/{path}"
     open_url(drv, page_url)
 
     widgets, switches = discover(drv)
@@ -629,6 +651,7 @@ def bench_page(drv: Driver, table: Table, path: str, opens: int, moves: int, sid
         if n <= 0:
             continue
         state = {"moves": n, "url": page_url, "tab": tab}
+        t_widget = time.monotonic()
         results, why, opened = [], None, ""
         try:
             opened = reveal(drv, key, tab)
@@ -658,7 +681,7 @@ def bench_page(drv: Driver, table: Table, path: str, opens: int, moves: int, sid
                    ("the page was reopened after each press; " if state.get("reopened") else "") + \
                    (",".join(v for v in views if not v.startswith("page:")))
             table.add("widget", path, f"{key} ({kind.removeprefix('st')})", ms, how, server, note.strip("; "))
-        print(f"    {key:<28} {kind:<16} " + (f"p50 {pct(results and [r['ms'] for r in results if r['ms'] is not None] or [0], 50):.0f} ms"
+        print(f"    {key:<28} {kind:<16} {time.monotonic() - t_widget:5.1f} s " + (f"p50 {pct(results and [r['ms'] for r in results if r['ms'] is not None] or [0], 50):.0f} ms"
                                                if results else f"not driven: {why}"), flush=True)
         display_only = why is not None and why.startswith("display only")
         if not display_only and (why or state.get("reopened") or tab or kind in ("stButton", "stPlotlyChart")):
@@ -736,25 +759,27 @@ def wait_umap_warmup(log: ServerLog, limit_s=180.0) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", default=",".join(p or "Home" for p in PAGES),
-                    help="comma-separated url paths (Home for the home page)")
-    ap.add_argument("--moves", type=int, default=6, help="moves per widget")
-    ap.add_argument("--sidebar-moves", type=int, default=4,
+    ap.add_argument("--pages", default=";".join(p or "Home" for p in PAGES),
+                    help="';'-separated url paths, a query allowed (Home for the home page)")
+    ap.add_argument("--moves", type=int, default=6, help="moves per widget (made even: each widget ends where it began)")
+    ap.add_argument("--sidebar-moves", type=int, default=2,
                     help="moves per sidebar widget (dataset, models, link), on each page")
     ap.add_argument("--opens", type=int, default=3, help="warm opens per page, by address and from the menu")
-    ap.add_argument("--starts", type=int, default=2, help="fresh `streamlit run` starts")
+    ap.add_argument("--starts", type=int, default=1, help="fresh `streamlit run` starts")
     ap.add_argument("--map-sizes", default="500,1000,2000")
     ap.add_argument("--big", action="store_true", help="also 10,000-point maps (minutes each)")
     ap.add_argument("--no-maps", action="store_true")
-    ap.add_argument("--settle", type=float, default=0.6, help="seconds without change that count as idle")
+    ap.add_argument("--settle", type=float, default=0.5, help="seconds without change that count as idle")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds one move may take")
     ap.add_argument("--quick", action="store_true",
                     help="Latent_grid and Sampling, 2 moves, 1 open, 1 start, 500-point maps")
     args = ap.parse_args()
     if args.quick:
-        args.pages, args.moves, args.sidebar_moves, args.opens, args.starts = "Latent_grid,Sampling", 2, 2, 1, 1
+        args.pages, args.moves, args.sidebar_moves, args.opens, args.starts = "Latent_grid;Sampling", 2, 2, 1, 1
         args.map_sizes = "500"
-    pages = ["" if p in ("Home", "home") else p for p in args.pages.split(",") if p.strip() != ""]
+    args.moves += args.moves % 2
+    args.sidebar_moves += args.sidebar_moves % 2
+    pages = ["" if p in ("Home", "home") else p for p in args.pages.replace(",", ";").split(";") if p.strip()]
     sizes = [int(s) for s in args.map_sizes.split(",") if s] + ([10000] if args.big else [])
 
     from playwright.sync_api import sync_playwright
@@ -796,14 +821,17 @@ def main():
             page = ctx.new_page()
             page.set_default_timeout(10_000)
             drv = Driver(page, url, log, args.settle, args.timeout)
-            print("\n2-3. pages and widgets", flush=True)
+            print("\n2. page opens", flush=True)
+            t_page = time.monotonic()
+            bench_opens(drv, table, [p for p in pages if "?" not in p], args.opens)
+            print(f"  opens took {time.monotonic() - t_page:.0f} s", flush=True)
+            print("\n3. widgets", flush=True)
             for path in pages:
                 t_page = time.monotonic()
-                suffix = f"?{D20}" if path == "Latent_map" else ""
                 try:
-                    bench_page(drv, table, path, args.opens, args.moves, args.sidebar_moves, suffix)
+                    bench_page(drv, table, path, args.moves, args.sidebar_moves)
                 except Exception as e:          # noqa: BLE001 - one broken page does not stop the run
-                    table.add("open", path, "page", [], "", "", f"failed: {type(e).__name__}: {str(e)[:80]}")
+                    table.add("widget", path, "(the page)", [], "", "", f"failed: {type(e).__name__}: {str(e)[:80]}")
                 print(f"  {path or 'Home'} took {time.monotonic() - t_page:.0f} s; load {load_text()}", flush=True)
             if not args.no_maps:
                 print("\n4. new maps", flush=True)
