@@ -81,4 +81,20 @@ def one_thread():
 
 # The browser fixtures are registered here, once: a session-scoped Playwright imported into two
 # test modules would start twice, and Playwright's sync API refuses a second loop in one thread.
-from browser_support import browser, page, streamlit_server  # noqa: E402,F401
+from browser_support import browser, make_tiny_checkpoints, page, streamlit_server  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A checkpoint folder like the shipped one, tiny: the default MNIST pairs (d = 20 and d = 2)
+    and the exploration data (browser_support.make_tiny_checkpoints). A module may override it."""
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture
+def app_env(model_dir, tmp_path, monkeypatch):
+    """The app pointed at model_dir, a fresh user folder, and no UMAP warm-up thread."""
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(model_dir))
+    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
+    return model_dir

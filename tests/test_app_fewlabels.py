@@ -12,22 +12,9 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from browser_support import make_tiny_checkpoints  # noqa: E402
 
 PAGE = str(REPO / "app_pages" / "11_Few_labels.py")
 
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-
-
-@pytest.fixture
-def app_env(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(model_dir))
-    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
-    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
-    return model_dir
 
 
 def has_training_images() -> bool:
