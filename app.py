@@ -1,35 +1,28 @@
 """VAE Latent Explorer: run with `streamlit run app.py`.
 
-The entry point only lists the pages (st.navigation), so the menu reads "Home" rather than the
-file's name; each page is a script of its own in home.py and app_pages/ and runs alone under AppTest.
-The folder is deliberately not called pages/: Streamlit treats a pages/ folder as the legacy
-multipage app until some session has run st.navigation, so on a fresh server a link straight to a
-page ran that page without this router (another menu, no URL token, no start-up imports).
+This file is the server; router.py is the script each visitor's session runs (the page menu).
+Streamlit's `st.App` gives the server a start-up hook: as soon as it listens, a thread imports
+the heavy libraries (PyTorch, plotly, pandas) and loads what the home page shows first, so the
+first visitor does not wait for them (explorer/warm.py). Nothing else differs from running
+router.py directly.
 """
+import threading
+import time
+from contextlib import asynccontextmanager
+
 import streamlit as st
 
-import explorer  # noqa: F401 - imports the heavy libraries once, in one order, before any page runs
-from explorer import timing, training
 
-PAGES = [
-    st.Page("home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/1_Latent_map.py", title="Latent map", icon=":material/scatter_plot:", url_path="Latent_map"),
-    st.Page("app_pages/2_Latent_grid.py", title="Latent grid", icon=":material/grid_on:", url_path="Latent_grid"),
-    st.Page("app_pages/3_Interpolation.py", title="Interpolation", icon=":material/swap_horiz:",
-            url_path="Interpolation"),
-    st.Page("app_pages/4_Sampling.py", title="Sampling", icon=":material/casino:", url_path="Sampling"),
-    st.Page("app_pages/9_Latent_arithmetic.py", title="Latent arithmetic", icon=":material/add_circle:",
-            url_path="Latent_arithmetic"),
-    st.Page("app_pages/10_True_posterior.py", title="True posterior", icon=":material/functions:",
-            url_path="True_posterior"),
-    st.Page("app_pages/11_Few_labels.py", title="Few labels", icon=":material/label:", url_path="Few_labels"),
-    st.Page("app_pages/5_Train.py", title="Train", icon=":material/model_training:", url_path="Train"),
-    st.Page("app_pages/6_Compare_beta.py", title="Compare β", icon=":material/compare:", url_path="Compare_beta"),
-    st.Page("app_pages/7_Upload.py", title="Upload", icon=":material/upload_file:", url_path="Upload"),
-    st.Page("app_pages/8_Class_gallery.py", title="Class gallery", icon=":material/photo_library:",
-            url_path="Class_gallery"),
-]
+def _warm() -> None:
+    started = time.perf_counter()
+    from explorer import warm  # noqa: PLC0415 - importing `explorer` imports PyTorch: in this thread, not the server's
+    warm.run(started)
 
-page = st.navigation(PAGES)
-training.keep_owner_in_url()   # a refresh on any page finds this session's training job again
-timing.run_page(page)
+
+@asynccontextmanager
+async def lifespan(_app):
+    threading.Thread(target=_warm, name="start-up-warm", daemon=True).start()
+    yield
+
+
+app = st.App("router.py", lifespan=lifespan)

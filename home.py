@@ -69,7 +69,7 @@ if "home_seed" not in st.session_state:          # a link's images: the same dra
 if st.button("Show other images", key="home_shuffle"):
     st.session_state["home_seed"] += 1
 publish("home_seed", st.session_state["home_seed"])
-idx = tuple(int(i) for i in np.random.default_rng(st.session_state["home_seed"]).choice(len(data), n_show, replace=False))
+idx = models.shown_indices(len(data), st.session_state["home_seed"], n_show)
 rows = [models.images(sel.dataset, idx)]
 row_names = ["original"]
 for label, ckpt, info in sel.pair:

@@ -155,7 +155,7 @@ def browser_side(moves: int, env: dict, while_training: bool = False, nice: int 
             page = b.new_page(viewport={"width": 1400, "height": 1000})
             frames = WebsocketClock(page)
             page.goto(url, wait_until="domcontentloaded", timeout=180_000)
-            page.wait_for_selector("[data-testid=stPlotlyChart] .main-svg", timeout=180_000)
+            page.wait_for_selector("[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg", timeout=180_000)
             ready = time.perf_counter() - t_launch
             verdict = "meets" if ready <= GOAL_START_S else "MISSES"
             print(f"  server healthy after {t_health:.1f} s; home page's first figure drawn "

@@ -95,8 +95,8 @@ STATE_JS = """() => [
   document.querySelectorAll('[data-stale=true]').length,
   document.querySelectorAll('[data-testid=stSpinner]').length,
   document.querySelectorAll('[data-testid=stStatusWidget] button').length,
-  Math.max(0, document.querySelectorAll('[data-testid=stPlotlyChart]').length
-    - document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length / 2),
+  Math.max(0, document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
+    - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2),
   document.querySelectorAll('[data-testid=stMain] [data-testid=stSkeleton]').length,
   document.querySelectorAll('[data-testid=stProgress]').length,
   document.querySelectorAll('[data-testid=stElementContainer]').length,
@@ -741,7 +741,7 @@ def fresh_start(browser, env, log_path: Path, timeout_s: float):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
     page.goto(url, wait_until="commit", timeout=int(timeout_s * 1000))
-    page.wait_for_selector("[data-testid=stPlotlyChart] .main-svg", timeout=int(timeout_s * 1000))
+    page.wait_for_selector(".st-key-home_recon .main-svg", timeout=int(timeout_s * 1000))
     took = time.monotonic() - t0
     ctx.close()
     return took, health, proc, url

@@ -154,6 +154,11 @@ def reconstruct(_ckpt, key: str, dataset: str, indices: tuple) -> np.ndarray:
     return decode(_ckpt.model, mu)
 
 
+def shown_indices(n_data: int, seed: int, k: int = 8) -> tuple:
+    """The k exploration images the home page shows for a seed (the same draw for a link)."""
+    return tuple(int(i) for i in np.random.default_rng(seed).choice(n_data, min(k, n_data), replace=False))
+
+
 def images(dataset: str, indices) -> np.ndarray:
     """Exploration images [k, C, H, W] in [0, 1]."""
     return exploration_data(dataset).x[list(indices)].numpy()

@@ -173,8 +173,8 @@ def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, set
             document.querySelectorAll('[data-stale=true]').length,
             document.querySelectorAll('[data-testid=stSpinner]').length,
             document.querySelectorAll('[data-testid=stStatusWidget] button').length,
-            document.querySelectorAll('[data-testid=stPlotlyChart]').length
-              - document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length / 2]""")
+            document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
+              - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2]""")
         # a plotly chart draws two .main-svg layers once it has rendered
         busy = state[1] or state[2] or state[3] or state[4] > 0
         if state != last or busy:

@@ -21,7 +21,7 @@ from vae_core.checkpoints import save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
 
-PAGES = ["app.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py",
+PAGES = ["router.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py",
          "app_pages/4_Sampling.py"]
 
 
@@ -103,19 +103,19 @@ def test_the_empty_folder_message_gives_a_command_that_works(tmp_path, monkeypat
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
     monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
-    at = run_page("app.py")
+    at = run_page("router.py")
     text = " ".join(w.value for w in at.warning)
     command = re.search(r"`(python -m vae_core [^`]+)`", text).group(1)
     assert str(tmp_path) not in text                  # no server path shown: the variable that sets it
     assert main(shlex.split(os.path.expandvars(command))[3:]) == 0
-    at = run_page("app.py")
+    at = run_page("router.py")
     no_errors(at)
     assert not any("No trained models" in w.value for w in at.warning)
     assert at.session_state["sel_vae"] == "digits-d2-vae-b1" and at.session_state["sel_ae"] == "digits-d2-ae"
 
 
 def test_home_shows_other_reconstructions_on_request(app_env):
-    at = run_page("app.py")
+    at = run_page("router.py")
     assert any("ELBO" in l.value for l in at.latex)
     before = image_of(at, "home_recon")
     at.button(key="home_shuffle").click().run()
@@ -130,13 +130,13 @@ def test_beta_is_one_when_a_vae_checkpoint_omits_it_and_not_applicable_for_an_ae
     assert beta_of(vae) == 1.0 and "β=1" in describe(vae)          # TrainConfig's default
     assert beta_of({**vae, "train_config": {"beta": 4}}) == 4.0
     assert beta_of(ae) is None and "β" not in describe(ae)
-    at = run_page("app.py")                                          # the cards say the same
+    at = run_page("router.py")                                          # the cards say the same
     betas = [line for md in at.markdown for line in md.value.splitlines() if line.startswith("| β |")]
     assert betas == ["| β | **1** |", "| β | **— (AE)** |"]
 
 
 def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_path):
-    at = run_page("app.py")
+    at = run_page("router.py")
     at.selectbox(key="sb_vae").set_value("mnist-d2-vae-b1").run()
     assert at.selectbox(key="sb_ae").value == "mnist-d2-ae"      # the partner AE follows
     at.switch_page("app_pages/2_Latent_grid.py").run()
@@ -402,7 +402,7 @@ def test_a_damaged_user_folder_never_breaks_a_page_and_the_upload_page_lists_wha
     (user / "unreadable.safetensors").write_bytes(b"x")
     (user / "unreadable.safetensors").chmod(0)                     # for a non-root server
     (user / ".mnist-d2-ae.safetensors1234.tmp").write_bytes(b"left by a killed save")
-    for page in ("app.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py",
+    for page in ("router.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py", "app_pages/3_Interpolation.py",
                  "app_pages/4_Sampling.py", "app_pages/5_Train.py", "app_pages/6_Compare_beta.py",
                  "app_pages/8_Class_gallery.py", "app_pages/7_Upload.py"):
         at = AppTest.from_file(str(REPO / page), default_timeout=120).run()

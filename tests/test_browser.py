@@ -8,7 +8,7 @@ from browser_support import clipped_texts, errors_shown, nudge_slider, open_page
 
 pytestmark = pytest.mark.browser
 
-CHART = "[data-testid=stPlotlyChart]"
+CHART = "[data-testid=stMain] [data-testid=stPlotlyChart]"
 
 
 def element_shot(pg, key: str) -> bytes:

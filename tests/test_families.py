@@ -17,7 +17,7 @@ from vae_core.checkpoints import list_checkpoints, save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
 
-APP = str(REPO / "app.py")
+APP = str(REPO / "router.py")
 COMPARE = str(REPO / "app_pages" / "6_Compare_beta.py")
 GALLERY = str(REPO / "app_pages" / "8_Class_gallery.py")
 METRICS = {"loss": 30.0, "recon": 28.0, "kl": 2.0, "knn_acc": 0.7}

@@ -10,7 +10,7 @@ from explorer.uploads import APP_UPLOAD_LIMIT_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted([*REPO.glob("vae_core/*.py"), *REPO.glob("explorer/*.py"), *REPO.glob("app_pages/*.py"),
-                  REPO / "app.py", REPO / "home.py"])
+                  REPO / "app.py", REPO / "router.py", REPO / "home.py"])
 
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}                  # bare builtins
 FORBIDDEN_ATTRS = {("pickle", "load"), ("pickle", "loads"), ("torch", "load"), ("os", "system"),

@@ -1,0 +1,62 @@
+"""Work done once when the server starts, so that its first visitor does not wait for it.
+
+app.py's start-up hook runs `run()` in a thread as soon as the server listens. It imports the
+heavy libraries (the `explorer` package imports PyTorch, plotly and pandas in one fixed order)
+and loads what the home page shows first: the model list, the default pair and the test images.
+A visitor who arrives before it has finished simply waits for the rest (Python lets one thread
+initialise a module while the others wait; the caches below are Streamlit's, shared by every
+session). A failure here costs only speed: the page then does the work itself and shows any error.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+
+def warm(started: float) -> dict:
+    """List the models, load the default pair, the dataset's test images and the home page's
+    first reconstructions; the seconds each step took (imports: since `started`)."""
+    from explorer import models, sidebar  # noqa: PLC0415
+    took = {"imports": time.perf_counter() - started}
+    t = time.perf_counter()
+    infos = models.list_models()
+    took["model list"] = time.perf_counter() - t
+    mnist = [i for i in infos if i["dataset"] == "mnist"] or infos
+    if mnist:
+        t = time.perf_counter()
+        vaes = [i for i in mnist if i["model_config"]["kind"] == "vae"]
+        aes = [i for i in mnist if i["model_config"]["kind"] == "ae"]
+        name = sidebar.preferred_vae(vaes, aes)
+        vae = next((i for i in vaes if i["name"] == name), None)
+        ae_name = sidebar.preferred_ae(vae, aes) if vae else None
+        pair = [models.load_model(i["path"]) for i in [vae] + [i for i in aes if i["name"] == ae_name] if i]
+        took["default pair"] = time.perf_counter() - t
+        t = time.perf_counter()
+        dataset = mnist[0]["dataset"] or "mnist"
+        data = models.exploration_data(dataset)
+        took["test images"] = time.perf_counter() - t
+        t = time.perf_counter()
+        idx = models.shown_indices(len(data), 0)
+        for ckpt in pair:
+            models.reconstruct(ckpt, models.ckpt_key(ckpt), dataset, idx)
+        took["home reconstructions"] = time.perf_counter() - t
+    return took
+
+
+def run(started: float) -> None:
+    """warm(), reporting on the server's log; in the thread app.py starts at `started`
+    (time.perf_counter())."""
+    # The loaders are Streamlit caches; called outside a visitor's session they log a warning
+    # ("missing ScriptRunContext") that means nothing here.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: threading.current_thread().name != "start-up-warm")
+    try:
+        took = warm(started)
+    except Exception as e:          # noqa: BLE001 - only speed is lost; the page reports real errors
+        print(f"start-up warm-up failed ({type(e).__name__}: {e}); the first page does the work",
+              file=sys.stderr, flush=True)
+        return
+    print("start-up warm-up: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()),
+          file=sys.stderr, flush=True)

@@ -1,0 +1,44 @@
+"""VAE Latent Explorer: the script each visitor's session runs (app.py is the server around it).
+
+It lists the pages (st.navigation), so the menu reads "Home" rather than the file's name; each page is a script of its own in home.py and app_pages/ and runs alone under AppTest.
+The folder is deliberately not called pages/: Streamlit treats a pages/ folder as the legacy
+multipage app until some session has run st.navigation, so on a fresh server a link straight to a
+page ran that page without this router (another menu, no URL token, no start-up imports).
+"""
+import streamlit as st
+
+import explorer  # noqa: F401 - imports the heavy libraries once, in one order, before any page runs
+from explorer import timing, training
+
+# The browser loads plotly's 4.7 MB script only when a page first sends a chart, and parsing it
+# takes a second or more. An empty, hidden chart sent before anything else starts that load at
+# once, in parallel with the page's own work on the server. It comes after `import explorer`,
+# which imports plotly and the rest in one fixed order, and sits in the sidebar, so that the
+# selectors of a page's charts ([data-testid=stMain] ...) never meet it.
+with st.sidebar, st.container(key="plotly_preload"):
+    st.html("<style>.st-key-plotly_preload {display: none}</style>")
+    st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="plotly_preload_chart")
+
+
+PAGES = [
+    st.Page("home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/1_Latent_map.py", title="Latent map", icon=":material/scatter_plot:", url_path="Latent_map"),
+    st.Page("app_pages/2_Latent_grid.py", title="Latent grid", icon=":material/grid_on:", url_path="Latent_grid"),
+    st.Page("app_pages/3_Interpolation.py", title="Interpolation", icon=":material/swap_horiz:",
+            url_path="Interpolation"),
+    st.Page("app_pages/4_Sampling.py", title="Sampling", icon=":material/casino:", url_path="Sampling"),
+    st.Page("app_pages/9_Latent_arithmetic.py", title="Latent arithmetic", icon=":material/add_circle:",
+            url_path="Latent_arithmetic"),
+    st.Page("app_pages/10_True_posterior.py", title="True posterior", icon=":material/functions:",
+            url_path="True_posterior"),
+    st.Page("app_pages/11_Few_labels.py", title="Few labels", icon=":material/label:", url_path="Few_labels"),
+    st.Page("app_pages/5_Train.py", title="Train", icon=":material/model_training:", url_path="Train"),
+    st.Page("app_pages/6_Compare_beta.py", title="Compare β", icon=":material/compare:", url_path="Compare_beta"),
+    st.Page("app_pages/7_Upload.py", title="Upload", icon=":material/upload_file:", url_path="Upload"),
+    st.Page("app_pages/8_Class_gallery.py", title="Class gallery", icon=":material/photo_library:",
+            url_path="Class_gallery"),
+]
+
+page = st.navigation(PAGES)
+training.keep_owner_in_url()   # a refresh on any page finds this session's training job again
+timing.run_page(page)
