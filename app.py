@@ -6,11 +6,18 @@ the heavy libraries (PyTorch, plotly, pandas) and loads what the home page shows
 first visitor does not wait for them (explorer/warm.py). Nothing else differs from running
 router.py directly.
 """
-import threading
-import time
-from contextlib import asynccontextmanager
+import os
 
-import streamlit as st
+# NumPy's OpenBLAS runs one thread per call. Several sessions' work already fills the cores, and
+# UMAP calls it from inside numba's OpenMP loops, where a threaded OpenBLAS warns that it "may
+# hang" (two maps side by side printed dozens of such warnings). Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import threading  # noqa: E402
+import time  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+
+import streamlit as st  # noqa: E402
 
 
 def _warm() -> None:

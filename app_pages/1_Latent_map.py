@@ -1,4 +1,6 @@
 """Latent map: where each model puts the test images, coloured by class, VAE beside AE."""
+import os
+import time
 from functools import partial
 
 import numpy as np
@@ -52,9 +54,9 @@ method = c1.segmented_control("Projection", methods, default=methods[0], key="ma
 method = method or methods[0]
 n_points = c2.select_slider("Points", sizes, value=2000 if 2000 in sizes else sizes[-1], key="map_n",
                             help="How many test images to encode and draw. The shipped models' maps are "
-                                 "precomputed; for a new model, t-SNE and UMAP of 2,000 codes take a few "
-                                 "seconds on 2 cores, of 10,000 codes up to a minute (computed once, then "
-                                 "kept on disk).")
+                                 "precomputed; for a new model, both t-SNE or UMAP maps of 2,000 codes take "
+                                 "one to two seconds on 2 cores, of 10,000 codes under ten (computed once, "
+                                 "then kept on disk).")
 seed = int(c3.number_input("Seed", 0, 9999, 0, key="map_seed",
                            help="t-SNE and UMAP depend on it; raw and PCA do not.", disabled=method in ("raw", "pca")))
 for key, value in (("map_method", method), ("map_n", n_points), ("map_seed", seed)):
@@ -74,47 +76,77 @@ st.caption(EXPLAIN[method])
 if any(d == 2 for d in dims.values()) and not all_2d:
     st.caption("A model with d = 2 is drawn as it is: a projection of a plane would only distort it.")
 
-# A t-SNE or UMAP map that is not ready is computed in the background (explorer.maps): the page
-# keeps the map it showed before (same points), or the PCA map, with a progress bar until then.
+# A t-SNE or UMAP map that is not ready is computed in the background (explorer.maps), the
+# VAE's and the AE's side by side. The page first waits for it under a progress bar, keeping the
+# maps it showed before on screen (WAIT_S: a 2,000-code map is ready within it); a map that takes
+# longer is replaced meanwhile by the map the page showed before (same points) or by the PCA
+# map, and the page redraws itself when the new one is ready. VAE_MAP_WAIT_S sets the wait.
+try:
+    WAIT_S = max(0.0, float(os.environ.get("VAE_MAP_WAIT_S", "4")))
+except ValueError:
+    WAIT_S = 4.0
+progress_slot = st.empty()
 maps, pending, stand_in = {}, {}, {}
 for label, ckpt, info in sel.pair:
     key = models.ckpt_key(ckpt)
     m = "raw" if dims[label] == 2 else method
-    last = st.session_state.get(f"map_last_{label}")
     if m in ("tsne", "umap"):
         xy = models.map_ready(ckpt, key, sel.dataset, n_points, m, seed)
         if xy is None:
             pending[label] = models.start_map(ckpt, key, sel.dataset, n_points, m, seed)
-            if last and last["key"] == key and len(last["xy"]) == n_points:
-                maps[label], stand_in[label] = last["xy"], last["what"]
-            else:
-                maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, "pca", seed)
-                stand_in[label] = "PCA map"
             continue
         maps[label] = xy
     else:
         maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, m, seed)
-    st.session_state[f"map_last_{label}"] = {"key": key, "xy": maps[label],
-                                             "what": f"{LABELS[m]} map" + (f" (seed {seed})" if m in ("tsne", "umap") else "")}
 
-if pending:
+
+def progress_text(jobs) -> tuple[float, str]:
+    left = max(j.expected_s * (1 - j.progress()) for j in jobs)
+    return (min(j.progress() for j in jobs),
+            f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed}), about {max(left, 0.5):.0f} s left"
+            + (". Until it is ready: " + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items())
+               if stand_in else "") + ".")
+
+
+if pending and max(j.expected_s for j in pending.values()) <= WAIT_S:
+    deadline = time.monotonic() + WAIT_S
+    while not all(j.done.is_set() for j in pending.values()) and time.monotonic() < deadline:
+        progress_slot.progress(*progress_text(pending.values()))
+        time.sleep(0.1)
+    progress_slot.empty()
+failed = [j.error for j in pending.values() if j.error]
+if failed:
+    st.error(f"The {LABELS[method]} map could not be computed ({failed[0]}). Try PCA, or another seed.",
+             icon=":material/error:")
+for label, job in list(pending.items()):
+    if job.done.is_set() and job.xy is not None:
+        maps[label] = job.xy
+        del pending[label]
+for label, ckpt, info in sel.pair:
+    last = st.session_state.get(f"map_last_{label}")
+    key = models.ckpt_key(ckpt)
+    if label in pending:
+        if last and last["key"] == key and len(last["xy"]) == n_points:
+            maps[label], stand_in[label] = last["xy"], last["what"]
+        else:
+            maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, "pca", seed)
+            stand_in[label] = "PCA map"
+    else:
+        m = "raw" if dims[label] == 2 else method
+        st.session_state[f"map_last_{label}"] = {
+            "key": key, "xy": maps[label],
+            "what": f"{LABELS[m]} map" + (f" (seed {seed})" if m in ("tsne", "umap") else "")}
+
+if pending and not failed:
     @timing.fragment(run_every=0.4)
     def wait_for_maps():
         jobs = list(pending.values())
-        failed = [j.error for j in jobs if j.error]
-        if failed:
-            st.error(f"The {LABELS[method]} map could not be computed ({failed[0]}). Try PCA, or another seed.",
-                     icon=":material/error:")
-            return
         if all(j.done.is_set() for j in jobs):
             st.rerun()
-        left = max(j.expected_s * (1 - j.progress()) for j in jobs)
-        st.progress(min(j.progress() for j in jobs),
-                    text=f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed}), about "
-                         f"{max(left, 0.5):.0f} s left. Until it is ready: "
-                         + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items()) + ".")
+        st.progress(*progress_text(jobs))
 
-    wait_for_maps()
+    with progress_slot.container():
+        wait_for_maps()
 
 
 def axis_titles(label: str):

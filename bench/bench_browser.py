@@ -102,10 +102,11 @@ STATE_JS = """() => [
   document.querySelectorAll('[data-testid=stElementContainer]').length,
   window.__bench ? performance.now() - window.__bench.last : 0]"""
 
-# Every keyed element: [key, kind (the widget's data-testid), visible, disabled, label].
+# Every keyed element (but router.py's hidden preload chart): [key, kind (the widget's data-testid), visible, disabled, label].
 WIDGETS_JS = """() => {
   const out = [];
   for (const el of document.querySelectorAll('[data-testid=stElementContainer][class*="st-key-"]')) {
+    if (el.closest('.st-key-plotly_preload')) continue;   // router.py's hidden chart: nobody sees it
     const key = Array.from(el.classList).find(c => c.startsWith('st-key-')).slice(7);
     const inner = el.querySelector('[data-testid]');
     const kinds = Array.from(el.querySelectorAll('[data-testid]')).map(e => e.dataset.testid);

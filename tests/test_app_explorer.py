@@ -168,18 +168,29 @@ def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
     assert sum(1 for t in plotly_spec(at, "map_chart_VAE")["data"] if t.get("showlegend") is False) >= 2
 
 
-def test_latent_map_tsne_projection_runs(app_env):
+def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     at = run_page("app_pages/1_Latent_map.py")
     at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()       # projections are for d > 2
     at.select_slider(key="map_n").set_value(500).run()
     pca = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     at.segmented_control(key="map_method").set_value("tsne").run()
-    at.number_input(key="map_seed").set_value(4321).run()                # a map nobody has computed yet
+    # A quick new map (nobody has computed seed 4321): the page waits for it and draws it at once.
+    at.number_input(key="map_seed").set_value(4321).run()
     no_errors(at)
-    # The new map computes in the background: meanwhile the PCA map stays, with a progress bar.
+    assert not at.get("progress")
+    spec = plotly_spec(at, "map_chart_AE")
+    assert "for now" not in spec["layout"]["title"]["text"]
+    assert spec["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
+    first = values(spec["data"][0]["x"])
+    assert first.shape == pca.shape and not np.allclose(first, pca)
+    # A map that takes longer than the page waits (here: not at all) computes in the background:
+    # meanwhile the map shown before stays, under a progress bar, and the new one follows.
+    monkeypatch.setenv("VAE_MAP_WAIT_S", "0")
+    at.number_input(key="map_seed").set_value(4322).run()
+    no_errors(at)
     assert any("Computing the t-SNE map" in (p.proto.text or "") for p in at.get("progress"))
-    assert "PCA map for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
-    assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), pca)
+    assert "t-SNE map (seed 4321) for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
+    assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), first)
     import time
     for _ in range(600):                          # what the progress fragment's rerun does in a browser
         time.sleep(0.1)
@@ -189,7 +200,7 @@ def test_latent_map_tsne_projection_runs(app_env):
     no_errors(at)
     assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
     tsne = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
-    assert tsne.shape == pca.shape and not np.allclose(tsne, pca)
+    assert tsne.shape == pca.shape and not np.allclose(tsne, first) and not np.allclose(tsne, pca)
 
 
 def test_grid_changes_with_size_range_and_plane(app_env):

@@ -293,7 +293,7 @@ def test_tsne_and_umap_in_two_threads_at_once():
     def work(method):
         try:
             start.wait()
-            fast = {"max_iter": 250} if method == "tsne" else {"n_epochs": 30}
+            fast = {"n_iter": 50} if method == "tsne" else {"n_epochs": 30}
             results[method] = projections.project(inputs[method], method, seed=1, **fast)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
@@ -404,20 +404,20 @@ def test_two_sessions_compute_tsne_and_umap_at_once(server, browser):
         for pg in pages.values():                        # both sessions load at once
             pg.goto(f"{url}/Latent_map?vae=mnist-d20-vae-b1&ae=mnist-d20-ae", wait_until="domcontentloaded")
         for pg in pages.values():
-            wait_rendered(pg, until="[data-testid=stPlotlyChart]")
+            wait_rendered(pg, until="[data-testid=stMain] [data-testid=stPlotlyChart]")
             nudge_slider(pg, "map_n", presses=2, key_name="ArrowLeft")     # 2,000 -> 500 points
             wait_rendered(pg)
         for method, pg in pages.items():                  # both asked for at the same moment
             pg.locator(".st-key-map_method button", has_text=method).click()
         for method, pg in pages.items():
             # The new maps compute in the background under a progress bar; the page redraws when done.
-            pg.wait_for_function(f"""() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
+            pg.wait_for_function(f"""() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]')]
                 .filter(c => c.innerText.includes('{method} 1')).length == 2""", timeout=120_000)
             assert pg.locator("[data-testid=stProgress]").count() == 0, method
-            wait_rendered(pg, until="[data-testid=stPlotlyChart] .main-svg")
+            wait_rendered(pg, until="[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg")
             screenshot(pg, f"faults-map-{method}")
             assert errors_shown(pg) == [], method
-            charts = pg.locator("[data-testid=stPlotlyChart]")
+            charts = pg.locator("[data-testid=stMain] [data-testid=stPlotlyChart]")
             assert charts.count() == 2, method
             for i in range(2):
                 assert f"{method} 1" in charts.nth(i).inner_text(), method     # the axis title

@@ -8,7 +8,7 @@ from vae_core import projections
 from vae_core.errors import ConfigError, DataError
 
 # Small settings keep t-SNE and UMAP to about a second each.
-FAST = {"tsne": {"max_iter": 500}, "umap": {"n_epochs": 50}, "pca": {}}
+FAST = {"tsne": {"n_iter": 100}, "umap": {"n_epochs": 50}, "pca": {}}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_cache_hit_returns_the_same_array_and_writes_a_file(clusters, tmp_path, 
     # Another checkpoint, other settings or other points are other files.
     monkeypatch.setitem(projections._METHODS, "tsne", lambda c, s, **k: np.zeros((len(c), 2)))
     projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="ckpt-b", **FAST["tsne"])
-    projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="ckpt-a", max_iter=600)
+    projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="ckpt-a", n_iter=120)
     projections.project(codes[:-1], "tsne", seed=0, cache_dir=tmp_path, cache_key="ckpt-a", **FAST["tsne"])
     assert len(list(tmp_path.glob("tsne-*.npz"))) == 4
 
