@@ -145,7 +145,7 @@ if st.toggle("Show where the grid lies on the codes", value=True, key="grid_show
         mfig = figures.scatter_codes_shared(pl["xy"], c["labels"], models.exploration_data(sel.dataset).classes,
                                             title=f"{label} codes in this plane", axis_titles=g["labels"],
                                             rect=(u[0], u[-1], v[0], v[-1]), prior=latent[label] == 2,
-                                            height=420, marker_size=3)
+                                            height=420, marker_size=3, picture=True)
         with col:
             st.plotly_chart(mfig, key=f"grid_map_{label}", config=figures.CONFIG)
             st.caption(f"{inside:.0%} of {len(pl['xy'])} test codes fall inside the dashed box." +

@@ -165,7 +165,7 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     p2 = models.to_plane(pl, paths[label]["z"])
     fig = figures.scatter_codes_shared(pl["xy"], c["labels"], data.classes, title=f"{label}: {info['name']}",
                                 axis_titles=pl["labels"], prior=dim == 2, path=p2, height=460,
-                                marker_size=3)
+                                marker_size=3, picture=True)
     col.plotly_chart(fig, key=f"interp_map_{label}", config=figures.CONFIG)
     gap = models.typical_gap(ckpt, key, sel.dataset, N_CODES)
     dist[label] = models.nearest_code_distance(ckpt, key, sel.dataset, N_CODES, paths[label]["z"]) / max(gap, 1e-12)

@@ -239,7 +239,7 @@ with tab_draw:
                     fig = figures.scatter_codes(pl["xy"], c["labels"], data.classes,
                                                 title=f"{label}: where your digit lands", axis_titles=pl["labels"],
                                                 prior=dim == 2, marks=[(p[0], p[1], "yours", "#FFD700")],
-                                                height=400, marker_size=3)
+                                                height=400, marker_size=3, picture=True)
                     col.plotly_chart(fig, key=f"draw_map_{label}", config=figures.CONFIG)
                     col.caption(f"Distance to the nearest test code: {far:.1f}× the typical gap between codes"
                                 + (" (latent space itself)." if dim == 2 else " (drawn in the PCA plane)."))

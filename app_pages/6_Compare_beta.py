@@ -95,7 +95,7 @@ for col, info, v in zip(cols, chosen, views):
         is_vae = info["model_config"]["kind"] == "vae"
         reach = vae_reach if is_vae else tr.shared_reach([v["codes"]])
         fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=is_vae and v["latent_dim"] == 2,
-                                    height=220, marker_size=2, equal_axes=False)
+                                    height=220, marker_size=2, equal_axes=False, picture=True)
         fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0),
                           xaxis=dict(range=[-reach, reach]), yaxis=dict(range=[-reach, reach]))
         st.plotly_chart(fig, key=f"cb_map_{info['name']}", config=figures.CONFIG)

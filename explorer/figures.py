@@ -173,13 +173,36 @@ def _ellipses(mu: np.ndarray, sigma: np.ndarray, labels: Optional[np.ndarray]) -
     return traces
 
 
+def _dots_picture(xy: np.ndarray, labels: Optional[np.ndarray], extent: tuple, marker_size: int,
+                  long_side: int = 500) -> tuple[str, int, int]:
+    """The dots of xy [N, 2] drawn into a transparent PNG that covers extent (x0, x1, y0, y1)
+    at one scale on both axes: (data URI, width, height). Each dot is about marker_size screen
+    pixels across where the plot is some 300 px wide (half a projected page); classes are drawn
+    in a shuffled order, so none hides the others systematically."""
+    from PIL import Image, ImageDraw
+    x0, x1, y0, y1 = extent
+    scale = long_side / max(x1 - x0, y1 - y0, 1e-12)
+    w, h = max(1, int(round((x1 - x0) * scale))), max(1, int(round((y1 - y0) * scale)))
+    img = Image.new("RGBA", (w, h), (255, 255, 255, 0))
+    draw = ImageDraw.Draw(img)
+    r = max(1.0, marker_size * long_side / 300 / 2)
+    order = np.random.default_rng(0).permutation(len(xy))
+    px = (xy[:, 0] - x0) * scale
+    py = (y1 - xy[:, 1]) * scale
+    for i in order:
+        colour = class_colour(int(labels[i])) if labels is not None else "#555555"
+        draw.ellipse([px[i] - r, py[i] - r, px[i] + r, py[i] + r], fill=colour)
+    return png_uri(np.asarray(img)), w, h
+
+
 def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optional[list] = None,
                   title: str = "", axis_titles: tuple = ("", ""), *,
                   indices: Optional[np.ndarray] = None,
                   sigma: Optional[np.ndarray] = None, n_ellipses: int = 0,
                   prior: bool = False, path: Optional[np.ndarray] = None,
                   rect: Optional[tuple] = None, marks: Optional[list] = None,
-                  height: int = 480, equal_axes: bool = True, marker_size: int = 4) -> go.Figure:
+                  height: int = 480, equal_axes: bool = True, marker_size: int = 4,
+                  picture: bool = False) -> go.Figure:
     """Codes xy [N, 2] as dots coloured by class, with optional overlays.
 
     indices [N]: the data index of each dot (shown on hover and returned by a selection as
@@ -187,6 +210,10 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
     rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
     marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
+    picture: the dots are one PNG under the axes instead of WebGL markers, with the classes in
+    the legend only. A browser without a GPU redraws two WebGL maps in about half a second on
+    every change of the figure (bench/bench_browser.py); a picture costs next to nothing. The
+    dots then have no hover and cannot be clicked: for maps that only show where the codes are.
     The traces are collected first and the figure is built in one constructor call: adding them
     one by one re-validates the figure each time (tens of ms on every live refresh).
     """
@@ -196,7 +223,25 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     if sigma is not None and n_ellipses > 0:
         k = min(n_ellipses, len(xy))
         traces += _ellipses(xy[:k], np.asarray(sigma)[:k], None if labels is None else np.asarray(labels)[:k])
-    if labels is None:
+    images = []
+    if picture and len(xy):
+        pts = [xy] + ([np.asarray(path)] if path is not None and len(path) else []) + \
+            ([np.array([[-2.0, -2.0], [2.0, 2.0]])] if prior else [])
+        lo, hi = np.concatenate(pts).min(0), np.concatenate(pts).max(0)
+        pad = 0.04 * max(float((hi - lo).max()), 1e-6)
+        extent = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
+        uri, _, _ = _dots_picture(xy, None if labels is None else np.asarray(labels), extent, marker_size)
+        images.append(dict(source=uri, xref="x", yref="y", x=extent[0], y=extent[3], sizex=extent[1] - extent[0],
+                           sizey=extent[3] - extent[2], sizing="stretch", layer="below"))
+        present = np.unique(np.asarray(labels)) if labels is not None else []
+        for g in present:                    # the legend: one entry per class, nothing drawn
+            name = classes[g] if classes and 0 <= g < len(classes) else str(g)
+            traces.append(go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                                     marker=dict(size=8, color=class_colour(g))))
+        # An invisible corner trace makes autorange cover the picture.
+        traces.append(go.Scatter(x=[extent[0], extent[1]], y=[extent[2], extent[3]], mode="markers",
+                                 marker=dict(size=1, opacity=0), hoverinfo="skip", showlegend=False))
+    elif labels is None:
         traces.append(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
                                    customdata=indices, marker=dict(size=marker_size, color="#555"),
                                    hovertemplate="image %{customdata}<extra></extra>"))
@@ -234,6 +279,9 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     layout = dict(title=dict(text=title, x=0.5, xanchor="center"), height=height,
                   margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
                   xaxis=dict(title=dict(text=axis_titles[0])), yaxis=yaxis, dragmode="pan")
+    if images:
+        layout["images"] = images
+        layout["legend"].update(itemclick=False, itemdoubleclick=False)   # a picture cannot hide a class
     return go.Figure(data=traces, layout=layout)
 
 

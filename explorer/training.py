@@ -281,7 +281,7 @@ def codes_figure(run, labels, classes=None, title="") -> Optional[go.Figure]:
             _CODES_FIGS.move_to_end(key)
             return hit[1]
     fig = figures.scatter_codes(z, labels, classes, title=title, axis_titles=("z₁", "z₂"),
-                                prior=run.kind == "vae", height=380, marker_size=3)
+                                prior=run.kind == "vae", height=380, marker_size=3, picture=True)
     with _CODES_LOCK:
         _CODES_FIGS[key] = (z, fig)
         while len(_CODES_FIGS) > 16:

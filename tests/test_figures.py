@@ -52,6 +52,31 @@ def test_scatter_codes_has_one_trace_per_class_and_the_overlays():
     assert fig.layout.yaxis.scaleanchor == "x"
 
 
+def test_scatter_codes_as_a_picture_draws_every_dot_in_its_class_colour_where_it_lies():
+    rng = np.random.default_rng(3)
+    xy = np.concatenate([rng.normal(size=(100, 2)) * 0.3 + c for c in ((-4, 0), (4, 3), (0, -5))])
+    labels = np.repeat([0, 1, 2], 100)
+    fig = figures.scatter_codes(xy, labels, ["a", "b", "c"], prior=True, path=np.array([[-4, 0], [4, 3]]),
+                                marker_size=3, picture=True)
+    assert not [t for t in fig.data if t.type == "scattergl"]          # no WebGL to redraw
+    legend = {t.name: t for t in fig.data if t.name in ("a", "b", "c")}
+    assert set(legend) == {"a", "b", "c"} and all(t.x == (None,) for t in legend.values())
+    assert fig.layout.legend.itemclick is False                         # a picture cannot hide a class
+    (im,) = fig.layout.images
+    x0, y1, w, h = im.x, im.y, im.sizex, im.sizey
+    assert x0 < xy[:, 0].min() and x0 + w > xy[:, 0].max() and y1 > xy[:, 1].max() and y1 - h < xy[:, 1].min()
+    assert x0 <= -2 and x0 + w >= 2                                     # the prior's 2σ circle fits in it too
+    pic = decode_uri(im.source)
+    assert pic.ndim == 3 and pic.shape[2] == 4
+    rows, cols = pic.shape[:2]
+    for c, centre in zip(range(3), ((-4, 0), (4, 3), (0, -5))):      # each cluster's centre has its colour
+        px = int((centre[0] - x0) / w * cols)
+        py = int((y1 - centre[1]) / h * rows)
+        colour = "#{:02X}{:02X}{:02X}".format(*pic[py, px, :3])
+        assert pic[py, px, 3] == 255 and colour == figures.class_colour(c).upper(), (c, colour)
+    assert pic[0, 0, 3] == 0                                            # empty space stays transparent
+
+
 def click_event(point: dict) -> dict:
     """A selection event as st.plotly_chart(on_select="rerun") returns it for one clicked point
     (the shape in Streamlit's PlotlySelectionState docs), read back through Streamlit's own
