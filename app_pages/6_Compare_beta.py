@@ -94,12 +94,11 @@ for col, info, v in zip(cols, chosen, views):
         st.markdown(f"**{families.short_label(info)}** · d={v['latent_dim']} · {claims.likelihood_short(info)}", help=info["name"])
         is_vae = info["model_config"]["kind"] == "vae"
         reach = vae_reach if is_vae else tr.shared_reach([v["codes"]])
-        fig = figures.scatter_codes(v["codes"], v["labels"], v["classes"], prior=is_vae and v["latent_dim"] == 2,
-                                    height=220, marker_size=2, equal_axes=False, picture=True)
-        fig.update_layout(showlegend=False, margin=dict(l=0, r=0, t=10, b=0),
-                          xaxis=dict(range=[-reach, reach]), yaxis=dict(range=[-reach, reach]))
-        st.plotly_chart(fig, key=f"cb_map_{info['name']}", config=figures.CONFIG)
-        st.caption(v["how"] + ("" if is_vae else f" · own scale ±{reach:g}"))
+        # A picture, not a chart: a row of small charts cost the browser about a second to draw.
+        prior = is_vae and v["latent_dim"] == 2
+        st.image(figures.codes_thumbnail(v["codes"], v["labels"], reach, prior=prior), width="stretch")
+        st.caption(v["how"] + ("" if is_vae else f" · own scale ±{reach:g}")
+                   + (" · circles: the prior's 1σ and 2σ" if prior else ""))
         st.image(tr.recon_strip(v["originals"], [v["recons"]]), caption="test images / reconstructions",
                  width="stretch")
         st.image(figures.upscale(figures.tile(v["prior"][:, None], ncols=4), 200),
@@ -109,12 +108,15 @@ for col, info, v in zip(cols, chosen, views):
                           if is_vae else f"z{v['trav_dim']}, its most spread dimension, over ±3 of its spread"))
         if v["kl_dims"] is not None:
             kl = v["kl_dims"]
-            bar = figures.bar_kl(kl, np.argsort(-kl), title="")
-            bar.update_layout(height=180, margin=dict(l=0, r=0, t=10, b=0))
-            st.plotly_chart(bar, key=f"cb_kl_{info['name']}", config=figures.CONFIG)
-            st.caption(f"KL per dimension, largest first: {int((kl > 0.01).sum())} of {len(kl)} above 0.01 nats")
+            st.caption(f"KL per dimension (below): {int((kl > 0.01).sum())} of {len(kl)} above 0.01 nats")
         else:
             st.caption("No KL: the AE's code is a point, not a distribution.")
+
+kls = {families.short_label(info): v["kl_dims"] for info, v in zip(chosen, views) if v["kl_dims"] is not None}
+if kls:
+    st.plotly_chart(figures.bar_kl_row(kls), key="cb_kl", config=figures.CONFIG)
+    st.caption("KL per latent dimension, largest first, on one scale for every VAE: a dimension near 0 "
+               "carries nothing about the image. Raising β switches dimensions off.")
 
 # ---------------------------------------------------------------- metrics
 rows = []

@@ -195,6 +195,48 @@ def _dots_picture(xy: np.ndarray, labels: Optional[np.ndarray], extent: tuple, m
     return png_uri(np.asarray(img)), w, h
 
 
+def codes_thumbnail(xy: np.ndarray, labels: Optional[np.ndarray], reach: float, prior: bool = False,
+                    size: int = 360, dot: float = 1.6) -> np.ndarray:
+    """A small map of codes xy [N, 2] as a picture [H, W, 3] uint8: both axes from -reach to
+    reach (ticks at -reach, 0, reach), dots in their class colours (those outside the box are
+    left out), and with prior=True the 1σ and 2σ circles of N(0, I), dark and light grey.
+    For rows of small multiples: a picture costs the browser nothing to draw, where each plotly
+    chart costs tens of milliseconds on every change of the page."""
+    from PIL import Image, ImageDraw, ImageFont
+    font = ImageFont.load_default(size=max(10, size // 28))
+    left, bottom, top, right = size // 9, size // 14, 6, 10
+    side = size - left - right
+    img = Image.new("RGB", (size, top + side + bottom), "white")
+    draw = ImageDraw.Draw(img)
+    reach = float(reach) if reach and np.isfinite(reach) else 1.0
+
+    def to_px(x, y):
+        return left + (x + reach) / (2 * reach) * side, top + (reach - y) / (2 * reach) * side
+
+    draw.rectangle([left, top, left + side, top + side], outline="#d0d0d0")
+    cx, cy = to_px(0.0, 0.0)
+    draw.line([left, cy, left + side, cy], fill="#e6e6e6")
+    draw.line([cx, top, cx, top + side], fill="#e6e6e6")
+    xy = np.asarray(xy, dtype=np.float64)
+    inside = np.flatnonzero((np.abs(xy) <= reach).all(axis=1))
+    for i in inside[np.random.default_rng(0).permutation(len(inside))]:
+        px, py = to_px(*xy[i])
+        colour = class_colour(int(labels[i])) if labels is not None else "#555555"
+        draw.ellipse([px - dot, py - dot, px + dot, py + dot], fill=colour)
+    if prior:
+        for r, colour in ((1.0, "#3c3c3c"), (2.0, "#8a8a8a")):
+            (x0, y0), (x1, y1) = to_px(-r, r), to_px(r, -r)
+            draw.ellipse([x0, y0, x1, y1], outline=colour, width=2)
+    label = f"{reach:g}"
+    # The two axes' -reach labels meet at the corner: each is pushed away from it.
+    for value, text, x_anchor, y_anchor in ((-reach, "-" + label, "lt", "rb"), (0.0, "0", "mt", "rm"),
+                                            (reach, label, "rt", "rt")):
+        px, py = to_px(value, value)
+        draw.text((px, top + side + 3), text, fill="#555555", font=font, anchor=x_anchor)
+        draw.text((left - 4, py), text, fill="#555555", font=font, anchor=y_anchor)
+    return np.asarray(img)
+
+
 def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optional[list] = None,
                   title: str = "", axis_titles: tuple = ("", ""), *,
                   indices: Optional[np.ndarray] = None,
@@ -311,6 +353,25 @@ def bar_kl(kl: np.ndarray, order: np.ndarray, title: str = "KL per latent dimens
                            hovertemplate="%{x}: %{y:.3f} nats<extra></extra>"))
     fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis_title="nats", xaxis=dict(type="category"))
+    return fig
+
+
+def bar_kl_row(kls: dict, height: int = 240) -> go.Figure:
+    """KL per dimension (nats), largest first, for several models side by side on one shared y
+    axis: {label: kl [d]} -> one figure with a panel per model."""
+    from plotly.subplots import make_subplots
+    labels = list(kls)
+    fig = make_subplots(rows=1, cols=max(1, len(labels)), shared_yaxes=True, subplot_titles=labels,
+                        horizontal_spacing=0.02)
+    for k, label in enumerate(labels, start=1):
+        kl = np.asarray(kls[label])
+        order = np.argsort(-kl)
+        fig.add_trace(go.Bar(x=[f"z{int(i)}" for i in order], y=kl[order], marker_color=VAE_COLOUR, name=label,
+                             showlegend=False, hovertemplate=f"{label}, %{{x}}: %{{y:.3f}} nats<extra></extra>"),
+                      row=1, col=k)
+        fig.update_xaxes(type="category", showticklabels=len(order) <= 10, row=1, col=k)
+    fig.update_yaxes(title_text="nats", row=1, col=1)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
 

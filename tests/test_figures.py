@@ -77,6 +77,32 @@ def test_scatter_codes_as_a_picture_draws_every_dot_in_its_class_colour_where_it
     assert pic[0, 0, 3] == 0                                            # empty space stays transparent
 
 
+def test_codes_thumbnail_puts_each_cluster_where_its_axes_say_and_leaves_out_what_is_beyond_them():
+    centres = ((-3.0, 0.0), (3.0, 3.0), (0.0, -3.0))
+    xy = np.concatenate([np.full((20, 2), c) for c in centres] + [np.full((20, 2), 9.0)])   # the last: outside
+    labels = np.repeat([0, 1, 2, 3], 20)
+    pic = figures.codes_thumbnail(xy, labels, reach=5, prior=True, size=360)
+    assert pic.dtype == np.uint8 and pic.ndim == 3 and pic.shape[1] == 360
+    colours = {"#{:02X}{:02X}{:02X}".format(*p) for p in pic.reshape(-1, 3)}
+    assert figures.class_colour(3).upper() not in colours               # beyond ±5: not drawn
+    # Find the plot box (the frame's grey) and check each centre's pixel has its class colour.
+    frame = np.argwhere((pic == (0xD0, 0xD0, 0xD0)).all(axis=2))
+    top, left = frame.min(0)
+    bottom, right = frame.max(0)
+    for c, (x, y) in enumerate(centres):
+        px = int(round(left + (x + 5) / 10 * (right - left)))
+        py = int(round(top + (5 - y) / 10 * (bottom - top)))
+        assert "#{:02X}{:02X}{:02X}".format(*pic[py, px]) == figures.class_colour(c).upper(), c
+
+
+def test_bar_kl_row_puts_every_model_on_one_y_axis_largest_first():
+    fig = figures.bar_kl_row({"β=1": np.array([0.1, 3.0, 1.0]), "β=4": np.array([2.0, 0.0, 0.5])})
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [list(b.y) for b in bars] == [[3.0, 1.0, 0.1], [2.0, 0.5, 0.0]]
+    assert [list(b.x) for b in bars] == [["z1", "z2", "z0"], ["z0", "z2", "z1"]]
+    assert fig.layout.yaxis2.matches == "y" or fig.layout.yaxis2.showticklabels is False
+
+
 def click_event(point: dict) -> dict:
     """A selection event as st.plotly_chart(on_select="rerun") returns it for one clicked point
     (the shape in Streamlit's PlotlySelectionState docs), read back through Streamlit's own
