@@ -1,11 +1,13 @@
 """True posterior: for a 2-D VAE, the exact p(z|x) and log p(x) by quadrature, beside the encoder's
 q(z|x), the ELBO and the importance-weighted bound as K grows."""
+from functools import partial
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from explorer import families, figures, links, models, timing
+from explorer import background, families, figures, links, models, timing
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="True posterior · VAE Latent Explorer", page_icon="∑", layout="wide")
@@ -166,9 +168,9 @@ fam = [m for m in group if m["model_config"]["kind"] == "vae" and m["model_confi
 N_RANK = 50       # 2.5 minutes for the 5 shipped models at 200 images on 2 cores; about 40 s at 50
 
 
-@st.cache_data(show_spinner="Integrating for every model and image…", max_entries=16)
-def family_table(members: tuple, dataset: str, n: int) -> list:
-    """(name, path, weights key) per model -> rows of mean exact log p(x), IWAE_1000 and ELBO."""
+def family_table(job, members: tuple, dataset: str, n: int) -> list:
+    """(name, path, weights key) per model -> rows of mean exact log p(x), IWAE_1000 and ELBO,
+    best first; one step of the background job per model."""
     from vae_core.exact import exact_vs_iwae
     rows = []
     for name, path, _key in members:
@@ -177,26 +179,47 @@ def family_table(members: tuple, dataset: str, n: int) -> list:
                      "IWAE, K = 1000": float(res["iwae"].mean()),
                      "exact − IWAE": float((res["log_px"] - res["iwae"]).mean()),
                      "ELBO": float(res["elbo"].mean())})
+        job.step()
     return sorted(rows, key=lambda row: -row["exact log p(x)"])
 
 
 if len(fam) >= 2:
     st.subheader("Ranking the family by log p(x)")
     if st.toggle(f"Rank the {len(fam)} 2-D VAEs of this family on the first {N_RANK} test images "
-                 f"(under a minute on the first run, then kept)", key="post_rank"):
+                 f"(under a minute the first time, in the background; then kept)", key="post_rank"):
         members = tuple((m["name"], m["path"], models.ckpt_key(models.load_model(m["path"]))) for m in fam)
-        rows = family_table(members, sel.dataset, N_RANK)
-        by_iwae = sorted(range(len(rows)), key=lambda j: -rows[j]["IWAE, K = 1000"])
-        rows = [{"rank": j + 1, **row, "rank by IWAE": by_iwae.index(j) + 1} for j, row in enumerate(rows)]
-        st.dataframe(rows, hide_index=True, key="post_rank_table",
-                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in
-                                    ("exact log p(x)", "IWAE, K = 1000", "exact − IWAE", "ELBO")})
-        swapped = sum(row["rank by IWAE"] != row["rank"] for row in rows)
-        worst = max(rows, key=lambda q: q["exact − IWAE"])
-        st.caption(f"Ranked by the exact value, nats per image. IWAE with K = 1000 falls short by "
-                   f"{min(q['exact − IWAE'] for q in rows):.2f} to {worst['exact − IWAE']:.2f} nats "
-                   f"(most for {worst['model']}); " +
-                   (f"it puts {swapped} of the {len(rows)} models in a different place." if swapped else
-                    "here it still ranks the models in the same order."))
+        # A server thread shared by every session does the integrals (explorer.background): the
+        # page stays usable meanwhile, and a class asking at once starts them once.
+        job = background.start(("post_rank", members, sel.dataset, N_RANK),
+                               partial(family_table, members=members, dataset=sel.dataset, n=N_RANK),
+                               total=len(members))
+        if not job.done.is_set():
+            @timing.fragment(run_every=1.0)
+            def wait_for_ranking():
+                if job.done.is_set():
+                    st.rerun()
+                left = job.seconds_left()
+                st.progress(job.progress(), text=f"Integrating p(x) for each model: {job.steps} of {job.total} done"
+                            + (f", about {max(left, 1):.0f} s left" if left is not None else "")
+                            + ". The rest of the page works meanwhile.")
+
+            wait_for_ranking()
+        elif job.error:
+            st.error(f"The ranking could not be computed ({job.error}). Switch it off and on to try again.",
+                     icon=":material/error:")
+        else:
+            rows = job.result
+            by_iwae = sorted(range(len(rows)), key=lambda j: -rows[j]["IWAE, K = 1000"])
+            rows = [{"rank": j + 1, **row, "rank by IWAE": by_iwae.index(j) + 1} for j, row in enumerate(rows)]
+            st.dataframe(rows, hide_index=True, key="post_rank_table",
+                         column_config={c: st.column_config.NumberColumn(format="%.2f") for c in
+                                        ("exact log p(x)", "IWAE, K = 1000", "exact − IWAE", "ELBO")})
+            swapped = sum(row["rank by IWAE"] != row["rank"] for row in rows)
+            worst = max(rows, key=lambda q: q["exact − IWAE"])
+            st.caption(f"Ranked by the exact value, nats per image. IWAE with K = 1000 falls short by "
+                       f"{min(q['exact − IWAE'] for q in rows):.2f} to {worst['exact − IWAE']:.2f} nats "
+                       f"(most for {worst['model']}); " +
+                       (f"it puts {swapped} of the {len(rows)} models in a different place." if swapped else
+                        "here it still ranks the models in the same order."))
 
 links.sidebar_link()

@@ -1,0 +1,68 @@
+"""Work longer than a page should wait for, run in a thread of the server and shared by every
+session: thirty students asking for the same computation start it once, and each page shows a
+progress bar, stays usable meanwhile, and draws the result when it is ready.
+
+`start(key, work, total)` runs `work(job)` once per key; work reports its steps with job.step()
+and returns the result. Finished jobs are kept (the oldest forgotten past _MAX_JOBS); a job that
+failed is started again on the next request. explorer.maps does the same for maps, with a
+progress learnt from the time maps take, since t-SNE and UMAP report no steps of their own.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+_LOCK = threading.Lock()
+_JOBS: dict = {}
+_MAX_JOBS = 32
+
+
+@dataclass
+class Job:
+    key: tuple
+    total: int
+    steps: int = 0
+    started: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: Optional[str] = None
+
+    def step(self) -> None:
+        self.steps += 1
+
+    def progress(self) -> float:
+        """Steps done over steps in all, in [0, 0.99] until the job has finished; then 1.0."""
+        if self.done.is_set():
+            return 1.0
+        return min(0.99, self.steps / max(self.total, 1))
+
+    def seconds_left(self) -> Optional[float]:
+        """From the pace of the steps done so far; None before the first one."""
+        if self.steps == 0 or self.done.is_set():
+            return None
+        return (time.monotonic() - self.started) / self.steps * (self.total - self.steps)
+
+
+def _run(job: Job, work: Callable[[Job], Any]) -> None:
+    try:
+        job.result = work(job)
+    except Exception as e:          # noqa: BLE001 - the page shows it; the server carries on
+        job.error = f"{type(e).__name__}: {e}"
+    finally:
+        job.done.set()
+
+
+def start(key: tuple, work: Callable[[Job], Any], total: int) -> Job:
+    """The job for key: found running or finished, or started now (again, if it had failed)."""
+    with _LOCK:
+        job = _JOBS.get(key)
+        if job is not None and job.error is None:
+            return job
+        finished = [k for k, j in _JOBS.items() if j.done.is_set()]
+        for k in finished[:max(0, len(_JOBS) - _MAX_JOBS + 1)]:
+            del _JOBS[k]
+        job = _JOBS[key] = Job(key, int(total))
+    threading.Thread(target=_run, args=(job, work), name=f"background-{key[0]}", daemon=True).start()
+    return job

@@ -1,0 +1,44 @@
+"""explorer.background: one job per key shared by every caller, real progress, a failure that
+does not stick."""
+import threading
+
+from explorer import background
+
+
+def test_one_job_per_key_runs_once_and_reports_its_steps():
+    release, calls = threading.Event(), []
+
+    def work(job):
+        calls.append(1)
+        job.step()
+        release.wait(10)
+        job.step()
+        return "result"
+
+    a = background.start(("test-shared", 1), work, total=2)
+    b = background.start(("test-shared", 1), work, total=2)       # a second session asks the same
+    assert a is b
+    for _ in range(200):
+        if a.steps == 1:
+            break
+        threading.Event().wait(0.01)
+    assert not a.done.is_set() and a.progress() == 0.5 and a.seconds_left() is not None
+    release.set()
+    assert a.done.wait(10) and a.result == "result" and a.error is None and a.progress() == 1.0
+    assert calls == [1]
+    assert background.start(("test-shared", 1), work, total=2) is a            # finished: kept
+
+
+def test_a_failed_job_reports_its_error_and_starts_again_when_asked():
+    attempts = []
+
+    def work(job):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("disk full")
+        return 42
+
+    first = background.start(("test-fails",), work, total=1)
+    assert first.done.wait(10) and first.error == "OSError: disk full" and first.result is None
+    second = background.start(("test-fails",), work, total=1)
+    assert second is not first and second.done.wait(10) and second.result == 42
