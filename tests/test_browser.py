@@ -80,6 +80,15 @@ def selected(pg, key: str) -> str:
     return box.inner_text() + " " + " ".join(inputs)
 
 
+def test_the_server_warmed_up_at_start(streamlit_server, page):
+    """app.py's start-up hook imported the libraries and loaded the default pair in a thread."""
+    from browser_support import ARTIFACTS
+    open_page(page, streamlit_server)
+    log = (ARTIFACTS / "streamlit-server.log").read_text()
+    assert "start-up warm-up: imports" in log and "default pair" in log, log[-2000:]
+    assert "start-up warm-up failed" not in log
+
+
 def test_selection_holds_when_moving_between_pages(streamlit_server, page):
     open_page(page, streamlit_server, "", until=CHART)
     box = page.locator(".st-key-sb_vae")
