@@ -4,6 +4,7 @@
     python bench/bench_browser.py --quick                       # 2 pages, 2 moves, 500-point maps
     python bench/bench_browser.py --pages "Home;Latent_grid" --moves 10 --no-maps
     python bench/bench_browser.py --big                         # also 10,000-point maps (minutes)
+    python bench/bench_browser.py --while-training              # while another session trains
 
 What it does, against `streamlit run app.py` on the shipped checkpoints/ (models trained or
 maps computed meanwhile go to a temporary VAE_USER_DIR) and /usr/bin/chromium driven by Playwright:
@@ -780,6 +781,9 @@ def main():
     ap.add_argument("--no-maps", action="store_true")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds without change that count as idle")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds one move may take")
+    ap.add_argument("--while-training", action="store_true",
+                    help="time everything while another browser session trains a model through the app's "
+                         "queue (the Train page's default preset, 20,000 images, 200 epochs; bench_app.py's)")
     ap.add_argument("--quick", action="store_true",
                     help="Latent_grid and Sampling, 2 moves, 1 open, 1 start, 500-point maps")
     args = ap.parse_args()
@@ -825,6 +829,10 @@ def main():
             log = ServerLog(log_path)
             print("   " + wait_umap_warmup(log) + " (timings below start after it)", flush=True)
 
+            trainer = None
+            if args.while_training:
+                from bench_app import start_training
+                trainer = start_training(browser, url)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.add_init_script(INIT_JS)
             page = ctx.new_page()
@@ -849,6 +857,9 @@ def main():
                 seeds = rng.sample(range(1, 9999, 2), 2 * len(sizes))
                 bench_maps(drv, table, sizes, seeds)
             ctx.close()
+            if trainer is not None:
+                from bench_app import stop_training
+                stop_training(trainer)       # waits for "Training was stopped": it trained until now
             browser.close()
     finally:
         if proc is not None:
