@@ -3,8 +3,8 @@
 This file is the server; router.py is the script each visitor's session runs (the page menu).
 Streamlit's `st.App` gives the server a start-up hook: as soon as it listens, a thread imports
 the heavy libraries (PyTorch, plotly, pandas) and loads what the home page shows first, so the
-first visitor does not wait for them (explorer/warm.py). Nothing else differs from running
-router.py directly.
+first visitor does not wait for them (explorer/warm.py). It also sets OPENBLAS_NUM_THREADS=1,
+which running router.py directly (or AppTest) does not.
 """
 import os
 

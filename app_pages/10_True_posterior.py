@@ -205,8 +205,12 @@ if len(fam) >= 2:
 
             wait_for_ranking()
         elif job.error:
-            st.error(f"The ranking could not be computed ({job.error}). Switch it off and on to try again.",
-                     icon=":material/error:")
+            st.error(f"The ranking could not be computed ({job.error}).", icon=":material/error:")
+            if st.button("Try again", key="post_rank_retry"):
+                background.start(("post_rank", members, sel.dataset, N_RANK),
+                                 partial(family_table, members=members, dataset=sel.dataset, n=N_RANK),
+                                 total=len(members), retry=True)
+                st.rerun()
         else:
             rows = job.result
             by_iwae = sorted(range(len(rows)), key=lambda j: -rows[j]["IWAE, K = 1000"])

@@ -137,10 +137,10 @@ for label, ckpt, info in sel.pair:
             "key": key, "xy": maps[label],
             "what": f"{LABELS[m]} map" + (f" (seed {seed})" if m in ("tsne", "umap") else "")}
 
-if pending and not failed:
+if any(not j.done.is_set() for j in pending.values()):
     @timing.fragment(run_every=0.4)
     def wait_for_maps():
-        jobs = list(pending.values())
+        jobs = [j for j in pending.values() if not j.error]
         if all(j.done.is_set() for j in jobs):
             st.rerun()
         st.progress(*progress_text(jobs))

@@ -112,7 +112,11 @@ for col, info, v in zip(cols, chosen, views):
         else:
             st.caption("No KL: the AE's code is a point, not a distribution.")
 
-kls = {families.short_label(info): v["kl_dims"] for info, v in zip(chosen, views) if v["kl_dims"] is not None}
+# Titled by β and d: the picker may mix families, and two "β=1" panels must not overwrite each other.
+kls = {f"{families.short_label(info)} · d={v['latent_dim']}" + (f" · {info['name']}" if sum(
+           families.short_label(o) == families.short_label(info) and w["latent_dim"] == v["latent_dim"]
+           for o, w in zip(chosen, views)) > 1 else ""): v["kl_dims"]
+       for info, v in zip(chosen, views) if v["kl_dims"] is not None}
 if kls:
     st.plotly_chart(figures.bar_kl_row(kls), key="cb_kl", config=figures.CONFIG)
     st.caption("KL per latent dimension, largest first, on one scale for every VAE: a dimension near 0 "

@@ -3,8 +3,8 @@ session: thirty students asking for the same computation start it once, and each
 progress bar, stays usable meanwhile, and draws the result when it is ready.
 
 `start(key, work, total)` runs `work(job)` once per key; work reports its steps with job.step()
-and returns the result. Finished jobs are kept (the oldest forgotten past _MAX_JOBS); a job that
-failed is started again on the next request. explorer.maps does the same for maps, with a
+and returns the result. Finished jobs are kept (the oldest forgotten past _MAX_JOBS), failed ones
+too: a failed job starts again only when asked with retry=True. explorer.maps does the same for maps, with a
 progress learnt from the time maps take, since t-SNE and UMAP report no steps of their own.
 """
 from __future__ import annotations
@@ -54,11 +54,13 @@ def _run(job: Job, work: Callable[[Job], Any]) -> None:
         job.done.set()
 
 
-def start(key: tuple, work: Callable[[Job], Any], total: int) -> Job:
-    """The job for key: found running or finished, or started now (again, if it had failed)."""
+def start(key: tuple, work: Callable[[Job], Any], total: int, retry: bool = False) -> Job:
+    """The job for key: found running or finished (a failed one too, so that pages show its
+    error instead of starting it again on every rerun), or started now; retry=True starts a
+    failed one again (a "Try again" button)."""
     with _LOCK:
         job = _JOBS.get(key)
-        if job is not None and job.error is None:
+        if job is not None and (job.error is None or not retry):
             return job
         finished = [k for k, j in _JOBS.items() if j.done.is_set()]
         for k in finished[:max(0, len(_JOBS) - _MAX_JOBS + 1)]:

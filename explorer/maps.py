@@ -3,7 +3,8 @@
 A map that is neither in memory nor on disk starts in a thread of the server; the page keeps
 showing the map it showed before, with a progress bar, and draws the new one when it is ready.
 One thread per map, shared by every session: thirty students asking for the same new map start
-it once. vae_core.projections takes care that two maps of one method never compute at once.
+it once. vae_core.projections runs at most as many maps of one method at once as there are cores.
+A map that failed stays failed (the page says so and offers PCA or another seed).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cach
     seed), started now unless it is already running or finished."""
     with _LOCK:
         job = _JOBS.get(key)
-        if job is not None and job.error is None:
+        if job is not None:             # running, finished or failed: a failure is shown, not retried in a loop
             return job
         if len(_JOBS) >= _MAX_JOBS:            # forget the oldest finished ones
             for k in [k for k, j in _JOBS.items() if j.done.is_set()][:len(_JOBS) - _MAX_JOBS + 1]:

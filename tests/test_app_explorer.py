@@ -203,6 +203,28 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     assert tsne.shape == pca.shape and not np.allclose(tsne, first) and not np.allclose(tsne, pca)
 
 
+def test_a_map_that_fails_says_so_once_and_is_not_computed_again_on_every_rerun(app_env, monkeypatch):
+    from vae_core import projections
+    calls = []
+
+    def broken(codes, seed, **params):
+        calls.append(seed)
+        raise MemoryError("out of memory")
+
+    monkeypatch.setitem(projections._METHODS, "tsne", broken)
+    at = run_page("app_pages/1_Latent_map.py")
+    at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()
+    at.select_slider(key="map_n").set_value(500).run()
+    at.segmented_control(key="map_method").set_value("tsne").run()
+    at.number_input(key="map_seed").set_value(7777).run()          # a seed nobody has computed
+    for _ in range(3):
+        at.run()                                                   # what the page's own reruns do
+    errors = [e.value for e in at.error]
+    assert any("could not be computed (MemoryError: out of memory)" in e for e in errors), errors
+    assert not at.get("progress")
+    assert sorted(calls) == [0, 0, 7777, 7777]      # each seed: the VAE's and the AE's map, once each
+
+
 def test_grid_changes_with_size_range_and_plane(app_env):
     at = run_page("app_pages/2_Latent_grid.py")
     first = image_of(at, "grid_fig_VAE")

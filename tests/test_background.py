@@ -29,7 +29,7 @@ def test_one_job_per_key_runs_once_and_reports_its_steps():
     assert background.start(("test-shared", 1), work, total=2) is a            # finished: kept
 
 
-def test_a_failed_job_reports_its_error_and_starts_again_when_asked():
+def test_a_failed_job_reports_its_error_and_starts_again_only_when_asked():
     attempts = []
 
     def work(job):
@@ -40,5 +40,7 @@ def test_a_failed_job_reports_its_error_and_starts_again_when_asked():
 
     first = background.start(("test-fails",), work, total=1)
     assert first.done.wait(10) and first.error == "OSError: disk full" and first.result is None
-    second = background.start(("test-fails",), work, total=1)
+    assert background.start(("test-fails",), work, total=1) is first    # a page's rerun: no loop
+    assert len(attempts) == 1
+    second = background.start(("test-fails",), work, total=1, retry=True)
     assert second is not first and second.done.wait(10) and second.result == 42

@@ -8,7 +8,7 @@ from vae_core import projections
 from vae_core.errors import ConfigError, DataError
 
 # Small settings keep t-SNE and UMAP to about a second each.
-FAST = {"tsne": {"n_iter": 100}, "umap": {"n_epochs": 50}, "pca": {}}
+FAST = {"tsne": {"early_exaggeration_iter": 50, "n_iter": 50}, "umap": {"n_epochs": 50}, "pca": {}}
 
 
 @pytest.fixture(scope="module")
