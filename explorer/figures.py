@@ -267,8 +267,9 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
         traces += _ellipses(xy[:k], np.asarray(sigma)[:k], None if labels is None else np.asarray(labels)[:k])
     images = []
     if picture and len(xy):
-        pts = [xy] + ([np.asarray(path)] if path is not None and len(path) else []) + \
-            ([np.array([[-2.0, -2.0], [2.0, 2.0]])] if prior else [])
+        # The picture covers the codes (and the prior's circles), not the path: a new path then
+        # reuses the same PNG (png_uri's cache), and autorange still fits the path's own trace.
+        pts = [xy] + ([np.array([[-2.0, -2.0], [2.0, 2.0]])] if prior else [])
         lo, hi = np.concatenate(pts).min(0), np.concatenate(pts).max(0)
         pad = 0.04 * max(float((hi - lo).max()), 1e-6)
         extent = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))

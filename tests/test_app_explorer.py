@@ -15,8 +15,6 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from browser_support import make_tiny_checkpoints  # noqa: E402
-
 from vae_core.checkpoints import save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
@@ -25,19 +23,7 @@ PAGES = ["router.py", "app_pages/1_Latent_map.py", "app_pages/2_Latent_grid.py",
          "app_pages/4_Sampling.py"]
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """A checkpoint folder like the shipped one: the default MNIST pairs (d = 20 and d = 2) as tiny
-    MLPs, and the exploration data."""
-    return make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-
-
-@pytest.fixture
-def app_env(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(model_dir))
-    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
-    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
-    return model_dir
+# model_dir and app_env: tests/conftest.py.
 
 
 def run_page(page: str) -> AppTest:

@@ -36,12 +36,7 @@ def model_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def app_env(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(model_dir))
-    monkeypatch.setenv("VAE_USER_DIR", str(tmp_path / "user"))
-    monkeypatch.setenv("VAE_NO_UMAP_WARMUP", "1")
-    return model_dir
+# app_env (tests/conftest.py) points the app at the model_dir above.
 
 
 def no_errors(at: AppTest) -> None:
