@@ -5,20 +5,16 @@ The folder is deliberately not called pages/: Streamlit treats a pages/ folder a
 multipage app until some session has run st.navigation, so on a fresh server a link straight to a
 page ran that page without this router (another menu, no URL token, no start-up imports).
 """
+# The libraries a chart needs, in the order `explorer` imports them (see explorer/__init__.py):
+# on a fresh server the start-up thread is still importing PyTorch when the first visitor
+# arrives, and these are ready well before it.
+import numpy  # noqa: F401, I001 - the order matters
+import pandas  # noqa: F401
+import PIL.Image  # noqa: F401
+import PIL.PngImagePlugin  # noqa: F401
+import plotly.graph_objects  # noqa: F401
+import plotly.io  # noqa: F401
 import streamlit as st
-
-import explorer  # noqa: F401 - imports the heavy libraries once, in one order, before any page runs
-from explorer import timing, training
-
-# The browser loads plotly's 4.7 MB script only when a page first sends a chart, and parsing it
-# takes a second or more. An empty, hidden chart sent before anything else starts that load at
-# once, in parallel with the page's own work on the server. It comes after `import explorer`,
-# which imports plotly and the rest in one fixed order, and sits in the sidebar, so that the
-# selectors of a page's charts ([data-testid=stMain] ...) never meet it.
-with st.sidebar, st.container(key="plotly_preload"):
-    st.html("<style>.st-key-plotly_preload {display: none}</style>")
-    st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="plotly_preload_chart")
-
 
 PAGES = [
     st.Page("home.py", title="Home", icon=":material/home:", default=True),
@@ -40,5 +36,20 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+
+# The browser loads plotly's 4.7 MB script only when a page first sends a chart, and parsing it
+# takes a second or more. On a page with charts, an empty, hidden chart sent before anything else
+# starts that load at once, while the server still imports PyTorch and runs the page. It sits in
+# the sidebar, so that the selectors of a page's charts ([data-testid=stMain] ...) never meet it.
+# The home page has no plotly chart (its figures are pictures), so a new visitor's first page
+# draws without waiting for plotly; the first chart page opened from it loads it then.
+if page.url_path:
+    with st.sidebar, st.container(key="plotly_preload"):
+        st.html("<style>.st-key-plotly_preload {display: none}</style>")
+        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="plotly_preload_chart")
+
+import explorer  # noqa: E402, F401 - imports the heavy libraries once, in one order, before any page runs
+from explorer import timing, training  # noqa: E402
+
 training.keep_owner_in_url()   # a refresh on any page finds this session's training job again
 timing.run_page(page)

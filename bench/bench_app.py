@@ -12,7 +12,7 @@
    script that draws one slider and nothing else (Streamlit's own floor).
 2. Browser (Playwright + /usr/bin/chromium against `streamlit run app.py`): the time from a
    keyboard slider move to the new image on screen (goal 300 ms), and from launching
-   `streamlit run` to the home page's first figure drawn (goal 10 s). The same moves give the
+   `streamlit run` to the home page drawn (goal 10 s). The same moves give the
    server side of each move two ways: the fragment's own run time, which the server logs when
    VAE_LOG_RERUNS=1 (explorer/timing.py), the figure the 100 ms goal is about; and the wire time
    from the `rerun_script` message leaving Chromium to `script_finished` arriving (DevTools
@@ -155,10 +155,11 @@ def browser_side(moves: int, env: dict, while_training: bool = False, nice: int 
             page = b.new_page(viewport={"width": 1400, "height": 1000})
             frames = WebsocketClock(page)
             page.goto(url, wait_until="domcontentloaded", timeout=180_000)
-            page.wait_for_selector("[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg", timeout=180_000)
+            from bench_browser import HOME_DRAWN_JS
+            page.wait_for_function(HOME_DRAWN_JS, timeout=180_000, polling=20)
             ready = time.perf_counter() - t_launch
             verdict = "meets" if ready <= GOAL_START_S else "MISSES"
-            print(f"  server healthy after {t_health:.1f} s; home page's first figure drawn "
+            print(f"  server healthy after {t_health:.1f} s; home page drawn "
                   f"{ready:.1f} s after launch ({verdict} the goal of {GOAL_START_S:.0f} s)")
             wait_rendered(page, timeout_ms=180_000)
             # The server compiles UMAP's code in the background shortly after the first page (a

@@ -392,6 +392,80 @@ def line_chart(ys: dict, x: Optional[Sequence] = None, title: str = "", y_title:
     return fig
 
 
+def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi], about
+    `count` of them."""
+    lo, hi = float(lo), float(hi)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    raw = (hi - lo) / max(1, count)
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    first = np.ceil(lo / step - 1e-9) * step
+    return np.round(np.arange(first, hi + step * 1e-6, step), 10)
+
+
+def line_svg(ys: dict, x: Sequence, title: str = "", x_title: str = "", y_title: str = "",
+             width: int = 420, height: int = 230, colours: Sequence[str] = ("#009E73", "#CC79A7")) -> str:
+    """Lines, one per {name: values} (None leaves a gap), as an SVG drawing with ticks, axis
+    titles and a legend: for small charts a visitor only reads, such as a finished run's loss
+    curves. An SVG draws as soon as it arrives, where the first plotly chart of a visit waits
+    for the browser to load and parse plotly's script (seconds on a 2-core machine)."""
+    from xml.sax.saxutils import escape
+    xs = np.asarray(list(x), dtype=np.float64)
+    series = {name: np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+              for name, vals in ys.items()}
+    finite = np.concatenate([v[np.isfinite(v)] for v in series.values()] + [np.zeros(0)])
+    y_lo, y_hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    x_ticks = nice_ticks(xs.min(), xs.max()) if xs.size else np.zeros(0)
+    y_ticks = nice_ticks(y_lo, y_hi, 5)
+    x_lo, x_hi = (min(xs.min(), x_ticks.min()), max(xs.max(), x_ticks.max())) if xs.size else (0.0, 1.0)
+    x_hi = x_hi if x_hi > x_lo else x_lo + 1
+    y_lo, y_hi = min(y_lo, y_ticks.min()), max(y_hi, y_ticks.max())
+    left, right, top, bottom = 62, 12, 34, 44
+    w, h = width - left - right, height - top - bottom
+
+    def px(xv, yv):
+        return left + (xv - x_lo) / (x_hi - x_lo) * w, top + (y_hi - yv) / (y_hi - y_lo) * h
+
+    def fmt(v):
+        return f"{v:,.10g}"
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">',
+           '<rect width="100%" height="100%" fill="white"/>']
+    for t in y_ticks:
+        _, py = px(x_lo, t)
+        out.append(f'<line x1="{left}" x2="{left + w}" y1="{py:.1f}" y2="{py:.1f}" stroke="#e6e6e6"/>'
+                   f'<text x="{left - 6}" y="{py:.1f}" text-anchor="end" dominant-baseline="middle" '
+                   f'fill="#444">{fmt(t)}</text>')
+    for t in x_ticks:
+        qx, _ = px(t, y_lo)
+        out.append(f'<text x="{qx:.1f}" y="{top + h + 16}" text-anchor="middle" fill="#444">{fmt(t)}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#bbb"/>')
+    for i, (name, vals) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        ok = np.isfinite(vals[:len(xs)]) & np.isfinite(xs[:len(vals)])
+        # One polyline per run of finite values: a missing value leaves a gap, not a jump.
+        for run in np.split(np.arange(len(ok)), np.flatnonzero(np.diff(ok.astype(int))) + 1):
+            if run.size and ok[run[0]]:
+                pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(xs[j], vals[j]) for j in run))
+                out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        lx = left + w - 70 * (len(series) - i)
+        out.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{top - 10}" y2="{top - 10}" stroke="{colour}" '
+                   f'stroke-width="3"/><text x="{lx + 22}" y="{top - 10}" dominant-baseline="middle">'
+                   f'{escape(name)}</text>')
+    if title:
+        out.append(f'<text x="{left}" y="{top - 10}" font-size="15" dominant-baseline="middle">{escape(title)}</text>')
+    if x_title:
+        out.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle">{escape(x_title)}</text>')
+    if y_title:
+        cy = top + h / 2
+        out.append(f'<text x="14" y="{cy}" text-anchor="middle" transform="rotate(-90 14 {cy})">{escape(y_title)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
 def scatter_codes_shared(*args, **kwargs) -> go.Figure:
     """scatter_codes, built once per distinct input and shared by every session (building a
     figure of thousands of points costs tens of milliseconds on each rerun otherwise).

@@ -174,9 +174,10 @@ def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, set
             document.querySelectorAll('[data-testid=stSpinner]').length,
             document.querySelectorAll('[data-testid=stStatusWidget] button').length,
             document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
-              - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2]""")
-        # a plotly chart draws two .main-svg layers once it has rendered
-        busy = state[1] or state[2] or state[3] or state[4] > 0
+              - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2,
+            [...document.querySelectorAll('[data-testid=stMain] img')].filter(i => !i.complete).length]""")
+        # a plotly chart draws two .main-svg layers once it has rendered; a picture is drawn once loaded
+        busy = state[1] or state[2] or state[3] or state[4] > 0 or state[5]
         if state != last or busy:
             last, since = state, time.monotonic()
         elif time.monotonic() - since >= settle_s:

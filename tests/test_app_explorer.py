@@ -56,6 +56,13 @@ def image_of(at: AppTest, key: str) -> str:
     return json.dumps(trace.get("z") or trace.get("source"), sort_keys=True)
 
 
+def picture_of(at: AppTest, key: str) -> str:
+    """The address of the picture (st.image) inside the container `key`: it names the picture's bytes."""
+    block = next(b for b in at.main if getattr(b, "key", None) == key)
+    (image,) = [c for c in block.children.values() if c.type == "image"]
+    return image.proto.imgs[0].url
+
+
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -67,7 +74,8 @@ def test_every_page_runs_on_the_default_models(app_env, page):
     no_errors(at)
     assert at.session_state["sel_vae"] == "mnist-d2-vae-b1"
     assert at.session_state["sel_ae"] == "mnist-d2-ae"
-    assert len(at.get("plotly_chart")) >= 1
+    # Every page draws a figure: a plotly chart, or (home) pictures.
+    assert len(at.get("plotly_chart")) + len(at.get("image")) >= 1
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -103,10 +111,11 @@ def test_the_empty_folder_message_gives_a_command_that_works(tmp_path, monkeypat
 def test_home_shows_other_reconstructions_on_request(app_env):
     at = run_page("router.py")
     assert any("ELBO" in l.value for l in at.latex)
-    before = image_of(at, "home_recon")
+    before = picture_of(at, "home_recon")
+    assert before.endswith(".png")            # PNG, not JPEG: the row labels stay sharp
     at.button(key="home_shuffle").click().run()
     no_errors(at)
-    assert image_of(at, "home_recon") != before
+    assert picture_of(at, "home_recon") != before
 
 
 def test_beta_is_one_when_a_vae_checkpoint_omits_it_and_not_applicable_for_an_ae(app_env):

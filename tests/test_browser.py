@@ -39,9 +39,18 @@ def wait_changed(read, before, timeout_s: float = 120.0):
     return now
 
 
+HOME_PICTURE = ".st-key-home_recon [data-testid=stImage] img"
+
+
 def test_home_page_renders_equations_and_both_models(streamlit_server, page):
-    open_page(page, streamlit_server, "", until=CHART)
+    open_page(page, streamlit_server, "", until=HOME_PICTURE)
     assert errors_shown(page) == []
+    # Home draws pictures, not plotly charts, so a new visitor's first page never waits for
+    # plotly's script: the reconstructions and both models' loss curves are drawn images.
+    assert page.locator(CHART).count() == 0
+    widths = page.eval_on_selector_all("[data-testid=stMain] [data-testid=stImage] img",
+                                       "els => els.map(e => e.complete ? e.naturalWidth : -1)")
+    assert len(widths) == 3 and min(widths) > 300, widths
     assert page.locator("[data-testid=stHeading]", has_text="VAE Latent Explorer").count() == 1
     assert page.locator(".katex").count() >= 4                   # the equations are typeset
     assert page.get_by_text("mnist-d2-vae-b1").count() >= 1
@@ -90,7 +99,7 @@ def test_the_server_warmed_up_at_start(streamlit_server, page):
 
 
 def test_selection_holds_when_moving_between_pages(streamlit_server, page):
-    open_page(page, streamlit_server, "", until=CHART)
+    open_page(page, streamlit_server, "", until=HOME_PICTURE)
     box = page.locator(".st-key-sb_vae")
     box.click()
     page.get_by_role("option", name="mnist-d20-vae-b2").first.click()

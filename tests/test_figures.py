@@ -157,3 +157,36 @@ def test_an_export_carries_its_title_row_labels_and_axes_in_png_and_svg():
     texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
     assert set(texts) == {"VAE: mnist-d2-vae-b1", "VAE: a", "AE: b", "0", "1", "2", "step", "z1"}
     assert svg.find("{http://www.w3.org/2000/svg}image").get("href").startswith("data:image/png;base64,")
+
+
+def test_nice_ticks_are_round_and_cover_the_range():
+    np.testing.assert_allclose(figures.nice_ticks(101.2, 180.7, 4), [120, 140, 160, 180])
+    np.testing.assert_allclose(figures.nice_ticks(0, 1, 5), [0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(figures.nice_ticks(1, 30), [10, 20, 30])
+    assert len(figures.nice_ticks(5, 5)) >= 2                     # a flat line still gets an axis
+
+
+def test_line_svg_puts_each_value_where_its_axes_say_and_leaves_gaps():
+    import xml.etree.ElementTree as ET
+    svg = figures.line_svg({"train": [200, 150, None, 120], "test": [210, 160, 130, 125]}, x=[1, 2, 3, 4],
+                           title="Loss per epoch", x_title="epoch", y_title="nats / image")
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in root.iter(ns + "text")]
+    for label in ("Loss per epoch", "epoch", "nats / image", "train", "test"):
+        assert label in texts
+    lines = root.findall(ns + "polyline")
+    train = [l for l in lines if l.get("stroke") == "#009E73"]
+    test = [l for l in lines if l.get("stroke") == "#CC79A7"]
+    assert len(train) == 2 and len(test) == 1                     # the missing epoch splits the train line
+    # Read the y axis back from its tick labels and gridlines, and check the test line's values.
+    grid = [(float(l.get("y1")), float(t.text.replace(",", ""))) for l, t in
+            zip([l for l in root.iter(ns + "line") if l.get("stroke") == "#e6e6e6"],
+                [t for t in root.iter(ns + "text") if t.get("text-anchor") == "end"])]
+    (p0, v0), (p1, v1) = grid[0], grid[-1]
+    ys = [float(pt.split(",")[1]) for pt in test[0].get("points").split()]
+    values = [v0 + (y - p0) * (v1 - v0) / (p1 - p0) for y in ys]
+    np.testing.assert_allclose(values, [210, 160, 130, 125], atol=0.1)
+    xs = [float(pt.split(",")[0]) for pt in test[0].get("points").split()]
+    np.testing.assert_allclose(np.diff(xs), np.diff(xs)[0], atol=0.2)   # evenly spaced epochs
+    assert np.diff(xs)[0] > 0

@@ -75,6 +75,24 @@ def test_cache_hit_returns_the_same_array_and_writes_a_file(clusters, tmp_path, 
     assert len(list(tmp_path.glob("tsne-*.npz"))) == 4
 
 
+def test_new_defaults_or_another_engine_never_read_an_old_map(clusters, tmp_path, monkeypatch):
+    # A map cached under the old defaults (the caller passed no settings) must not come back
+    # once the defaults or the engine change: the file name holds the effective settings.
+    codes, _ = clusters
+    calls = []
+    monkeypatch.setitem(projections._METHODS, "tsne", lambda c, s, **k: calls.append(1) or np.zeros((len(c), 2)))
+    projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="k")
+    projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="k")
+    assert len(calls) == 1
+    monkeypatch.setitem(projections.TSNE_DEFAULTS, "n_iter", 321)
+    projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="k")
+    assert len(calls) == 2
+    monkeypatch.setitem(projections.ENGINES, "tsne", "another library")
+    assert projections.cached(codes, "tsne", 0, tmp_path, "k") is None
+    projections.project(codes, "tsne", seed=0, cache_dir=tmp_path, cache_key="k")
+    assert len(calls) == 3 and len(list(tmp_path.glob("tsne-*.npz"))) == 3
+
+
 def test_damaged_cache_file_is_recomputed(clusters, tmp_path):
     codes, _ = clusters
     path = projections.cache_path(tmp_path, codes, "pca", 0, "k", {})

@@ -240,3 +240,29 @@ def test_the_gaussian_log_px_is_a_density_and_the_readme_says_so():
     assert m["log_px"] is not None and m["log_px"] >= -m["loss"] - 0.01      # IW bound at or above the ELBO
     text = " ".join((CKPT / "README.md").read_text().split())
     assert "density" in text and "not comparable" in text
+
+
+def test_every_map_the_latent_map_page_offers_ships_under_the_current_settings():
+    """A shipped model's maps appear at once only if checkpoints/maps holds them under today's
+    settings: the cache file's name hashes the engine and the effective settings, so changing a
+    default without `python -m vae_core maps checkpoints` fails here, not in a class."""
+    import numpy as np
+
+    from vae_core.projections import cache_path
+    from vae_core.shipped import MAP_METHODS, MAP_POINTS, map_key
+    missing, count = [], 0
+    for info in list_checkpoints(CKPT):
+        d = info["model_config"].latent_dim
+        if d <= 2:
+            continue
+        digest = load_checkpoint(info["path"]).digest
+        for n in MAP_POINTS:
+            # With a cache key, only the codes' shape and dtype enter the name, not their values.
+            shape_only = np.zeros((n, d), dtype=np.float32)
+            for method in MAP_METHODS:
+                count += 1
+                if not cache_path(CKPT / "maps", shape_only, method, 0, map_key(digest, info["dataset"]),
+                                  {}).is_file():
+                    missing.append(f"{info['name']} {method} n={n}")
+    assert count >= 6 * len(MAP_POINTS) * len(MAP_METHODS)
+    assert not missing, f"not precomputed: {missing}; run `python -m vae_core maps checkpoints`"

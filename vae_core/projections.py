@@ -101,9 +101,22 @@ def _umap(codes: np.ndarray, seed: int, **params) -> np.ndarray:
 _METHODS = {"pca": _pca, "tsne": _tsne, "umap": _umap}
 
 
+# What computes each method's map. It enters every cache file's name with the effective
+# settings, so a map made by another library or under other defaults is never read back.
+ENGINES = {"pca": "scikit-learn PCA, full SVD", "tsne": "openTSNE Barnes-Hut, exact neighbours, PCA init",
+           "umap": "umap-learn, exact neighbours"}
+_DEFAULTS = {"pca": {}, "tsne": TSNE_DEFAULTS, "umap": UMAP_DEFAULTS}
+
+
+def effective_settings(method: str, params: dict) -> dict:
+    """The settings a map of `method` runs with: its engine, the defaults, then params."""
+    return {"engine": ENGINES[method], **_DEFAULTS[method], **params}
+
+
 def cache_path(cache_dir, codes: np.ndarray, method: str, seed: int, cache_key, params: dict) -> Path:
-    """The .npz file that holds this map: named by a hash of the method, its settings, the seed,
-    the codes' shape and either cache_key or, without one, the codes' bytes.
+    """The .npz file that holds this map: named by a hash of the method, its effective settings
+    (engine, defaults and params), the seed, the codes' shape and either cache_key or, without
+    one, the codes' bytes.
 
     A cache_key must identify the codes exactly (the app uses the checkpoint's weights digest,
     the dataset and the number of points): unlike the codes' bytes it does not change with
@@ -111,7 +124,7 @@ def cache_path(cache_dir, codes: np.ndarray, method: str, seed: int, cache_key, 
     """
     h = hashlib.sha256()
     h.update(json.dumps({"key": None if cache_key is None else str(cache_key), "method": method,
-                         "seed": int(seed), "params": {k: params[k] for k in sorted(params)}},
+                         "seed": int(seed), "settings": effective_settings(method, params)},
                         sort_keys=True, default=str).encode())
     h.update(str((codes.shape, codes.dtype.str)).encode())
     if cache_key is None:
