@@ -113,13 +113,11 @@ def mosaics(span: str, q: float, plane: str, model_dims: dict):
     for col, (label, ckpt, info) in zip(cols, sel.pair):
         g = grids[label]
         every = max(1, n // 6)
-        fig = figures.image_figure(
-            g["image"], title=f"{label}: {info['name']}", height=520,
-            x_ticks=figures.mosaic_ticks(g["u"], g["cell"], pad=0, every=every),
-            y_ticks=figures.mosaic_ticks(g["v"][::-1], g["cell"], pad=0, every=every),
-            x_title=g["labels"][0], y_title=g["labels"][1])
         with col:
-            st.plotly_chart(fig, key=f"grid_fig_{label}", config=figures.CONFIG)
+            figures.show_mosaic(g["image"], f"grid_fig_{label}", height=600, title=f"{label}: {info['name']}",
+                                x_ticks=figures.mosaic_ticks(g["u"], g["cell"], pad=0, every=every),
+                                y_ticks=figures.mosaic_ticks(g["v"][::-1], g["cell"], pad=0, every=every),
+                                x_title=g["labels"][0], y_title=g["labels"][1])
             st.caption(plane_text(label))
             figures.export_buttons(g["image"], f"grid-{info['name']}-{n}x{n}", f"grid_{label}",
                                    f"{label} mosaic", title=f"{label}: {info['name']}",

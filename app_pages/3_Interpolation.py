@@ -137,11 +137,9 @@ rows = [paths[label]["images"] for label, _, _ in sel.pair]
 strip = figures.tile(np.concatenate(rows), ncols=steps)
 h = rows[0].shape[-2]
 names = [f"{label}" for label, _, _ in sel.pair]
-fig = figures.image_figure(strip, height=110 * len(rows) + 50,
-                           x_ticks=figures.mosaic_ticks(list(range(steps)), h, every=max(1, steps // 12)),
-                           y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], names))
-fig.update_xaxes(title="step")
-st.plotly_chart(fig, key="interp_strip", config=figures.CONFIG)
+figures.show_mosaic(strip, "interp_strip", height=110 * len(rows) + 60,
+                    x_ticks=figures.mosaic_ticks(list(range(steps)), h, every=max(1, steps // 12)),
+                    y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))], names), x_title="step")
 figures.export_buttons(strip, f"interpolation-{i0}-{i1}-{method}", "interp", "The strip",
                        title=f"{describe(i0)} → {describe(i1)}, {'linear' if method == 'lerp' else 'spherical'} path",
                        rows=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))],

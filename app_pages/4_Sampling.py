@@ -72,8 +72,7 @@ with tab_samples:
             judged[label] = models.judge(sel.dataset, s["images"])
             mosaic = figures.tile(s["images"], ncols=ncols)
             with col:
-                st.plotly_chart(figures.image_figure(mosaic, title=f"{label}: {info['name']}", height=480),
-                                key=f"samp_fig_{label}", config=figures.CONFIG)
+                figures.show_mosaic(mosaic, f"samp_fig_{label}", height=520, title=f"{label}: {info['name']}")
                 figures.export_buttons(mosaic, f"samples-{info['name']}-T{temp:g}-seed{seed}", f"samp_{label}",
                                        f"{label} samples",
                                        title=f"{label}: {info['name']}, z ~ N(0, {temp:g}²·I), seed {seed}",
@@ -142,9 +141,9 @@ with tab_traverse:
             imgs = models.traversal(ckpt, key, tuple(float(v) for v in z), (dd,), tuple(float(v) for v in values))
             strip = figures.tile(imgs, ncols=steps)
             with col:
-                fig = figures.image_figure(strip, title=f"{label}: z{dd} from {values[0]:.2g} to {values[-1]:.2g}",
-                                           height=200, x_ticks=figures.mosaic_ticks(values, imgs.shape[-2], every=2))
-                st.plotly_chart(fig, key=f"trav_fig_{label}", config=figures.CONFIG)
+                figures.show_mosaic(strip, f"trav_fig_{label}", height=200,
+                                    title=f"{label}: z{dd} from {values[0]:.2g} to {values[-1]:.2g}",
+                                    x_ticks=figures.mosaic_ticks(values, imgs.shape[-2], every=2))
                 st.caption(f"Starting from {start}." + (" The AE's dimensions have no order or meaning of "
                                                           "their own; the same index is shown." if label == "AE" else ""))
 
@@ -156,11 +155,10 @@ with tab_traverse:
             imgs = models.traversal(sel.vae, models.ckpt_key(sel.vae), tuple(float(v) for v in z0), top, values)
             grid = figures.tile(imgs, ncols=steps)
             h = imgs.shape[-2]
-            fig = figures.image_figure(grid, height=80 * len(top) + 60,
-                                       y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(top))],
-                                                [f"z{i}" for i in top]),
-                                       x_ticks=figures.mosaic_ticks(values, h, every=2))
-            st.plotly_chart(fig, key="trav_top", config=figures.CONFIG)
+            figures.show_mosaic(grid, "trav_top", height=80 * len(top) + 60,
+                                y_ticks=([1 + i * (h + 1) + (h - 1) / 2 for i in range(len(top))],
+                                         [f"z{i}" for i in top]),
+                                x_ticks=figures.mosaic_ticks(values, h, every=2))
             st.caption(f"Each row starts from {start} and moves one dimension from {-r:g} to {r:g}.")
             st.download_button("Download (PNG)", partial(figures.png_bytes, grid, scale=3), file_name="traversals.png",
                                mime="image/png", key="trav_png")

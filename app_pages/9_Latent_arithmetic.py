@@ -228,11 +228,8 @@ rows = [walks[label]["images"] for label, _, _ in sel.pair]
 strip = figures.tile(np.concatenate(rows), ncols=len(ALPHAS))
 h = rows[0].shape[-2]
 y_pos = [1 + i * (h + 1) + (h - 1) / 2 for i in range(len(rows))]
-fig = figures.image_figure(strip, height=110 * len(rows) + 50,
-                           x_ticks=figures.mosaic_ticks(list(ALPHAS), h),
-                           y_ticks=(y_pos, [label for label, _, _ in sel.pair]))
-fig.update_xaxes(title="α")
-st.plotly_chart(fig, key="arith_strip", config=figures.CONFIG)
+figures.show_mosaic(strip, "arith_strip", height=110 * len(rows) + 60, x_ticks=figures.mosaic_ticks(list(ALPHAS), h),
+                    y_ticks=(y_pos, [label for label, _, _ in sel.pair]), x_title="α")
 figures.export_buttons(strip, f"arithmetic-{kind}-{index}", "arith_export", "The strip",
                        title=f"{describe} + α·v ({names[kind].lower()})",
                        rows=(y_pos, [f"{label}: {info['name']}" for label, _, info in sel.pair]),

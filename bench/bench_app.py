@@ -179,17 +179,17 @@ def browser_side(moves: int, env: dict, while_training: bool = False, nice: int 
 
             # Grid: the mosaic is a plotly image; wait for its pixels (the <image> href) to change.
             page.goto(f"{url}/Latent_grid", wait_until="domcontentloaded")
-            wait_rendered(page, timeout_ms=180_000, until=".st-key-grid_fig_VAE .main-svg")
+            wait_rendered(page, timeout_ms=180_000, until=".st-key-grid_fig_VAE img")
             _browser_moves(page, "grid_n", plotly_pixels("grid_fig_VAE"), moves,
                            "grid size → new mosaic", back_and_forth=True, frames=frames, log=log)
 
             # Sampling: prior samples and traversal strips are plotly images too.
             page.goto(f"{url}/Sampling", wait_until="domcontentloaded")
-            wait_rendered(page, timeout_ms=180_000, until=".st-key-samp_fig_VAE .main-svg")
+            wait_rendered(page, timeout_ms=180_000, until=".st-key-samp_fig_VAE img")
             _browser_moves(page, "samp_temp", plotly_pixels("samp_fig_VAE"), moves,
                            "temperature → new samples", back_and_forth=True, frames=frames, log=log)
             page.get_by_role("tab", name="Traverse one dimension").click()
-            wait_rendered(page, timeout_ms=180_000, until=".st-key-trav_fig_VAE .main-svg")
+            wait_rendered(page, timeout_ms=180_000, until=".st-key-trav_fig_VAE img")
             _browser_moves(page, "trav_range", plotly_pixels("trav_fig_VAE"), moves,
                            "traversal range → new strips", back_and_forth=True, frames=frames, log=log)
             if trainer is not None:

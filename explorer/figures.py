@@ -106,38 +106,6 @@ def tile(images: np.ndarray, ncols: Optional[int] = None, pad: int = 1) -> np.nd
     return out[0] if c == 1 else out
 
 
-def image_figure(img: np.ndarray, title: str = "", height: int = 320,
-                 x_ticks: Optional[tuple] = None, y_ticks: Optional[tuple] = None,
-                 x_title: str = "", y_title: str = "") -> go.Figure:
-    """One image ([H, W] or [C, H, W] in [0, 1]) as a plotly figure that zooms and saves as PNG.
-
-    x_ticks / y_ticks: (positions in pixels, labels) to label a mosaic with latent coordinates.
-    The figure is built in one constructor call: plotly validates each update_* call anew,
-    which costs milliseconds on every slider move.
-    """
-    arr = to_grey(img)
-    h, w = arr.shape[:2]
-    # A PNG data URI, not a pixel array: the browser decodes a PNG at once, while plotly.js paints
-    # a `z` array pixel by pixel (seconds for a 30 x 30 grid of digits).
-    src = png_uri(arr)
-    xaxis = dict(showticklabels=bool(x_ticks), showgrid=False, zeroline=False)
-    yaxis = dict(showticklabels=bool(y_ticks), showgrid=False, zeroline=False, scaleanchor="x")
-    if x_ticks:
-        xaxis.update(tickvals=list(x_ticks[0]), ticktext=list(x_ticks[1]), tickangle=0)
-    if y_ticks:
-        yaxis.update(tickvals=list(y_ticks[0]), ticktext=list(y_ticks[1]))
-    xaxis.update(range=[-0.5, w - 0.5])
-    yaxis.update(range=[h - 0.5, -0.5])
-    if x_title:
-        xaxis.update(title=dict(text=x_title))
-    if y_title:
-        yaxis.update(title=dict(text=y_title))
-    layout = dict(title=dict(text=title, x=0.5, xanchor="center") if title else None, height=height,
-                  margin=dict(l=10, r=10, t=40 if title else 10, b=10), xaxis=xaxis, yaxis=yaxis)
-    return go.Figure(data=[go.Image(source=src, dx=1, dy=1, x0=0, y0=0,
-                                    hovertemplate="pixel (%{x}, %{y})<extra></extra>")], layout=layout)
-
-
 def mosaic_ticks(values: Sequence[float], cell: int, pad: int = 1, every: int = 1) -> tuple:
     """Tick positions at cell centres of a tiled mosaic and their latent values as labels."""
     pos = [pad + i * (cell + pad) + (cell - 1) / 2 for i in range(len(values))]
@@ -320,7 +288,9 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     if equal_axes:
         yaxis.update(scaleanchor="x", scaleratio=1)
     layout = dict(title=dict(text=title, x=0.5, xanchor="center"), height=height,
-                  margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
+                  # Each class is a legend group: without tracegroupgap=0 the groups stand 10 px
+                  # apart, and 13 entries overflow a 420-px map into a scrolling legend.
+                  margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant", tracegroupgap=0),
                   xaxis=dict(title=dict(text=axis_titles[0])), yaxis=yaxis, dragmode="pan")
     if images:
         layout["images"] = images
@@ -526,21 +496,22 @@ def export_png(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, c
 
 
 def export_svg(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, cols: Optional[tuple] = None,
-               x_title: str = "", y_title: str = "", scale: int = 4) -> bytes:
+               x_title: str = "", y_title: str = "", scale: float = 4, uri: Optional[str] = None) -> bytes:
     """The same figure as export_png, as SVG: the mosaic embedded as a PNG (pixels stay crisp),
-    every label as real text that a slide editor can restyle."""
+    every label as real text that a slide editor can restyle. uri: the mosaic's PNG data URI,
+    when the caller has it already."""
     import base64
     from xml.sax.saxutils import escape
     arr = to_grey(img)
     lay = _export_layout(arr.shape, scale, title, rows, cols, x_title, y_title)
-    uri = "data:image/png;base64," + base64.b64encode(_encode_png(arr, 6)).decode("ascii")
+    uri = uri or "data:image/png;base64," + base64.b64encode(_encode_png(arr, 6)).decode("ascii")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay["width"]}" height="{lay["height"]}" '
            f'viewBox="0 0 {lay["width"]} {lay["height"]}" font-family="sans-serif">',
            '<rect width="100%" height="100%" fill="white"/>',
            f'<image x="{lay["left"]}" y="{lay["top"]}" width="{lay["w"]}" height="{lay["h"]}" href="{uri}" '
            'style="image-rendering:pixelated" preserveAspectRatio="none"/>']
     if title:
-        out.append(f'<text x="{lay["left"] + lay["w"] / 2}" y="28" font-size="18" text-anchor="middle">'
+        out.append(f'<text class="title" x="{lay["left"] + lay["w"] / 2}" y="28" font-size="18" text-anchor="middle">'
                    f'{escape(title)}</text>')
     for pos, text in zip(*(rows or ((), ()))):
         out.append(f'<text x="{lay["left"] - 8}" y="{lay["top"] + (pos + 0.5) * scale}" font-size="14" '
@@ -549,14 +520,43 @@ def export_svg(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, c
         out.append(f'<text x="{lay["left"] + (pos + 0.5) * scale}" y="{lay["top"] + lay["h"] + 18}" '
                    f'font-size="14" text-anchor="middle">{escape(text)}</text>')
     if x_title:
-        out.append(f'<text x="{lay["left"] + lay["w"] / 2}" y="{lay["height"] - 8}" font-size="14" '
+        out.append(f'<text class="x-title" x="{lay["left"] + lay["w"] / 2}" y="{lay["height"] - 8}" font-size="14" '
                    f'text-anchor="middle">{escape(x_title)}</text>')
     if y_title:
         cy = lay["top"] + lay["h"] / 2
-        out.append(f'<text x="16" y="{cy}" font-size="14" text-anchor="middle" '
+        out.append(f'<text class="y-title" x="16" y="{cy}" font-size="14" text-anchor="middle" '
                    f'transform="rotate(-90 16 {cy})">{escape(y_title)}</text>')
     out.append("</svg>")
     return "\n".join(out).encode("utf-8")
+
+
+def mosaic_svg(img: np.ndarray, height: int = 320, title: str = "", x_ticks: Optional[tuple] = None,
+               y_ticks: Optional[tuple] = None, x_title: str = "", y_title: str = "",
+               max_width: int = 900) -> tuple[str, int]:
+    """A mosaic with its labels as an SVG drawing `height` pixels tall, or less where that would
+    make it wider than max_width, for the page: (the SVG, its width in pixels). x_ticks / y_ticks:
+    (positions in the mosaic's pixels, texts), as mosaic_ticks returns them; a pixel's centre is
+    at its index. (A page column narrower than the drawing shrinks it, labels included: max_width
+    keeps a wide strip's labels readable.)"""
+    arr = to_grey(img)
+    margins = _export_layout(arr.shape, 1, title, y_ticks, x_ticks, x_title, y_title)
+    scale = max(0.25, min((height - (margins["height"] - margins["h"])) / arr.shape[0],
+                          (max_width - (margins["width"] - margins["w"])) / arr.shape[1]))
+    width = int(np.ceil(_export_layout(arr.shape, scale, title, y_ticks, x_ticks, x_title, y_title)["width"]))
+    svg = export_svg(arr, title, y_ticks, x_ticks, x_title, y_title, scale=scale, uri=png_uri(arr))
+    return svg.decode("utf-8"), width
+
+
+def show_mosaic(img: np.ndarray, key: str, height: int = 320, **labels) -> None:
+    """Draw a mosaic (mosaic_svg) on the page in a container keyed `key`, at most its own width.
+
+    A picture, not a plotly chart: the mosaics follow sliders, and each plotly chart costs the
+    browser 50-80 ms to draw on every move, where a picture costs a few. The image's own
+    full-screen button enlarges it for a projector."""
+    import streamlit as st
+    svg, width = mosaic_svg(img, height, **labels)
+    with st.container(key=key):
+        st.image(svg, width=width)
 
 
 def export_buttons(img: np.ndarray, file_stem: str, key: str, label: str = "Figure", **labels) -> None:

@@ -49,13 +49,19 @@ def ys(spec: dict) -> list:
 
 
 def strip(at: AppTest) -> str:
-    trace = chart(at, "arith_strip")["data"][0]
-    return json.dumps(trace.get("source") or trace.get("z"))
+    """The strip of every α (figures.show_mosaic draws it as an SVG picture): pixels and labels."""
+    (svg,) = [im.proto.imgs[0].url for im in at.image if im.proto.imgs[0].url.startswith("data:image/svg+xml")]
+    return svg
+
+
+def row(at: AppTest) -> list:
+    """The pictures of the slider's row: the original, then each model's decoded image."""
+    return [im for im in at.image if not im.proto.imgs[0].url.startswith("data:image/svg+xml")]
 
 
 def shown(at: AppTest) -> list:
     """The decoded images in the slider's row (after the original): their pixels, comparable."""
-    return [list(im.value) for im in at.image[1:]]
+    return [list(im.value) for im in row(at)[1:]]
 
 
 def test_the_page_runs_on_the_default_models(app_env):
@@ -63,7 +69,7 @@ def test_the_page_runs_on_the_default_models(app_env):
     assert at.session_state["sel_vae"] == "mnist-d2-vae-b1"
     assert at.markdown[0].value.startswith("**Notice:**") and "ink" in at.markdown[0].value
     assert any(r"\mathrm{ink}(x) = " in l.value for l in at.latex)
-    assert [im.captions[0].split(",")[0] for im in at.image] == ["original: image 1 (a 2)", "VAE", "AE"]
+    assert [im.captions[0].split(",")[0] for im in row(at)] == ["original: image 1 (a 2)", "VAE", "AE"]
     # The strip's middle column is α = 0: the image's own code, one of the codes v was made from.
     dist = ys(chart(at, "arith_dist"))
     assert [len(d) for d in dist] == [9, 9]
@@ -88,7 +94,7 @@ def test_each_vector_choice_runs_and_shows_its_equation(app_env, kind, text):
     assert any(text in l.value for l in at.latex), [l.value for l in at.latex]
     assert strip(at) != before
     if kind == "class":
-        assert at.image[0].captions[0] == "original: image 0 (a 7)"      # an image of class a
+        assert row(at)[0].captions[0] == "original: image 0 (a 7)"      # an image of class a
         at.selectbox(key="arith_to").set_value(8).run()
         no_errors(at)
         assert any(r"y = \text{8}" in l.value for l in at.latex)
@@ -99,11 +105,11 @@ def test_moving_alpha_changes_the_decoded_images(app_env):
     at.slider(key="arith_alpha").set_value(0.0).run()
     no_errors(at)
     at_zero = shown(at)
-    assert all("0.0× typical gap" in im.captions[0] for im in at.image[1:])   # its own code
+    assert all("0.0× typical gap" in im.captions[0] for im in row(at)[1:])   # its own code
     at.slider(key="arith_alpha").set_value(-2.0).run()
     no_errors(at)
     assert shown(at) != at_zero
-    assert all("α = -2" in im.captions[0] for im in at.image[1:])
+    assert all("α = -2" in im.captions[0] for im in row(at)[1:])
     assert at.session_state["arith_shown_alpha"] == -2.0
 
 
@@ -113,5 +119,5 @@ def test_the_view_comes_back_from_its_address(app_env):
     assert at.session_state["arith_vec"] == "class"
     assert (at.session_state["arith_from"], at.session_state["arith_to"]) == (1, 8)
     assert at.session_state["arith_alpha"] == -0.5
-    assert "(a 1)" in at.image[0].captions[0]
+    assert "(a 1)" in row(at)[0].captions[0]
     assert any(r"y = \text{8}" in l.value for l in at.latex)

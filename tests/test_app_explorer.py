@@ -50,16 +50,45 @@ def values(v) -> np.ndarray:
     return np.asarray(v)
 
 
+def mosaic_svg(at: AppTest, key: str) -> str:
+    """The SVG of the mosaic drawn with figures.show_mosaic(..., key): its pixels and labels."""
+    import base64
+    url = picture_of(at, key)
+    assert url.startswith("data:image/svg+xml;base64,"), url[:40]
+    return base64.b64decode(url.split(",", 1)[1]).decode("utf-8")
+
+
 def image_of(at: AppTest, key: str) -> str:
-    """The pixels of the image figure drawn with `key`, as a comparable string."""
-    trace = plotly_spec(at, key)["data"][0]
-    return json.dumps(trace.get("z") or trace.get("source"), sort_keys=True)
+    """The mosaic drawn with `key` (pixels and labels), as a comparable string."""
+    return mosaic_svg(at, key)
+
+
+def svg_text(svg: str, cls: str) -> str:
+    """The text of the SVG's element of class `cls` (title, x-title, y-title)."""
+    import xml.etree.ElementTree as ET
+    return next(t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text") if t.get("class") == cls)
+
+
+def keyed_block(at: AppTest, key: str):
+    """The container made with st.container(key=key), wherever it is on the page."""
+    def walk(node):
+        for child in getattr(node, "children", {}).values():
+            if getattr(child, "key", None) == key:
+                return child
+            found = walk(child)
+            if found is not None:
+                return found
+        return None
+    block = walk(at.main)
+    if block is None:
+        raise AssertionError(f"no container with key {key!r}")
+    return block
 
 
 def picture_of(at: AppTest, key: str) -> str:
-    """The address of the picture (st.image) inside the container `key`: it names the picture's bytes."""
-    block = next(b for b in at.main if getattr(b, "key", None) == key)
-    (image,) = [c for c in block.children.values() if c.type == "image"]
+    """The address of the picture (st.image) inside the container `key`: a media file named by the
+    picture's bytes, or a data URI (SVG)."""
+    (image,) = [c for c in keyed_block(at, key).children.values() if c.type == "image"]
     return image.proto.imgs[0].url
 
 
@@ -291,11 +320,11 @@ def test_sampling_resample_temperature_and_traversal(app_env):
     kls = [float(o.split("KL ")[1].split()[0]) for o in options]
     assert kls == sorted(kls, reverse=True)
     # The eight-dimension overview is drawn only when asked for.
-    with pytest.raises(AssertionError, match="no plotly chart with key 'trav_top'"):
-        plotly_spec(at, "trav_top")
+    with pytest.raises(AssertionError, match="no container with key 'trav_top'"):
+        mosaic_svg(at, "trav_top")
     at.toggle(key="trav_top_on").set_value(True).run()
     no_errors(at)
-    assert "source" in plotly_spec(at, "trav_top")["data"][0]
+    assert "data:image/png;base64," in mosaic_svg(at, "trav_top")
     # The overview starts where the single traversal does: from a test image when asked.
     top_origin = image_of(at, "trav_top")
     at.radio(key="trav_base").set_value("image").run()
@@ -368,9 +397,9 @@ def test_grid_gives_each_model_a_plane_it_has_when_their_sizes_differ(tmp_path, 
     at.selectbox(key="grid_dim_u").set_value(25).run()
     at.selectbox(key="grid_dim_v").set_value(7).run()
     no_errors(at)
-    vae, ae = plotly_spec(at, "grid_fig_VAE")["layout"], plotly_spec(at, "grid_fig_AE")["layout"]
-    assert (vae["xaxis"]["title"]["text"], vae["yaxis"]["title"]["text"]) == ("z25", "z7")
-    ae_axes = (ae["xaxis"]["title"]["text"], ae["yaxis"]["title"]["text"])
+    vae, ae = mosaic_svg(at, "grid_fig_VAE"), mosaic_svg(at, "grid_fig_AE")
+    assert (svg_text(vae, "x-title"), svg_text(vae, "y-title")) == ("z25", "z7")
+    ae_axes = (svg_text(ae, "x-title"), svg_text(ae, "y-title"))
     assert ae_axes[1] == "z7" and ae_axes[0] != "z7" and int(ae_axes[0][1:]) < 20
     captions = " ".join(c.value for c in at.caption)
     assert f"{ae_axes[0]} × z7" in captions and "z25 × z7" in captions

@@ -26,12 +26,28 @@ def test_png_uri_round_trips_and_is_reused_for_the_same_pixels():
     assert other != uri and np.array_equal(decode_uri(other), b)
 
 
-def test_image_figure_shows_the_image_it_was_given():
-    img = np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(28, 28)
-    fig = figures.image_figure(img, title="t", x_title="z0", y_title="z1")
-    shown = decode_uri(fig.data[0].source)
-    assert np.array_equal(shown, figures.to_grey(img))
-    assert fig.layout.xaxis.title.text == "z0" and fig.layout.yaxis.title.text == "z1"
+def test_a_mosaic_on_the_page_shows_its_pixels_and_labels_where_its_ticks_say():
+    import xml.etree.ElementTree as ET
+    img = np.linspace(0, 1, 56 * 84, dtype=np.float32).reshape(56, 84)     # two rows of three 28-px cells
+    ticks = figures.mosaic_ticks([-1.0, 0.0, 1.0], 28, pad=0)
+    svg, width = figures.mosaic_svg(img, height=300, title="VAE: m", x_ticks=ticks,
+                                    y_ticks=([13.5, 41.5], ["top", "bottom"]), x_title="z0", y_title="z1")
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert float(root.get("height")) == 300 and abs(float(root.get("width")) - width) <= 1
+    (pic,) = root.iter(ns + "image")
+    assert np.array_equal(decode_uri(pic.get("href")), figures.to_grey(img))          # the pixels, unchanged
+    x0, y0, w, h = (float(pic.get(k)) for k in ("x", "y", "width", "height"))
+    assert abs(w / h - 84 / 56) < 1e-6                                                # square pixels
+    scale = w / 84
+    by_text = {t.text: t for t in root.iter(ns + "text")}
+    assert by_text["z0"].get("class") == "x-title" and by_text["z1"].get("class") == "y-title"
+    assert by_text["VAE: m"].get("class") == "title"
+    # Each tick label sits at the centre of the cell it names.
+    for pos, text in zip(*ticks):
+        assert abs(float(by_text[text].get("x")) - (x0 + (pos + 0.5) * scale)) < 1e-6
+    assert abs(float(by_text["bottom"].get("y")) - (y0 + 42 * scale)) < 1e-6
+    assert float(by_text["bottom"].get("x")) < x0 < float(by_text["0"].get("x"))
 
 
 def test_scatter_codes_has_one_trace_per_class_and_the_overlays():
