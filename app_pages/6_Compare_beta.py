@@ -167,7 +167,9 @@ def _mark(col):
             for i in range(len(col))]
 
 
-st.dataframe(shown.style.apply(_mark).format(precision=3, na_rep="–"), hide_index=True, key="cb_table")
+# A static table, not st.dataframe: a handful of rows needs no scrolling grid, and the grid's
+# canvas costs the browser a redraw on every change of the page.
+st.table(shown.style.apply(_mark).format(precision=3, na_rep="–").hide(axis="index"))
 marks = [f"{name}: {', '.join(table['model'][i] for i in sorted(rows_))}" for name, rows_ in best.items() if rows_]
 st.caption("Best per column (green): " + "; ".join(marks) + ". Rate, active units and the loss (each model "
            "at its own β) are trade-offs rather than scores, so they are not marked. ELBO and log p(x) exist only "
@@ -175,16 +177,15 @@ st.caption("Best per column (green): " + "; ".join(marks) + ". Rate, active unit
                            "exact value by a different amount for each model, enough to reorder them; the True "
                            "posterior page ranks 2-D models by their exact log p(x). " if two_d else "") + "Sources: " + "; ".join(sorted({f'{r["model"]}: {r["source"]}' for r in rows})))
 
-a, b = st.columns(2)
-a.plotly_chart(tr.versus_beta_figure(rows, "active_units", "Active units vs β", "dimensions in use"),
-               key="cb_active", config=figures.CONFIG)
-b.plotly_chart(tr.versus_beta_figure(rows, "log_px", "Importance-weighted log p(x) vs β", "nats per image (higher is better)"),
-               key="cb_logpx", config=figures.CONFIG)
+st.plotly_chart(tr.versus_beta_figure(rows, [("active_units", "Active units vs β", "dimensions in use"),
+                                              ("log_px", "Importance-weighted log p(x) vs β",
+                                               "nats per image (higher is better)")]),
+                key="cb_versus", config=figures.CONFIG)
 vae_dims = {v["latent_dim"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"}
 others = [families.family_label(members) for members in fams.values()
           if any(i["model_config"]["latent_dim"] > 2 for i in members)]
 if vae_dims and max(vae_dims) <= 2:
-    a.caption("With only two latent dimensions every VAE here needs both, so active units cannot fall as β "
+    st.caption("With only two latent dimensions every VAE here needs both, so active units cannot fall as β "
               "grows. " + (f"Choose a family with more dimensions ({'; '.join(others)}) to watch dimensions "
                            "switch off as β rises." if others else "Train a family with more dimensions (the "
                            "Train page's sweep) to watch dimensions switch off as β rises."))

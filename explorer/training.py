@@ -429,14 +429,23 @@ def rate_distortion_figure(rows: list) -> go.Figure:
     return fig
 
 
-def versus_beta_figure(rows: list, key: str, title: str, y_title: str) -> go.Figure:
-    vaes = sorted([r for r in rows if r["beta"] is not None and r.get(key) is not None], key=lambda r: r["beta"])
-    fig = go.Figure(go.Scatter(x=[r["beta"] for r in vaes], y=[r[key] for r in vaes], mode="lines+markers",
-                               marker=dict(size=9, color=figures.VAE_COLOUR), text=[r["name"] for r in vaes],
-                               hovertemplate="%{text}<br>β=%{x:g}: %{y:.3g}<extra></extra>"))
-    fig.update_layout(title=title, height=300, xaxis_title="β (log scale)", yaxis_title=y_title,
-                      margin=dict(l=10, r=10, t=50, b=10))
-    if vaes and min(r["beta"] for r in vaes) > 0:
-        betas = sorted({r["beta"] for r in vaes})
-        fig.update_xaxes(type="log", tickvals=betas, ticktext=[f"{b:g}" for b in betas])
+def versus_beta_figure(rows: list, panels: list) -> go.Figure:
+    """One figure, a panel per (metric key, title, y title) side by side, each the VAEs' metric
+    against β on a log axis. One figure, not one per metric: the browser pays for each chart it
+    draws on every change of the page."""
+    from plotly.subplots import make_subplots
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for _, title, _ in panels],
+                        horizontal_spacing=0.12)
+    for col, (key, _, y_title) in enumerate(panels, start=1):
+        vaes = sorted([r for r in rows if r["beta"] is not None and r.get(key) is not None], key=lambda r: r["beta"])
+        fig.add_trace(go.Scatter(x=[r["beta"] for r in vaes], y=[r[key] for r in vaes], mode="lines+markers",
+                                 marker=dict(size=9, color=figures.VAE_COLOUR), line=dict(color=figures.VAE_COLOUR),
+                                 text=[r["name"] for r in vaes], showlegend=False,
+                                 hovertemplate="%{text}<br>β=%{x:g}: %{y:.3g}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="β (log scale)", row=1, col=col)
+        fig.update_yaxes(title_text=y_title, row=1, col=col)
+        if vaes and min(r["beta"] for r in vaes) > 0:
+            betas = sorted({r["beta"] for r in vaes})
+            fig.update_xaxes(type="log", tickvals=betas, ticktext=[f"{b:g}" for b in betas], row=1, col=col)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=50, b=10))
     return fig

@@ -432,7 +432,7 @@ def test_compare_page_says_why_active_units_stay_flat_for_2d_models(tmp_path, mo
     no_errors(at)
     assert at.selectbox(key="cb_family").value == "shipped-mnist-d20"
     assert not [c.value for c in at.caption if "two latent dimensions" in c.value]
-    assert [r for r in at.dataframe if r.value is not None]   # the metric table is drawn
+    assert [r for r in at.table if r.value is not None]   # the metric table is drawn
     at.selectbox(key="cb_family").set_value("shipped-mnist-d2").run()
     no_errors(at)
     note = [c.value for c in at.caption if "two latent dimensions" in c.value]

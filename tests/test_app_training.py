@@ -150,7 +150,7 @@ def test_compare_page_default_family_and_chosen_set(dirs):
     no_errors(at)
     assert at.multiselect(key="cb_models").value == [
         "digits-d2-ae", "digits-d2-vae-b0.5", "digits-d2-vae-b2", "digits-d2-vae-b4"]
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert table["model"].tolist() == ["AE", "β=0.5", "β=2", "β=4"]
     # Rate grows as β falls; the AE has no rate of its own.
     kl = dict(zip(table["model"], table["rate: KL (nats)"]))
@@ -161,7 +161,7 @@ def test_compare_page_default_family_and_chosen_set(dirs):
     assert any("conceptual" in m.value for m in at.markdown)
     at.multiselect(key="cb_models").set_value(["digits-d2-ae", "digits-d2-vae-b4"]).run()
     no_errors(at)
-    assert at.dataframe[0].value["model"].tolist() == ["AE", "β=4"]
+    assert at.table[0].value["model"].tolist() == ["AE", "β=4"]
 
 
 def test_sweep_from_the_page_lands_in_the_comparison(dirs):
@@ -186,7 +186,7 @@ def test_sweep_from_the_page_lands_in_the_comparison(dirs):
     assert any("3 models" in o for o in cmp_.selectbox(key="cb_family").options)
     cmp_.selectbox(key="cb_family").set_value(family).run()
     no_errors(cmp_)
-    assert cmp_.dataframe[0].value["name"].tolist() == ["mysweep-ae", "mysweep-vae-b0.5", "mysweep-vae-b2"]
+    assert cmp_.table[0].value["name"].tolist() == ["mysweep-ae", "mysweep-vae-b0.5", "mysweep-vae-b2"]
     # A second sweep with the same prefix is refused before it starts: nothing is overwritten.
     at.button(key="tr_sweep_start").click().run()
     assert any("already exists" in e.value for e in at.error)

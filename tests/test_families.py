@@ -153,7 +153,7 @@ def test_a_family_of_nine_opens_on_compare_beta(env):
     chosen = at.multiselect(key="cb_models").value
     assert len(chosen) == 8 and chosen[0] == "nine-ae" and chosen[-1] == "nine-vae-8"
     assert any("9 models" in c.value and "at most 8" in c.value for c in at.caption)
-    assert len(at.dataframe[0].value) == 8
+    assert len(at.table[0].value) == 8
 
 
 def test_compare_beta_groups_by_run_not_by_name(env):
