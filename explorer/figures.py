@@ -181,20 +181,30 @@ def codes_thumbnail(xy: np.ndarray, labels: Optional[np.ndarray], reach: float, 
     def to_px(x, y):
         return left + (x + reach) / (2 * reach) * side, top + (reach - y) / (2 * reach) * side
 
-    draw.rectangle([left, top, left + side, top + side], outline="#d0d0d0")
-    cx, cy = to_px(0.0, 0.0)
-    draw.line([left, cy, left + side, cy], fill="#e6e6e6")
-    draw.line([cx, top, cx, top + side], fill="#e6e6e6")
+    # The plot area is drawn on its own layer and pasted into the box, so that nothing in it (a dot
+    # on the edge, a prior circle wider than the axes) spills over the margins and their labels.
+    area = Image.new("RGB", (side + 1, side + 1), "white")
+    pen = ImageDraw.Draw(area)
+
+    def to_area(x, y):
+        px, py = to_px(x, y)
+        return px - left, py - top
+
+    cx, cy = to_area(0.0, 0.0)
+    pen.line([0, cy, side, cy], fill="#e6e6e6")
+    pen.line([cx, 0, cx, side], fill="#e6e6e6")
     xy = np.asarray(xy, dtype=np.float64)
     inside = np.flatnonzero((np.abs(xy) <= reach).all(axis=1))
     for i in inside[np.random.default_rng(0).permutation(len(inside))]:
-        px, py = to_px(*xy[i])
+        px, py = to_area(*xy[i])
         colour = class_colour(int(labels[i])) if labels is not None else "#555555"
-        draw.ellipse([px - dot, py - dot, px + dot, py + dot], fill=colour)
+        pen.ellipse([px - dot, py - dot, px + dot, py + dot], fill=colour)
     if prior:
         for r, colour in ((1.0, "#3c3c3c"), (2.0, "#8a8a8a")):
-            (x0, y0), (x1, y1) = to_px(-r, r), to_px(r, -r)
-            draw.ellipse([x0, y0, x1, y1], outline=colour, width=2)
+            (x0, y0), (x1, y1) = to_area(-r, r), to_area(r, -r)
+            pen.ellipse([x0, y0, x1, y1], outline=colour, width=2)
+    img.paste(area, (left, top))
+    draw.rectangle([left, top, left + side, top + side], outline="#d0d0d0")
     label = f"{reach:g}"
     # The two axes' -reach labels meet at the corner: each is pushed away from it.
     for value, text, x_anchor, y_anchor in ((-reach, "-" + label, "lt", "rb"), (0.0, "0", "mt", "rm"),
