@@ -209,9 +209,9 @@ def test_line_svg_puts_each_value_where_its_axes_say_and_leaves_gaps():
 
 
 def test_a_thumbnails_prior_circles_stay_inside_its_box_when_the_axes_are_short():
-    # Axes reaching ±1 cut the 2σ circle: what is cut must not spill over the margins.
-    pic = figures.codes_thumbnail(np.zeros((1, 2)), np.array([0]), reach=1.0, prior=True, size=360)
-    blank = figures.codes_thumbnail(np.zeros((0, 2)), np.zeros(0, int), reach=1.0, prior=False, size=360)
+    # Axes reaching ±1.5 cut the 2σ circle: what is cut must not spill over the margins.
+    pic = figures.codes_thumbnail(np.zeros((1, 2)), np.array([0]), reach=1.5, prior=True, size=360)
+    blank = figures.codes_thumbnail(np.zeros((0, 2)), np.zeros(0, int), reach=1.5, prior=False, size=360)
     left, bottom, top, right = 360 // 9, 360 // 14, 6, 10
     side = 360 - left - right
     changed = np.argwhere((pic.astype(int) - blank.astype(int)).any(axis=2))
