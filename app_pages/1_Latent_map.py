@@ -101,7 +101,7 @@ for label, ckpt, info in sel.pair:
 
 
 def progress_text(jobs) -> tuple[float, str]:
-    left = max(j.expected_s * (1 - j.progress()) for j in jobs)
+    left = max(j.seconds_left() or 0.0 for j in jobs)
     return (min(j.progress() for j in jobs),
             f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed}), about {max(left, 0.5):.0f} s left"
             + (". Until it is ready: " + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items())
@@ -119,8 +119,8 @@ if failed:
     st.error(f"The {LABELS[method]} map could not be computed ({failed[0]}). Try PCA, or another seed.",
              icon=":material/error:")
 for label, job in list(pending.items()):
-    if job.done.is_set() and job.xy is not None:
-        maps[label] = job.xy
+    if job.done.is_set() and job.result is not None:
+        maps[label] = job.result
         del pending[label]
 for label, ckpt, info in sel.pair:
     last = st.session_state.get(f"map_last_{label}")

@@ -3,9 +3,10 @@ session: thirty students asking for the same computation start it once, and each
 progress bar, stays usable meanwhile, and draws the result when it is ready.
 
 `start(key, work, total)` runs `work(job)` once per key; work reports its steps with job.step()
-and returns the result. Finished jobs are kept (the oldest forgotten past _MAX_JOBS), failed ones
-too: a failed job starts again only when asked with retry=True. explorer.maps does the same for maps, with a
-progress learnt from the time maps take, since t-SNE and UMAP report no steps of their own.
+and returns the result. Work that reports no steps (t-SNE and UMAP, in explorer.maps) gives
+expected_s instead, and its progress is the time spent against the time expected. Finished jobs
+are kept (the oldest forgotten past _MAX_JOBS), failed ones too: a failed job starts again only
+when asked with retry=True.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Callable, Optional
 
 _LOCK = threading.Lock()
 _JOBS: dict = {}
-_MAX_JOBS = 32
+_MAX_JOBS = 64
 
 
 @dataclass
@@ -28,19 +29,28 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: Optional[str] = None
+    expected_s: Optional[float] = None    # for work that reports no steps: how long it should take
 
     def step(self) -> None:
         self.steps += 1
 
     def progress(self) -> float:
-        """Steps done over steps in all, in [0, 0.99] until the job has finished; then 1.0."""
+        """Steps done over steps in all (or, with expected_s, the time spent over the time
+        expected), in [0, 0.99] until the job has finished; then 1.0."""
         if self.done.is_set():
             return 1.0
+        if self.expected_s is not None:
+            return min(0.99, (time.monotonic() - self.started) / max(self.expected_s, 1e-3))
         return min(0.99, self.steps / max(self.total, 1))
 
     def seconds_left(self) -> Optional[float]:
-        """From the pace of the steps done so far; None before the first one."""
-        if self.steps == 0 or self.done.is_set():
+        """From the time expected, or the pace of the steps done so far; None before the first
+        step and once done."""
+        if self.done.is_set():
+            return None
+        if self.expected_s is not None:
+            return max(0.0, self.expected_s - (time.monotonic() - self.started))
+        if self.steps == 0:
             return None
         return (time.monotonic() - self.started) / self.steps * (self.total - self.steps)
 
@@ -54,10 +64,18 @@ def _run(job: Job, work: Callable[[Job], Any]) -> None:
         job.done.set()
 
 
-def start(key: tuple, work: Callable[[Job], Any], total: int, retry: bool = False) -> Job:
+def find(key: tuple) -> Optional[Job]:
+    """The job for key, running or finished, or None: never starts one."""
+    with _LOCK:
+        return _JOBS.get(key)
+
+
+def start(key: tuple, work: Callable[[Job], Any], total: int = 0, retry: bool = False,
+          expected_s: Optional[float] = None) -> Job:
     """The job for key: found running or finished (a failed one too, so that pages show its
     error instead of starting it again on every rerun), or started now; retry=True starts a
-    failed one again (a "Try again" button)."""
+    failed one again (a "Try again" button). total: the steps work will report; expected_s:
+    the seconds it should take, for work that reports none."""
     with _LOCK:
         job = _JOBS.get(key)
         if job is not None and (job.error is None or not retry):
@@ -65,6 +83,6 @@ def start(key: tuple, work: Callable[[Job], Any], total: int, retry: bool = Fals
         finished = [k for k, j in _JOBS.items() if j.done.is_set()]
         for k in finished[:max(0, len(_JOBS) - _MAX_JOBS + 1)]:
             del _JOBS[k]
-        job = _JOBS[key] = Job(key, int(total))
+        job = _JOBS[key] = Job(key, int(total), expected_s=expected_s)
     threading.Thread(target=_run, args=(job, work), name=f"background-{key[0]}", daemon=True).start()
     return job

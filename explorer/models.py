@@ -402,15 +402,16 @@ def map_ready(ckpt, key: str, dataset: str, n: int, method: str, seed: int) -> O
     background), else None: never blocks for a projection."""
     from vae_core.projections import cached
     from . import maps
-    job = maps._JOBS.get((key, dataset, n, method, seed))
-    if job is not None and job.xy is not None:
-        return job.xy
+    job = maps.find((key, dataset, n, method, seed))
+    if job is not None and job.result is not None:
+        return job.result
     mu = codes(ckpt, key, dataset, n)["mu"]
     return cached(mu, method, seed, maps_cache_dir(ckpt, mu, method, seed, dataset), map_cache_key(ckpt, dataset))
 
 
 def start_map(ckpt, key: str, dataset: str, n: int, method: str, seed: int):
-    """Start (or find) the background computation of a map: an explorer.maps.MapJob."""
+    """Start (or find) the background computation of a map: an explorer.background.Job whose
+    result is the map."""
     from . import maps
     mu = codes(ckpt, key, dataset, n)["mu"]
     return maps.start((key, dataset, n, method, seed), mu, method, seed,

@@ -44,3 +44,18 @@ def test_a_failed_job_reports_its_error_and_starts_again_only_when_asked():
     assert len(attempts) == 1
     second = background.start(("test-fails",), work, total=1, retry=True)
     assert second is not first and second.done.wait(10) and second.result == 42
+
+
+def test_work_without_steps_reports_progress_from_the_time_it_should_take():
+    import time
+    release = threading.Event()
+    job = background.start(("test-timed", 1), lambda j: release.wait(10) and "map", expected_s=0.4)
+    assert background.find(("test-timed", 1)) is job and background.find(("test-timed", 2)) is None
+    first = job.progress()
+    time.sleep(0.2)
+    halfway, left = job.progress(), job.seconds_left()
+    assert 0 <= first < halfway < 0.99 and 0 < left < 0.4
+    time.sleep(0.4)
+    assert job.progress() == 0.99 and job.seconds_left() == 0.0    # late: never claims to be done
+    release.set()
+    assert job.done.wait(10) and job.result == "map" and job.progress() == 1.0 and job.seconds_left() is None
