@@ -113,7 +113,8 @@ if pending and max(j.expected_s for j in pending.values()) <= WAIT_S:
     while not all(j.done.is_set() for j in pending.values()) and time.monotonic() < deadline:
         progress_slot.progress(*progress_text(pending.values()))
         # Wake the moment the maps are done; otherwise redraw the bar every 0.3 s (each redraw
-        # costs the browser CPU time that the maps are computing with).
+        # costs the browser CPU time that the maps are computing with). A control moved meanwhile
+        # takes effect at the next redraw, so at most 0.3 s later.
         until = min(deadline, time.monotonic() + 0.3)
         for j in pending.values():
             j.done.wait(max(0.0, until - time.monotonic()))

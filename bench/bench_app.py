@@ -177,20 +177,20 @@ def browser_side(moves: int, env: dict, while_training: bool = False, nice: int 
             js_src = "() => Array.from(document.querySelectorAll('[data-testid=stImage] img')).map(i => i.src).join('|')"
             _browser_moves(page, "interp_t", js_src, moves, "interpolation step → new images", frames=frames, log=log)
 
-            # Grid: the mosaic is a plotly image; wait for its pixels (the <image> href) to change.
+            # Grid: the mosaic is an SVG picture; wait for it (the <img> src) to change.
             page.goto(f"{url}/Latent_grid", wait_until="domcontentloaded")
             wait_rendered(page, timeout_ms=180_000, until=".st-key-grid_fig_VAE img")
-            _browser_moves(page, "grid_n", plotly_pixels("grid_fig_VAE"), moves,
+            _browser_moves(page, "grid_n", mosaic_pixels("grid_fig_VAE"), moves,
                            "grid size → new mosaic", back_and_forth=True, frames=frames, log=log)
 
-            # Sampling: prior samples and traversal strips are plotly images too.
+            # Sampling: prior samples and traversal strips are such pictures too.
             page.goto(f"{url}/Sampling", wait_until="domcontentloaded")
             wait_rendered(page, timeout_ms=180_000, until=".st-key-samp_fig_VAE img")
-            _browser_moves(page, "samp_temp", plotly_pixels("samp_fig_VAE"), moves,
+            _browser_moves(page, "samp_temp", mosaic_pixels("samp_fig_VAE"), moves,
                            "temperature → new samples", back_and_forth=True, frames=frames, log=log)
             page.get_by_role("tab", name="Traverse one dimension").click()
             wait_rendered(page, timeout_ms=180_000, until=".st-key-trav_fig_VAE img")
-            _browser_moves(page, "trav_range", plotly_pixels("trav_fig_VAE"), moves,
+            _browser_moves(page, "trav_range", mosaic_pixels("trav_fig_VAE"), moves,
                            "traversal range → new strips", back_and_forth=True, frames=frames, log=log)
             if trainer is not None:
                 live_view_runs(log)
@@ -200,10 +200,11 @@ def browser_side(moves: int, env: dict, while_training: bool = False, nice: int 
         stop_server(proc)
 
 
-def plotly_pixels(key: str) -> str:
-    """JS returning a fingerprint of the PNG inside the plotly image figure drawn with `key`."""
-    return (f"() => {{ const i = document.querySelector('.st-key-{key} image'); "
-            "const h = i ? (i.getAttribute('href') || i.getAttribute('xlink:href') || '') : ''; "
+def mosaic_pixels(key: str) -> str:
+    """JS returning a fingerprint of the mosaic drawn with `key` (figures.show_mosaic: an <img>
+    whose src is the SVG, the mosaic's PNG inside)."""
+    return (f"() => {{ const i = document.querySelector('.st-key-{key} img'); "
+            "const h = i ? (i.getAttribute('src') || '') : ''; "
             "return h.length + ':' + h.slice(-64); }")
 
 

@@ -9,8 +9,9 @@
 What it does, against `streamlit run app.py` on the shipped checkpoints/ (models trained or
 maps computed meanwhile go to a temporary VAE_USER_DIR) and /usr/bin/chromium driven by Playwright:
 
-1. First page from a fresh start: from launching `streamlit run` to the home page's first plotly
-   chart drawn (a fresh server process each time; the browser is already up).
+1. First page from a fresh start: from launching `streamlit run` to the whole home page drawn,
+   every picture loaded (HOME_DRAWN_JS; a fresh server process each time; the browser is
+   already up).
 2. Page opens, warm: each page of app.py's menu opened by its address (a new session, as a link
    or a reload does) and from the sidebar menu (the same session), several times each, from the
    navigation or click until the page is idle.
@@ -33,7 +34,7 @@ The clock. An init script in every document stamps performance.now() at the firs
 pointer press of a move, and a MutationObserver (plus image `load` events) stamps the time of the
 last change to the page. A move ends when the server has finished the rerun it started
 (script_finished on the websocket), no element is stale, no spinner, progress bar, skeleton or
-"running" status shows, every plotly chart has drawn, and nothing has changed for --settle
+"running" status shows, every plotly chart has drawn and every picture loaded, and nothing has changed for --settle
 seconds; the time reported runs from the press to the LAST change before that quiet spell, so the
 settle wait itself is not counted. A page open is timed from the navigation's start
 (performance.now() = 0 in the new document) or from the menu click.

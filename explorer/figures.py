@@ -1,4 +1,4 @@
-"""Plotly figures and image helpers for the pages. Inputs are NumPy arrays; nothing here trains,
+"""Plotly figures, pictures (PNG, SVG) and image helpers for the pages. Inputs are NumPy arrays; nothing here trains,
 encodes or decodes: pages hand in what the cached helpers computed.
 
 Images are arrays in [0, 1] shaped [H, W] (grey), [C, H, W] or [N, C, H, W].
@@ -372,15 +372,19 @@ def line_chart(ys: dict, x: Optional[Sequence] = None, title: str = "", y_title:
     return fig
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> np.ndarray:
     """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi], about
-    `count` of them."""
+    `count` of them; integer=True keeps them whole numbers (epochs)."""
     lo, hi = float(lo), float(hi)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        lo, hi = 0.0, 1.0
     if not hi > lo:
         lo, hi = lo - 0.5, hi + 0.5
     raw = (hi - lo) / max(1, count)
     mag = 10.0 ** np.floor(np.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    if integer:
+        step = max(1.0, float(np.ceil(step)))
     first = np.ceil(lo / step - 1e-9) * step
     return np.round(np.arange(first, hi + step * 1e-6, step), 10)
 
@@ -392,14 +396,19 @@ def line_svg(ys: dict, x: Sequence, title: str = "", x_title: str = "", y_title:
     curves. An SVG draws as soon as it arrives, where the first plotly chart of a visit waits
     for the browser to load and parse plotly's script (seconds on a 2-core machine)."""
     from xml.sax.saxutils import escape
-    xs = np.asarray(list(x), dtype=np.float64)
+    xs = np.array([np.nan if v is None else float(v) for v in x], dtype=np.float64)
+    if not np.isfinite(xs).any():
+        xs = np.arange(len(xs), dtype=np.float64)          # no x values recorded: the index
     series = {name: np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
               for name, vals in ys.items()}
     finite = np.concatenate([v[np.isfinite(v)] for v in series.values()] + [np.zeros(0)])
     y_lo, y_hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    x_ticks = nice_ticks(xs.min(), xs.max()) if xs.size else np.zeros(0)
+    known = xs[np.isfinite(xs)]
+    whole = bool(known.size) and bool(np.all(known == np.round(known)))     # epochs: whole-number ticks
+    x_ticks = nice_ticks(known.min(), known.max(), integer=whole) if known.size else nice_ticks(0, 1)
     y_ticks = nice_ticks(y_lo, y_hi, 5)
-    x_lo, x_hi = (min(xs.min(), x_ticks.min()), max(xs.max(), x_ticks.max())) if xs.size else (0.0, 1.0)
+    x_lo = min(known.min(), x_ticks.min()) if known.size else 0.0
+    x_hi = max(known.max(), x_ticks.max()) if known.size else 1.0
     x_hi = x_hi if x_hi > x_lo else x_lo + 1
     y_lo, y_hi = min(y_lo, y_ticks.min()), max(y_hi, y_ticks.max())
     left, right, top, bottom = 62, 12, 34, 44
@@ -428,7 +437,10 @@ def line_svg(ys: dict, x: Sequence, title: str = "", x_title: str = "", y_title:
         ok = np.isfinite(vals[:len(xs)]) & np.isfinite(xs[:len(vals)])
         # One polyline per run of finite values: a missing value leaves a gap, not a jump.
         for run in np.split(np.arange(len(ok)), np.flatnonzero(np.diff(ok.astype(int))) + 1):
-            if run.size and ok[run[0]]:
+            if run.size == 1 and ok[run[0]]:            # a lone value: a dot, as a line needs two
+                a, b = px(xs[run[0]], vals[run[0]])
+                out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>')
+            elif run.size and ok[run[0]]:
                 pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(xs[j], vals[j]) for j in run))
                 out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
         lx = left + w - 70 * (len(series) - i)
@@ -463,7 +475,7 @@ _scatter_shared = _make_shared()
 
 # ---------------------------------------------------------------- slide-ready exports
 
-def _export_layout(shape: tuple, scale: int, title: str, rows: Optional[tuple], cols: Optional[tuple],
+def _export_layout(shape: tuple, scale: float, title: str, rows: Optional[tuple], cols: Optional[tuple],
                    x_title: str, y_title: str) -> dict:
     """Where the picture and each label go in an export: margins sized for the labels given.
     rows / cols: (positions in image pixels, texts), as mosaic_ticks returns them."""
@@ -472,7 +484,8 @@ def _export_layout(shape: tuple, scale: int, title: str, rows: Optional[tuple], 
     left = 16 + (8 * longest + 8 if rows else 0) + (24 if y_title else 0)
     top = 44 if title else 12
     bottom = 12 + (22 if cols else 0) + (24 if x_title else 0)
-    return {"left": left, "top": top, "w": w, "h": h, "width": left + w + 16, "height": top + h + bottom}
+    return {"left": left, "top": top, "w": round(w, 2), "h": round(h, 2), "width": round(left + w + 16, 2),
+            "height": round(top + h + bottom, 2)}
 
 
 def export_png(img: np.ndarray, title: str = "", rows: Optional[tuple] = None, cols: Optional[tuple] = None,

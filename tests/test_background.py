@@ -49,13 +49,13 @@ def test_a_failed_job_reports_its_error_and_starts_again_only_when_asked():
 def test_work_without_steps_reports_progress_from_the_time_it_should_take():
     import time
     release = threading.Event()
-    job = background.start(("test-timed", 1), lambda j: release.wait(10) and "map", expected_s=0.4)
+    job = background.start(("test-timed", 1), lambda j: release.wait(10) and "map", expected_s=60.0)
     assert background.find(("test-timed", 1)) is job and background.find(("test-timed", 2)) is None
-    first = job.progress()
-    time.sleep(0.2)
-    halfway, left = job.progress(), job.seconds_left()
-    assert 0 <= first < halfway < 0.99 and 0 < left < 0.4
-    time.sleep(0.4)
-    assert job.progress() == 0.99 and job.seconds_left() == 0.0    # late: never claims to be done
+    assert 0 <= job.progress() < 0.1 and 50 < job.seconds_left() <= 60
     release.set()
     assert job.done.wait(10) and job.result == "map" and job.progress() == 1.0 and job.seconds_left() is None
+    # Halfway through the time expected, and late: jobs started 1 s and 5 s ago, expecting 2 s.
+    halfway = background.Job(("k",), 0, expected_s=2.0, started=time.monotonic() - 1.0)
+    assert abs(halfway.progress() - 0.5) < 0.05 and abs(halfway.seconds_left() - 1.0) < 0.1
+    late = background.Job(("k",), 0, expected_s=2.0, started=time.monotonic() - 5.0)
+    assert late.progress() == 0.99 and late.seconds_left() == 0.0    # never claims to be done

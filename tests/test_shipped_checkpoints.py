@@ -248,6 +248,7 @@ def test_every_map_the_latent_map_page_offers_ships_under_the_current_settings()
     default without `python -m vae_core maps checkpoints` fails here, not in a class."""
     import numpy as np
 
+    from explorer.models import map_cache_key
     from vae_core.projections import cache_path
     from vae_core.shipped import MAP_METHODS, MAP_POINTS, map_key
     missing, count = [], 0
@@ -255,7 +256,10 @@ def test_every_map_the_latent_map_page_offers_ships_under_the_current_settings()
         d = info["model_config"].latent_dim
         if d <= 2:
             continue
-        digest = load_checkpoint(info["path"]).digest
+        ckpt = load_checkpoint(info["path"])
+        digest = ckpt.digest
+        # What `python -m vae_core maps` writes under is what the app looks for.
+        assert map_key(digest, info["dataset"]) == map_cache_key(ckpt, info["dataset"])
         for n in MAP_POINTS:
             # With a cache key, only the codes' shape and dtype enter the name, not their values.
             shape_only = np.zeros((n, d), dtype=np.float32)
