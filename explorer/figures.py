@@ -562,10 +562,10 @@ def mosaic_svg(img: np.ndarray, height: int = 320, title: str = "", x_ticks: Opt
     at its index. (A page column narrower than the drawing shrinks it, labels included: max_width
     keeps a wide strip's labels readable.)"""
     arr = to_grey(img)
-    margins = _export_layout(arr.shape, 1, title, y_ticks, x_ticks, x_title, y_title)
-    scale = max(0.25, min((height - (margins["height"] - margins["h"])) / arr.shape[0],
-                          (max_width - (margins["width"] - margins["w"])) / arr.shape[1]))
-    width = int(np.ceil(_export_layout(arr.shape, scale, title, y_ticks, x_ticks, x_title, y_title)["width"]))
+    lay = _export_layout(arr.shape, 1, title, y_ticks, x_ticks, x_title, y_title)   # margins: scale-free
+    side, tall = lay["width"] - lay["w"], lay["height"] - lay["h"]
+    scale = max(0.25, min((height - tall) / arr.shape[0], (max_width - side) / arr.shape[1]))
+    width = int(np.ceil(side + arr.shape[1] * scale))
     svg = export_svg(arr, title, y_ticks, x_ticks, x_title, y_title, scale=scale, uri=png_uri(arr))
     return svg.decode("utf-8"), width
 
