@@ -189,9 +189,9 @@ def view():
     links.publish("few_n", n)
     notice.markdown(notice_text(n))
     c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(curve_figure(n), key="few_curve", config=figures.CONFIG)
+    figures.chart(where=c1, fig=curve_figure(n), key="few_curve")
     with c2, st.spinner("Measuring the family…"):
-        st.plotly_chart(family_figure(n), key="few_family", config=figures.CONFIG)
+        figures.chart(family_figure(n), key="few_family")
 
 
 view()

@@ -21,6 +21,11 @@ PATH_COLOUR = "#d62728"
 
 # The toolbar of every figure: PNG download at twice the screen size, no plotly logo.
 CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+# Maps of up to this many dots are drawn as SVG, larger ones with WebGL. In a browser without a
+# GPU (headless Chromium on 2 cores) two 2,000-dot WebGL maps take about 0.9 s to appear on a
+# page (creating the GL contexts) against 0.2-0.3 s as SVG, and redraw in about the same time;
+# past about 3,000 dots SVG is the slower (10,000: 0.7-0.9 s against 0.2 s).
+SVG_DOTS = 2000
 
 
 def class_colour(label: int) -> str:
@@ -239,6 +244,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     """
     xy = np.asarray(xy, dtype=np.float32)
     indices = np.arange(len(xy)) if indices is None else np.asarray(indices)
+    Dots = go.Scatter if len(xy) <= SVG_DOTS else go.Scattergl
     traces = []
     if sigma is not None and n_ellipses > 0:
         k = min(n_ellipses, len(xy))
@@ -263,7 +269,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
         traces.append(go.Scatter(x=[extent[0], extent[1]], y=[extent[2], extent[3]], mode="markers",
                                  marker=dict(size=1, opacity=0), hoverinfo="skip", showlegend=False))
     elif labels is None:
-        traces.append(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
+        traces.append(Dots(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
                                    customdata=indices, marker=dict(size=marker_size, color="#555"),
                                    hovertemplate="image %{customdata}<extra></extra>"))
     else:
@@ -271,7 +277,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
         for g in np.unique(labels):
             sel = labels == g
             name = classes[g] if classes and 0 <= g < len(classes) else str(g)
-            traces.append(go.Scattergl(
+            traces.append(Dots(
                 x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, legendgroup=f"class {g}",
                 customdata=indices[sel], marker=dict(size=marker_size, color=class_colour(g), opacity=0.75),
                 hovertemplate=f"class {name}, image %{{customdata}}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
@@ -594,3 +600,118 @@ def export_buttons(img: np.ndarray, file_stem: str, key: str, label: str = "Figu
     b.download_button(f"{label} · SVG", partial(export_svg, img, **labels), file_name=f"{file_stem}.svg",
                       mime="image/svg+xml", key=f"{key}_svg", on_click="ignore", icon=":material/download:",
                       help="Download, labelled for a slide; the labels stay editable text")
+
+
+# ------------------------------------------------------------------ margins that plotly keeps
+
+# Plotly lays a figure out with its base margins, then measures the tick labels, axis titles and
+# legend; when they need more room it grows the margins and draws the whole figure a second time.
+# The page sends a new layout on every rerun, so every chart on every move was drawn twice: about
+# 100 ms of the browser's time per 2,000-dot map (measured with Chromium's profiler on Latent
+# map). steady_margins sets base margins that already hold what plotly would push out, so it draws
+# once; where the estimate falls short plotly still grows them (a correct figure, drawn twice).
+# Pixel sizes are those of plotly's default 12-px font, measured on the app's charts.
+_CHAR_PX = 6.6            # one character of a tick label
+_TITLE_PX = 26            # a y-axis title beside its tick labels
+_LEGEND_ROW_PX = 39       # a horizontal legend's row
+_LEGEND_CHAR_PX = 5.5      # one character of a legend entry (letters run narrower than digits)
+_LEGEND_V_PX = 62         # a vertical legend's symbol, padding and gap, before its text
+
+
+def _numbers(values) -> np.ndarray:
+    try:
+        a = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return np.zeros(0)
+    return a[np.isfinite(a)]
+
+
+def _tick_label(v: float) -> str:
+    """A tick value as plotly writes it by default (exponentformat "B": 12k, 1.5M)."""
+    a = abs(v)
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= 10 * size:
+            return f"{v / size:g}{suffix}"
+    return f"{v:g}"
+
+
+def _tick_chars(axis, values: list, length_px: float) -> int:
+    """The characters of an axis's longest tick label: its ticktext or tickvals when set, its
+    categories, or the round ticks plotly would choose over its range or its data."""
+    if axis.showticklabels is False:
+        return 0
+    if axis.ticktext:
+        return max(len(str(t)) for t in axis.ticktext)
+    if axis.tickvals:
+        return max(len(_tick_label(float(v))) for v in axis.tickvals)
+    texts = [v for vals in values if vals is not None for v in np.asarray(vals, dtype=object).ravel()
+             if isinstance(v, str)]
+    if axis.type == "category" or texts:
+        return max((len(t) for t in texts), default=1)
+    nums = np.concatenate([_numbers(v) for v in values] + [np.zeros(0)])
+    if axis.range is not None and None not in axis.range:
+        lo, hi = (float(r) for r in axis.range)
+        if axis.type == "log":
+            lo, hi = 10 ** lo, 10 ** hi
+    elif nums.size:
+        lo, hi = float(nums.min()), float(nums.max())
+    else:
+        return 1
+    if axis.type == "log":
+        lo, hi = max(lo, 1e-300), max(hi, 1e-300)
+        ticks = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+    else:
+        ticks = nice_ticks(lo, hi, count=max(2, int(length_px // 60)))
+    return max(len(_tick_label(float(t)).replace("-", "−")) for t in ticks)
+
+
+def steady_margins(fig: go.Figure) -> go.Figure:
+    """Raise fig's base margins to what its tick labels, axis titles and legend will take, so
+    that plotly draws it once (see above). Margins already larger are kept. Returns fig."""
+    lay = fig.layout
+    height = lay.height or 450
+    m = lay.margin
+    top = m.t if m.t is not None else 80
+    left, right, bottom = (m.l if m.l is not None else 80), (m.r if m.r is not None else 80), \
+        (m.b if m.b is not None else 80)
+    # Tick labels and titles of the y axes (the left edge) and the x axes (the bottom edge).
+    traces = list(fig.data)
+    for name in [k for k in lay if k.startswith("yaxis")]:
+        axis = lay[name]
+        ref = "y" + name[5:]
+        vals = [t.y for t in traces if (getattr(t, "yaxis", None) or "y") == ref and hasattr(t, "y")]
+        chars = _tick_chars(axis, vals, height - top - bottom)
+        title = _TITLE_PX if axis.title and axis.title.text else 0
+        if chars or title:
+            left = max(left, int(np.ceil(30 + title + _CHAR_PX * (chars + 0.5))))
+    x_axes = [lay[k] for k in lay if k.startswith("xaxis")]
+    bottom = max(bottom, 22)
+    if any(a.showticklabels is not False for a in x_axes):
+        bottom = max(bottom, 40)
+    if any(a.title and a.title.text for a in x_axes):
+        bottom = max(bottom, 70)
+    # The legend: plotly shows one when two or more traces have an entry (or when asked to).
+    names = [str(t.name) for t in traces if t.showlegend is not False and t.name]
+    if lay.showlegend is not False and (len(names) >= 2 or (lay.showlegend and names)):
+        legend = lay.legend
+        if legend.orientation == "h" and legend.y is not None and legend.y < 0:
+            # Placed |y| plot heights below the plot: solve b = |y| (height - top - b) + rows.
+            y = abs(float(legend.y))
+            # Rows: the entries laid out on a plot 420 px wide (a chart in a column at 1280 px).
+            rows = 1 + int(sum(40 + _CHAR_PX * len(n) for n in names) // 420)
+            bottom = max(bottom, int(np.ceil((y * (height - top) + _LEGEND_ROW_PX * rows + 2) / (1 + y))))
+        elif legend.orientation != "h" and (legend.x is None or legend.x >= 1):
+            # plotly puts the legend at x = 1.02, a gap that grows with the plot's width (20 px
+            # more on a projector's full-width chart); at x = 1 its width alone decides.
+            if legend.x is None:
+                fig.update_layout(legend=dict(x=1.0, xanchor="left"))
+            right = max(right, int(np.ceil(_LEGEND_V_PX + _LEGEND_CHAR_PX * max(len(n) for n in names))))
+    fig.update_layout(margin=dict(l=left, r=right, t=top, b=bottom))
+    return fig
+
+
+def chart(fig: go.Figure, key: str, where=None, **kwargs):
+    """st.plotly_chart of fig with steady margins and the app's toolbar (CONFIG), in `where` (a
+    column or container; the page by default). Returns what st.plotly_chart returns."""
+    import streamlit as st
+    return (where or st).plotly_chart(steady_margins(fig), key=key, config=CONFIG, **kwargs)

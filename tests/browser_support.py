@@ -220,6 +220,17 @@ def nudge_slider(page, key: str, presses: int = 1, key_name: str = "ArrowRight")
     raise AssertionError(f"the slider {key} did not move with {key_name}")
 
 
+def charts_drawn_twice(page) -> list[str]:
+    """Keys of the page's plotly charts whose margins plotly had to grow: each of them was laid out,
+    measured and drawn a second time (figures.steady_margins sets margins that hold their labels)."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMain] .js-plotly-plot')]
+      .filter(g => { const m = g._fullLayout.margin, s = g._fullLayout._size;
+                     return Math.round(s.l) > m.l || Math.round(s.r) > m.r || Math.round(s.t) > m.t
+                         || Math.round(s.b) > m.b; })
+      .map(g => { const el = g.closest('[class*="st-key-"]');
+                  return el ? [...el.classList].find(c => c.startsWith('st-key-')).slice(7) : '?'; })""")
+
+
 def element_bytes(page, selector: str) -> bytes:
     """A screenshot of the first element matching `selector` (to compare before and after)."""
     return page.locator(selector).first.screenshot()

@@ -183,10 +183,11 @@ def test_selection_holds_across_pages_and_a_new_user_model_appears(app_env, tmp_
 
 def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
     at = run_page("app_pages/1_Latent_map.py")
-    n_before = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if t["type"] == "scattergl")
+    # The dots are the traces that carry each image's index (customdata).
+    n_before = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if "customdata" in t)
     at.select_slider(key="map_n").set_value(500).run()
     no_errors(at)
-    n_after = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if t["type"] == "scattergl")
+    n_after = sum(len(values(t["x"])) for t in plotly_spec(at, "map_chart_VAE")["data"] if "customdata" in t)
     assert (n_before, n_after) == (2000, 500)
     at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()      # a 20-D pair: no bubbles, an offer
     assert not any(t.get("showlegend") is False for t in plotly_spec(at, "map_chart_VAE")["data"])

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from browser_support import clipped_texts, errors_shown, nudge_slider, open_page, screenshot, wait_rendered
+from browser_support import (charts_drawn_twice, clipped_texts, errors_shown, nudge_slider, open_page, screenshot,
+                             wait_rendered)
 
 pytestmark = pytest.mark.browser
 
@@ -209,18 +210,23 @@ ALL_PAGES = ["", "Latent_map", "Latent_grid", "Interpolation", "Sampling", "Late
 @pytest.mark.parametrize("width, height", [(1280, 800), (1920, 1080)])
 def test_no_page_cuts_off_a_label_or_a_number_at_projector_sizes(streamlit_server, browser, width, height):
     """Every page on its defaults, at a laptop's and a projector's size: no text element hides part
-    of its text (metric cards, buttons, select boxes, captions). The screenshots are kept in
-    test-artifacts/ for a person to look at."""
+    of its text (metric cards, buttons, select boxes, captions), and every plotly chart is drawn
+    once: its margins already hold its labels and legend (figures.steady_margins), so plotly does
+    not grow them and draw it again. The screenshots are kept in test-artifacts/ for a person to
+    look at."""
     context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     try:
-        cut = {}
+        cut, twice = {}, {}
         for path in ALL_PAGES:
             open_page(pg, streamlit_server, path)
             assert errors_shown(pg) == [], path
             screenshot(pg, f"{path or 'Home'}-{width}x{height}")
             if clipped_texts(pg):
                 cut[path or "Home"] = clipped_texts(pg)
+            if charts_drawn_twice(pg):
+                twice[path or "Home"] = charts_drawn_twice(pg)
         assert cut == {}
+        assert twice == {}
     finally:
         context.close()
