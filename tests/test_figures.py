@@ -4,6 +4,7 @@ import base64
 import io
 
 import numpy as np
+import plotly.graph_objects as go
 from PIL import Image
 
 from explorer import figures
@@ -239,3 +240,27 @@ def test_line_svg_copes_with_what_a_history_may_hold():
     # No epochs recorded: the index stands in, and nothing raises.
     ET.fromstring(figures.line_svg({"train": [3, 2, 1]}, x=[None, None, None]))
     ET.fromstring(figures.line_svg({"train": []}, x=[]))
+
+
+def test_steady_margins_make_room_for_ticks_titles_and_legend_and_keep_larger_margins():
+    rng = np.random.default_rng(0)
+    xy, labels = rng.normal(size=(200, 2)), rng.integers(0, 10, 200)
+    short = figures.steady_margins(figures.scatter_codes(xy, labels, [str(c) for c in range(10)],
+                                                         axis_titles=("z0", "z1")))
+    long = figures.steady_margins(figures.scatter_codes(xy, labels, [f"class number {c}" for c in range(10)],
+                                                        axis_titles=("z0", "z1")))
+    assert long.layout.margin.r > short.layout.margin.r > 10          # a legend beside the plot
+    assert short.layout.legend.x == 1 and short.layout.legend.xanchor == "left"
+    assert short.layout.margin.l >= 56 and short.layout.margin.b >= 70   # y title + ticks, x title
+    wide = figures.steady_margins(figures.scatter_codes(xy * 1000, labels, axis_titles=("z0", "z1")))
+    assert wide.layout.margin.l > short.layout.margin.l                # "2000" is longer than "2"
+    one = figures.steady_margins(go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="only"),
+                                           layout=dict(margin=dict(l=10, r=10, t=10, b=10))))
+    assert one.layout.margin.r == 10                                   # one trace: plotly shows no legend
+    below = go.Figure([go.Scatter(x=[1, 2], y=[3, 4], name=n) for n in ("a", "b")],
+                      layout=dict(height=300, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.3)))
+    assert figures.steady_margins(below).layout.margin.b > 40 and below.layout.margin.r == 10
+    kept = go.Figure(go.Scatter(x=[1], y=[1]), layout=dict(margin=dict(l=200, r=10, t=10, b=10)))
+    assert figures.steady_margins(kept).layout.margin.l == 200
+    again = figures.steady_margins(short)
+    assert again.layout.margin == short.layout.margin                 # applying it twice changes nothing
