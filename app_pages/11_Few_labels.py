@@ -1,12 +1,11 @@
 """Few labels: a k-NN classifier trained on n labelled images per class, on the models' codes, on
 PCA of the pixels and on the pixels themselves (vae_core.fewlabels)."""
-import os
-
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import families, figures, links, models, timing
+from explorer import fewlabels as fx
 from explorer.sidebar import preferred_vae, select_pair, sidebar
 from vae_core import fewlabels as fl
 from vae_core import runmeta
@@ -28,57 +27,15 @@ links.restore("few_std", lambda t: {"True": True, "False": False}[t])
 standardised = bool(st.session_state.get("few_std", False))     # its checkbox is drawn at the foot
 
 
-# ------------------------------------------------------------------ cached computations
-def data_stamp(dataset: str) -> str:
-    """Where the training images would be read from, and whether they are there: a server that gains
-    or loses them (or a test pointing VAE_DATA_DIR elsewhere) never reuses the other's split."""
-    from vae_core.data import data_dir
-    folder = data_dir(dataset)
-    return f"{folder}|{folder.is_dir() and any(folder.iterdir())}|{os.environ.get('VAE_DATA_DIR', '')}"
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def few_split(dataset: str, stamp: str):
-    """The unlabelled pool and the held-out test set (vae_core.fewlabels.split): held once per
-    server, not copied per session (the pool's pixels take tens of MB)."""
-    data = models.exploration_data(dataset)
-    return fl.split(dataset, data.x.numpy(), None if data.y is None else data.y.numpy())
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def pixel_curve(dataset: str, stamp: str, ns: tuple, std: bool) -> dict:
-    """Accuracy curve of the raw pixels (the same for every model of a dataset)."""
-    sp = few_split(dataset, stamp)
-    return fl.accuracy_curve(fl.flatten(sp.pool_x), sp.pool_y, fl.flatten(sp.test_x), sp.test_y, ns,
-                             fl.draws_for(ns), standardised=std)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def pca_curve(dataset: str, stamp: str, dim: int, ns: tuple, std: bool) -> dict:
-    """Accuracy curve of `dim` principal components of the pixels, fitted on the unlabelled pool."""
-    sp = few_split(dataset, stamp)
-    pool, test = fl.pca_features(fl.flatten(sp.pool_x), fl.flatten(sp.test_x), dim)
-    return fl.accuracy_curve(pool, sp.pool_y, test, sp.test_y, ns, fl.draws_for(ns), standardised=std)
-
-
-@st.cache_data(show_spinner=False, max_entries=128)
-def code_curve(_ckpt, key: str, dataset: str, stamp: str, ns: tuple, std: bool) -> dict:
-    """Accuracy curve of a model's deterministic codes (the VAE's μ, the AE's z)."""
-    from vae_core.latent import encode_data
-    sp = few_split(dataset, stamp)
-    pool, test = encode_data(_ckpt.model, sp.pool_x)[0], encode_data(_ckpt.model, sp.test_x)[0]
-    return fl.accuracy_curve(pool, sp.pool_y, test, sp.test_y, ns, fl.draws_for(ns), standardised=std)
-
-
 # ------------------------------------------------------------------ the data
 if models.labels(sel.dataset) is None:
     st.warning(f"The images of {sel.dataset} have no class labels, so there is nothing to classify.")
     links.sidebar_link()
     st.stop()
-stamp = data_stamp(sel.dataset)
+stamp = fx.data_stamp(sel.dataset)
 try:
     with st.spinner("Reading the images…"):
-        split = few_split(sel.dataset, stamp)
+        split = fx.few_split(sel.dataset, stamp)
 except Exception as e:      # noqa: BLE001 - a DataError with the reason, shown instead of a crash
     st.warning(f"Few-label accuracy cannot be measured here: {e}")
     links.sidebar_link()
@@ -90,9 +47,9 @@ if not ns:
     st.stop()
 
 with st.spinner("Classifying the test digits from a few labels (a few seconds, on a first visit only)…"):
-    base = {"pixels": pixel_curve(sel.dataset, stamp, ns, standardised),
-            "pca": pca_curve(sel.dataset, stamp, d, ns, standardised)}
-    curves = {label: code_curve(ckpt, models.ckpt_key(ckpt), sel.dataset, stamp, ns, standardised)
+    base = {"pixels": fx.pixel_curve(sel.dataset, stamp, ns, standardised),
+            "pca": fx.pca_curve(sel.dataset, stamp, d, ns, standardised)}
+    curves = {label: fx.code_curve(ckpt, models.ckpt_key(ckpt), sel.dataset, stamp, ns, standardised)
               for label, ckpt, _ in sel.pair}
 family = [i for i in families.groups(sel.infos).get(runmeta.family_key(sel.vae_info), [sel.vae_info])
           if families.beta_of(i) is not None]
@@ -150,7 +107,7 @@ def family_at(n: int) -> list:
             out.append(fl.at(curves["VAE"], n))
             continue
         member = models.load_model(info["path"])
-        out.append(fl.at(code_curve(member, models.ckpt_key(member), sel.dataset, stamp, (n,), standardised), n))
+        out.append(fl.at(fx.code_curve(member, models.ckpt_key(member), sel.dataset, stamp, (n,), standardised), n))
     return out
 
 

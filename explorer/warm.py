@@ -6,10 +6,17 @@ and loads what the home page shows first: the model list, the default pair and t
 A visitor who arrives before it has finished simply waits for the rest (Python lets one thread
 initialise a module while the others wait; the caches below are Streamlit's, shared by every
 session). A failure here costs only speed: the page then does the work itself and shows any error.
+
+A few seconds later (VAE_WARM_VIEWS_DELAY_S, 3 by default: after the first page has been drawn),
+at a lower priority, the same thread computes what some views take seconds to compute on a first
+visit, for the models a class starts with: the Few labels page's accuracy curves for the default
+pair, for the 20-D pair its button offers, and with standardisation for the default pair (about
+8 s of CPU on 2 cores). VAE_WARM_VIEWS=0 leaves that to the first visitors.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -45,6 +52,50 @@ def warm(started: float) -> dict:
     return took
 
 
+def _lower_priority() -> None:
+    """Let this thread give way to the server's (Linux: a thread has its own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+def warm_views() -> dict:
+    """Fill the Few labels page's caches for the default pair (its defaults, then standardised)
+    and for the larger pair the page offers; the seconds each step took."""
+    from explorer import families, models, sidebar  # noqa: PLC0415
+    from explorer import fewlabels as fx  # noqa: PLC0415
+    from vae_core import runmeta  # noqa: PLC0415
+    took = {}
+    infos = [i for i in models.list_models() if i["dataset"] == "mnist"]
+    if not infos or models.labels("mnist") is None:
+        return took
+    vaes = [i for i in infos if i["model_config"]["kind"] == "vae"]
+    aes = [i for i in infos if i["model_config"]["kind"] == "ae"]
+    groups = families.groups(infos)
+
+    def pair_of(vae_name: str) -> tuple:
+        vae = next(i for i in vaes if i["name"] == vae_name)
+        ae = sidebar.preferred_ae(vae, aes)
+        family = [i for i in groups.get(runmeta.family_key(vae), [vae])
+                  if families.beta_of(i) is not None and i["name"] != vae["name"]]
+        return ([models.load_model(i["path"]) for i in [vae] + [i for i in aes if i["name"] == ae]],
+                [models.load_model(i["path"]) for i in family])
+
+    default = sidebar.preferred_vae(vaes, aes)
+    big = [i for i in vaes if i["model_config"]["latent_dim"] > 2]
+    steps = [("few labels, default pair", default, False)]
+    if big:
+        steps.append(("few labels, larger pair", sidebar.preferred_vae(big, aes), False))
+    steps.append(("few labels standardised, default pair", default, True))
+    for what, name, std in steps:
+        t = time.perf_counter()
+        pair, family = pair_of(name)
+        fx.warm("mnist", pair, family, n=10, std=std)
+        took[what] = time.perf_counter() - t
+    return took
+
+
 def run(started: float) -> None:
     """warm(), reporting on the server's log; in the thread app.py starts at `started`
     (time.perf_counter())."""
@@ -59,4 +110,20 @@ def run(started: float) -> None:
               file=sys.stderr, flush=True)
         return
     print("start-up warm-up: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()),
+          file=sys.stderr, flush=True)
+    if os.environ.get("VAE_WARM_VIEWS", "1") == "0":
+        return
+    try:
+        delay = max(0.0, float(os.environ.get("VAE_WARM_VIEWS_DELAY_S", "3")))
+    except ValueError:
+        delay = 3.0
+    time.sleep(delay)
+    _lower_priority()
+    try:
+        took = warm_views()
+    except Exception as e:          # noqa: BLE001 - only speed is lost
+        print(f"start-up warm-up of the views failed ({type(e).__name__}: {e}); their first visitors "
+              "compute them", file=sys.stderr, flush=True)
+        return
+    print("start-up warm-up of the views: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()),
           file=sys.stderr, flush=True)

@@ -97,3 +97,37 @@ def test_standardising_changes_the_numbers(app_env):
     std = spec(at, "few_curve")["data"]
     assert json.dumps(raw) != json.dumps(std)
     assert at.query_params["few_std"] == "True"
+
+
+def test_the_start_up_warm_up_leaves_the_page_nothing_to_compute(app_env, monkeypatch):
+    """explorer.warm.warm_views fills the very caches the page reads: after it, the page on its
+    defaults, standardised, and on the larger pair its button offers draws no new curve."""
+    import streamlit as st
+
+    from explorer import warm
+    from vae_core import fewlabels as fl
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    calls = []
+    real = fl.accuracy_curve
+    monkeypatch.setattr(fl, "accuracy_curve", lambda *a, **k: calls.append(1) or real(*a, **k))
+    took = warm.warm_views()
+    assert set(took) == {"few labels, default pair", "few labels, larger pair",
+                         "few labels standardised, default pair"}
+    assert len(calls) >= 3 * 3                  # pixels, PCA and the VAE's codes, at least, each time
+    calls.clear()
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    assert any("(2-D)" in n for n in legend(at))
+    at.checkbox(key="few_std").check()
+    run(at)
+    assert at.checkbox(key="few_std").value
+    at.checkbox(key="few_std").uncheck()
+    run(at)
+    at.button(key="few_use_big").click()
+    run(at)
+    assert any("(20-D)" in n for n in legend(at))          # the larger pair is on screen
+    assert calls == []
+
+
+def legend(at: AppTest) -> list:
+    return [t.get("name") or "" for t in spec(at, "few_curve")["data"] if t.get("showlegend") is not False]
