@@ -5,9 +5,9 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
+from explorer import arithmetic as ar
 from explorer import figures, links, models, timing
 from explorer.sidebar import preferred_vae, select_pair, sidebar
-from vae_core import attributes
 
 st.set_page_config(page_title="Latent arithmetic · VAE Latent Explorer", page_icon="➕", layout="wide")
 st.title("Latent arithmetic")
@@ -20,25 +20,15 @@ sel = sidebar("arith")
 if sel is None:
     st.stop()
 
-N_CODES = 2000          # the codes each vector is computed from (as on the other pages)
-N_HELD = 1000           # further test images, not used for the vector, on which its effect is measured
-ALPHAS = tuple(float(a) for a in np.linspace(-2, 2, 9))
-MEASURE = {"thicker": "ink", "slant": "slant"}
-UNITS = {"ink": "ink (Σ pixels)", "slant": "slant (μ₁₁/μ₀₂)"}
+ALPHAS, MEASURE, UNITS = ar.ALPHAS, ar.MEASURE, ar.UNITS
 
 data = models.exploration_data(sel.dataset)
 labels = models.labels(sel.dataset)
 classes = None
 if labels is not None:
     classes = data.classes or [str(c) for c in range(int(labels.max()) + 1)]
-n_vec = min(N_CODES, len(data))
-held = np.arange(n_vec, min(len(data), n_vec + N_HELD))
-held_is_new = len(held) > 0
-if not held_is_new:                       # a small set: measure on the images that made v (and say so)
-    held = np.arange(min(len(data), N_HELD))
-clf = models.digit_classifier(sel.dataset)
-if clf is not None and tuple(clf.image_shape) != tuple(data.x.shape[1:]):
-    clf = None
+n_vec, held, held_is_new = ar.held_out(len(data))
+clf = ar.classifier(sel.dataset)
 
 if sel.latent_dim <= 2:
     aes = [i for i in sel.infos if i["model_config"]["kind"] == "ae"]
@@ -52,56 +42,6 @@ if sel.latent_dim <= 2:
                 "apart: a style such as thickness has little room of its own.", icon=":material/lightbulb:")
         c2.button(f"Use {pick}", key="arith_use_big", on_click=select_pair,
                   args=(pick, partner["name"] if partner else None))
-
-
-# ------------------------------------------------------------------ cached computations
-@st.cache_data(show_spinner=False, max_entries=64)
-def vector(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int) -> np.ndarray:
-    """The chosen vector [d] in this model's latent space, from its codes of the first n images."""
-    c = models.codes(_ckpt, key, dataset, n)
-    if kind == "class":
-        return attributes.class_vector(c["mu"], c["labels"], a, b)
-    x = models.exploration_subset(dataset, n).x.numpy()
-    return attributes.attribute_vector(c["mu"], attributes.ATTRIBUTES[MEASURE[kind]](x), labels=c["labels"])
-
-
-def score_fn(kind: str, b: int):
-    """What is measured on a decoded image: its ink, its slant, or the classifier's p(b | x)."""
-    if kind in MEASURE:
-        return attributes.ATTRIBUTES[MEASURE[kind]]
-    if clf is None:
-        return None
-    return lambda im: attributes.class_probs(clf, im)[:, b]
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def walk(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int, index: int, alphas: tuple) -> dict:
-    """Image `index`'s code z moved to z + α·v for each α: images [A, C, H, W], score [A] (or None),
-    dist [A] (to the nearest of the n codes, in typical gaps)."""
-    v = vector(_ckpt, key, dataset, n, kind, a, b)
-    z = models.encode_images(_ckpt, key, models.images(dataset, [index]))["mu"][0]
-    zs = attributes.shift(z, v, alphas)
-    imgs = attributes.sweep(_ckpt.model, z, v, alphas)
-    f = score_fn(kind, b)
-    gap = max(models.typical_gap(_ckpt, key, dataset, n), 1e-12)
-    return {"images": imgs, "score": None if f is None else np.asarray(f(imgs)),
-            "dist": models.nearest_code_distance(_ckpt, key, dataset, n, zs) / gap}
-
-
-@st.cache_data(show_spinner="Measuring the vector on test images…", max_entries=64)
-def population(_ckpt, key: str, dataset: str, n: int, kind: str, a: int, b: int, idx: tuple) -> dict:
-    """attributes.effect on the test images idx (for a class vector, those of class a): the mean
-    score and the share of clear digits (the same digit, or class b) at each α of ALPHAS."""
-    idx = np.asarray(idx, dtype=int)
-    if kind == "class":
-        idx = idx[labels[idx] == a]
-    mu = models.encode_images(_ckpt, key, models.images(dataset, idx))["mu"]
-    f = score_fn(kind, b) or attributes.ink
-    target = b if kind == "class" else (None if labels is None else labels[idx])
-    out = attributes.effect(_ckpt.model, mu, vector(_ckpt, key, dataset, n, kind, a, b), ALPHAS, f,
-                            classifier=clf, target=target)
-    out["n"] = len(idx)
-    return out
 
 
 # ------------------------------------------------------------------ 1 · the vector
@@ -160,7 +100,7 @@ else:
             else r"\mathrm{slant}(x) = \mu_{11} / \mu_{02}")
     st.latex(defn + r"\qquad \hat x(\alpha) \;=\; \mathrm{decoder}\big(z + \alpha\, v\big)")
 
-vecs = {label: vector(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb) for label, ckpt, _ in sel.pair}
+vecs = {label: ar.vector(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb) for label, ckpt, _ in sel.pair}
 gaps = {label: models.typical_gap(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec) for label, ckpt, _ in sel.pair}
 explain = {
     "thicker": "ink is the ink mass (the sum of the pixels)" +
@@ -204,7 +144,7 @@ def add_vector():
     cols[0].image(figures.upscale(original, 168), output_format="PNG", caption=f"original: {describe}")
     shown = [original]
     for col, (label, ckpt, info) in zip(cols[1:], sel.pair):
-        w = walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, (float(alpha),))
+        w = ar.walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, (float(alpha),))
         shown.append(w["images"][0])
         text = f"{label}, α = {alpha:g}"
         if w["score"] is not None:
@@ -222,7 +162,7 @@ add_vector()
 
 # ------------------------------------------------------------------ 4 · every α at once
 st.subheader("3 · Every α")
-walks = {label: walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, ALPHAS)
+walks = {label: ar.walk(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, index, ALPHAS)
          for label, ckpt, _ in sel.pair}
 rows = [walks[label]["images"] for label, _, _ in sel.pair]
 strip = figures.tile(np.concatenate(rows), ncols=len(ALPHAS))
@@ -248,7 +188,7 @@ figures.chart(where=c2, fig=fig, key="arith_dist")
 
 # ------------------------------------------------------------------ 5 · on many images
 st.subheader("4 · On many test images")
-pops = {label: population(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, tuple(int(i) for i in held))
+pops = {label: ar.population(ckpt, models.ckpt_key(ckpt), sel.dataset, n_vec, kind, ca, cb, tuple(int(i) for i in held))
         for label, ckpt, _ in sel.pair}
 n_pop = pops["VAE"]["n"]
 whose = (f"{n_pop} test images that did not help define v" if held_is_new

@@ -9,9 +9,10 @@ session). A failure here costs only speed: the page then does the work itself an
 
 A few seconds later (VAE_WARM_VIEWS_DELAY_S, 3 by default: after the first page has been drawn),
 at a lower priority, the same thread computes what some views take seconds to compute on a first
-visit, for the models a class starts with: the Few labels page's accuracy curves for the default
-pair, for the 20-D pair its button offers, and with standardisation for the default pair (about
-8 s of CPU on 2 cores). VAE_WARM_VIEWS=0 leaves that to the first visitors.
+visit, for the models a class starts with: the Few labels page's accuracy curves and the Latent
+arithmetic page's vectors (each vector on its default image, and its effect on the held-out
+images), for the default pair and for the 20-D pair both pages' buttons offer, and the Few labels
+curves standardised for the default pair. VAE_WARM_VIEWS=0 leaves that to the first visitors.
 """
 from __future__ import annotations
 
@@ -61,8 +62,9 @@ def _lower_priority() -> None:
 
 
 def warm_views() -> dict:
-    """Fill the Few labels page's caches for the default pair (its defaults, then standardised)
-    and for the larger pair the page offers; the seconds each step took."""
+    """Fill the Few labels and Latent arithmetic pages' caches for the default pair and for the
+    larger pair their buttons offer; the seconds each step took."""
+    from explorer import arithmetic as ar  # noqa: PLC0415
     from explorer import families, models, sidebar  # noqa: PLC0415
     from explorer import fewlabels as fx  # noqa: PLC0415
     from vae_core import runmeta  # noqa: PLC0415
@@ -84,14 +86,17 @@ def warm_views() -> dict:
 
     default = sidebar.preferred_vae(vaes, aes)
     big = [i for i in vaes if i["model_config"]["latent_dim"] > 2]
-    steps = [("few labels, default pair", default, False)]
-    if big:
-        steps.append(("few labels, larger pair", sidebar.preferred_vae(big, aes), False))
-    steps.append(("few labels standardised, default pair", default, True))
-    for what, name, std in steps:
+    larger = sidebar.preferred_vae(big, aes) if big else None
+    steps = [("few labels, default pair", lambda: fx.warm("mnist", *pair_of(default), n=10, std=False)),
+             ("latent arithmetic, default pair", lambda: ar.warm("mnist", pair_of(default)[0]))]
+    if larger:
+        steps += [("few labels, larger pair", lambda: fx.warm("mnist", *pair_of(larger), n=10, std=False)),
+                  ("latent arithmetic, larger pair", lambda: ar.warm("mnist", pair_of(larger)[0]))]
+    steps.append(("few labels standardised, default pair",
+                  lambda: fx.warm("mnist", *pair_of(default), n=10, std=True)))
+    for what, step in steps:
         t = time.perf_counter()
-        pair, family = pair_of(name)
-        fx.warm("mnist", pair, family, n=10, std=std)
+        step()
         took[what] = time.perf_counter() - t
     return took
 

@@ -121,3 +121,32 @@ def test_the_view_comes_back_from_its_address(app_env):
     assert at.session_state["arith_alpha"] == -0.5
     assert "(a 1)" in row(at)[0].captions[0]
     assert any(r"y = \text{8}" in l.value for l in at.latex)
+
+
+def test_the_start_up_warm_up_leaves_the_page_nothing_to_compute(app_env, monkeypatch):
+    """explorer.warm.warm_views fills the very caches the page reads: after it, each vector on its
+    default image, on the default pair and on the larger pair its button offers, decodes nothing new."""
+    import streamlit as st
+
+    from explorer import warm
+    from vae_core import attributes
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    calls = []
+    for name in ("sweep", "effect"):
+        real = getattr(attributes, name)
+        monkeypatch.setattr(attributes, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    took = warm.warm_views()
+    assert {"latent arithmetic, default pair", "latent arithmetic, larger pair"} <= set(took)
+    assert calls.count("sweep") >= 2 * 3 * 2 and calls.count("effect") >= 2 * 3 * 2
+    calls.clear()
+    at = run_page()
+    for kind in ("slant", "class", "thicker"):
+        at.segmented_control(key="arith_vec").set_value(kind).run()
+        no_errors(at)
+    at.button(key="arith_use_big").click().run()
+    no_errors(at)
+    assert at.session_state["sel_vae"] != "mnist-d2-vae-b1"         # the larger pair is on screen
+    at.segmented_control(key="arith_vec").set_value("class").run()
+    no_errors(at)
+    assert calls == []

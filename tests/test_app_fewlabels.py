@@ -112,8 +112,8 @@ def test_the_start_up_warm_up_leaves_the_page_nothing_to_compute(app_env, monkey
     real = fl.accuracy_curve
     monkeypatch.setattr(fl, "accuracy_curve", lambda *a, **k: calls.append(1) or real(*a, **k))
     took = warm.warm_views()
-    assert set(took) == {"few labels, default pair", "few labels, larger pair",
-                         "few labels standardised, default pair"}
+    assert {"few labels, default pair", "few labels, larger pair",
+            "few labels standardised, default pair"} <= set(took)
     assert len(calls) >= 3 * 3                  # pixels, PCA and the VAE's codes, at least, each time
     calls.clear()
     at = run(AppTest.from_file(PAGE, default_timeout=120))
