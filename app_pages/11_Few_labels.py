@@ -139,7 +139,7 @@ def view():
     links.restore("few_n", links.one_of(list(ns)))
     if st.session_state.get("few_n") not in ns:          # a size this data cannot supply
         st.session_state.pop("few_n", None)
-    st.session_state.setdefault("few_n", 10 if 10 in ns else ns[-1])
+    st.session_state.setdefault("few_n", fx.default_n(ns))
     notice = st.container()
     n = st.select_slider("Labelled images per class", list(ns), key="few_n", help="The classifier is trained on this many labelled images of each "
                                            "class, drawn at random from the unlabelled pool.")

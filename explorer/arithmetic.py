@@ -95,7 +95,8 @@ def first_of(labels: np.ndarray, c: int) -> int:
 
 def warm(dataset: str, pair: list) -> None:
     """Fill the caches the page reads for models `pair` [checkpoints] with each vector on its
-    default image (a 2 for ink and slant, a 7 turned into a 3 for the class vector)."""
+    default image (a 2 for ink and slant, a 7 turned into a 3 for the class vector): the strip of
+    every α, the image at the slider's α = 1, and the effect on the held-out test images."""
     labels = models.labels(dataset)
     n_classes = 0 if labels is None else int(labels.max()) + 1
     n_vec, held, _ = held_out(len(models.exploration_data(dataset)))

@@ -53,9 +53,14 @@ def code_curve(_ckpt, key: str, dataset: str, stamp: str, ns: tuple, std: bool) 
     return fl.accuracy_curve(pool, sp.pool_y, test, sp.test_y, ns, fl.draws_for(ns), standardised=std)
 
 
-def warm(dataset: str, pair: list, family: list, n: int, std: bool) -> None:
+def default_n(ns: tuple) -> int:
+    """The labelled images per class the page's slider starts at."""
+    return 10 if 10 in ns else ns[-1]
+
+
+def warm(dataset: str, pair: list, family: list, std: bool) -> None:
     """Fill the caches the page reads on a visit with models `pair` [checkpoints] and the other
-    members `family` [checkpoints] of its β family, at n labels per class (its slider's default)."""
+    members `family` [checkpoints] of its β family, at its slider's first n."""
     stamp = data_stamp(dataset)
     split = few_split(dataset, stamp)
     ns = tuple(fl.available_ns(split.pool_y))
@@ -65,6 +70,6 @@ def warm(dataset: str, pair: list, family: list, n: int, std: bool) -> None:
     pca_curve(dataset, stamp, int(pair[0].model.cfg.latent_dim), ns, std)
     for ckpt in pair:
         code_curve(ckpt, models.ckpt_key(ckpt), dataset, stamp, ns, std)
-    if n in ns:
-        for ckpt in family:
-            code_curve(ckpt, models.ckpt_key(ckpt), dataset, stamp, (n,), std)
+    n = default_n(ns)
+    for ckpt in family:
+        code_curve(ckpt, models.ckpt_key(ckpt), dataset, stamp, (n,), std)

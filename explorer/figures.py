@@ -235,10 +235,11 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
     rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
     marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
-    picture: the dots are one PNG under the axes instead of WebGL markers, with the classes in
-    the legend only. A browser without a GPU redraws two WebGL maps in about half a second on
-    every change of the figure (bench/bench_browser.py); a picture costs next to nothing. The
-    dots then have no hover and cannot be clicked: for maps that only show where the codes are.
+    picture: the dots are one PNG under the axes instead of markers (SVG up to SVG_DOTS dots,
+    WebGL beyond), with the classes in the legend only. A browser without a GPU redraws two
+    2,000-dot maps in a few hundred ms on every change of the figure (bench/bench_browser.py); a
+    picture costs next to nothing. The dots then have no hover and cannot be clicked: for maps
+    that only show where the codes are. The margins are set (steady_margins) before it returns.
     The traces are collected first and the figure is built in one constructor call: adding them
     one by one re-validates the figure each time (tens of ms on every live refresh).
     """
@@ -311,7 +312,8 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     if images:
         layout["images"] = images
         layout["legend"].update(itemclick=False, itemdoubleclick=False)   # a picture cannot hide a class
-    return go.Figure(data=traces, layout=layout)
+    # Margins set now: a shared figure (scatter_codes_shared) is then never changed by chart().
+    return steady_margins(go.Figure(data=traces, layout=layout))
 
 
 def selected_index(event) -> Optional[int]:
@@ -618,6 +620,10 @@ _LEGEND_CHAR_PX = 5.5      # one character of a legend entry (letters run narrow
 _LEGEND_V_PX = 62         # a vertical legend's symbol, padding and gap, before its text
 
 
+# Trace types plotly leaves out of the legend unless asked (showlegend=True).
+_NO_LEGEND = {"contour", "heatmap", "histogram2d", "histogram2dcontour", "image"}
+
+
 def _numbers(values) -> np.ndarray:
     try:
         a = np.asarray(values, dtype=np.float64).ravel()
@@ -635,24 +641,38 @@ def _tick_label(v: float) -> str:
     return f"{v:g}"
 
 
+def _auto_ticks(lo: float, hi: float, length_px: float) -> np.ndarray:
+    """The ticks plotly picks on a linear y axis of length_px over [lo, hi] padded by 5 %: about
+    clamp(length / 40, 4, 9) + 1 of them, steps of 1, 2 or 5 times a power of ten."""
+    pad = 0.05 * max(hi - lo, abs(hi), 1e-12)
+    lo, hi = lo - pad, hi + pad
+    rough = (hi - lo) / (min(max(length_px / 40, 4), 9) + 1)
+    mag = 10.0 ** np.floor(np.log10(rough))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= rough * (1 - 1e-9))
+    return np.round(np.arange(np.ceil(lo / step - 1e-9) * step, hi + step * 1e-6, step), 10)
+
+
 def _tick_chars(axis, values: list, length_px: float) -> int:
     """The characters of an axis's longest tick label: its ticktext or tickvals when set, its
-    categories, or the round ticks plotly would choose over its range or its data."""
-    if axis.showticklabels is False:
+    categories, or the ticks plotly would choose over its range or its data."""
+    if axis.showticklabels is False or axis.visible is False:
         return 0
-    if axis.ticktext:
+    if axis.ticktext is not None and len(axis.ticktext):
         return max(len(str(t)) for t in axis.ticktext)
-    if axis.tickvals:
-        return max(len(_tick_label(float(v))) for v in axis.tickvals)
-    texts = [v for vals in values if vals is not None for v in np.asarray(vals, dtype=object).ravel()
-             if isinstance(v, str)]
-    if axis.type == "category" or texts:
-        return max((len(t) for t in texts), default=1)
+    if axis.tickvals is not None and len(axis.tickvals):
+        return max(len(v) if isinstance(v, str) else len(_tick_label(float(v))) for v in axis.tickvals)
+    texts = []
+    for vals in values:
+        a = np.asarray(vals if vals is not None else [])
+        if a.dtype.kind in "OUS":
+            texts += [v for v in a.ravel() if isinstance(v, str)]
+    if axis.type in ("category", "date") or texts:
+        return max((len(t) for t in texts), default=10)
     nums = np.concatenate([_numbers(v) for v in values] + [np.zeros(0)])
     if axis.range is not None and None not in axis.range:
         lo, hi = (float(r) for r in axis.range)
         if axis.type == "log":
-            lo, hi = 10 ** lo, 10 ** hi
+            lo, hi = 10.0 ** min(lo, 300), 10.0 ** min(hi, 300)
     elif nums.size:
         lo, hi = float(nums.min()), float(nums.max())
     else:
@@ -661,52 +681,75 @@ def _tick_chars(axis, values: list, length_px: float) -> int:
         lo, hi = max(lo, 1e-300), max(hi, 1e-300)
         ticks = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
     else:
-        ticks = nice_ticks(lo, hi, count=max(2, int(length_px // 60)))
+        ticks = _auto_ticks(lo, hi, length_px)
     return max(len(_tick_label(float(t)).replace("-", "−")) for t in ticks)
 
 
-def steady_margins(fig: go.Figure) -> go.Figure:
-    """Raise fig's base margins to what its tick labels, axis titles and legend will take, so
-    that plotly draws it once (see above). Margins already larger are kept. Returns fig."""
+def _steady(fig: go.Figure) -> tuple:
+    """(margins (l, r, t, b), whether the legend moves to x = 1) that hold fig's labels."""
     lay = fig.layout
+    props = set(lay)
     height = lay.height or 450
     m = lay.margin
-    top = m.t if m.t is not None else 80
-    left, right, bottom = (m.l if m.l is not None else 80), (m.r if m.r is not None else 80), \
-        (m.b if m.b is not None else 80)
-    # Tick labels and titles of the y axes (the left edge) and the x axes (the bottom edge).
+    left, right = (m.l if m.l is not None else 80), (m.r if m.r is not None else 80)
+    top, bottom = (m.t if m.t is not None else 100), (m.b if m.b is not None else 80)
     traces = list(fig.data)
-    for name in [k for k in lay if k.startswith("yaxis")]:
+    # The bottom edge first (the y axes' length depends on it): x tick labels and titles.
+    x_axes = [lay[k] for k in props if k.startswith("xaxis")]
+    bottom = max(bottom, 22)
+    if any(a.showticklabels is not False and a.visible is not False for a in x_axes):
+        bottom = max(bottom, 40)
+    if any(a.title and a.title.text for a in x_axes):
+        bottom = max(bottom, 70)
+    # The legend: plotly shows one when two or more traces have an entry (or when asked to);
+    # a trace without a name is listed as "trace N".
+    names = [str(t.name) if t.name else f"trace {i}" for i, t in enumerate(traces)
+             if t.showlegend is True or (t.showlegend is None and t.type not in _NO_LEGEND)]
+    move_legend = False
+    if lay.showlegend is not False and (len(names) >= 2 or (lay.showlegend and names)):
+        legend = lay.legend
+        if legend.orientation == "h" and legend.y is not None and legend.y < 0:
+            # Placed |y| plot heights below the plot: solve b = |y| (height - top - b) + rows.
+            # Rows: the entries laid out on a plot 420 px wide (a chart in a column at 1280 px).
+            y = abs(float(legend.y))
+            rows = 1 + int(sum(40 + _CHAR_PX * len(n) for n in names) // 420)
+            bottom = max(bottom, int(np.ceil((y * (height - top) + _LEGEND_ROW_PX * rows + 2) / (1 + y))))
+        elif legend.orientation != "h" and (legend.x is None or legend.x >= 1):
+            # plotly puts the legend at x = 1.02, a gap that grows with the plot's width (20 px
+            # more on a projector's full-width chart); at x = 1 its width alone decides.
+            move_legend = legend.x is None
+            right = max(right, int(np.ceil(_LEGEND_V_PX + _LEGEND_CHAR_PX * max(len(n) for n in names))))
+    # The left edge: tick labels and titles of the y axes at the figure's left (not of panels
+    # further right, nor of axes on the right side).
+    for name in [k for k in props if k.startswith("yaxis")]:
         axis = lay[name]
+        anchor = axis.anchor if axis.anchor and axis.anchor.startswith("x") else "x" + name[5:]
+        x_axis = lay["xaxis" + anchor[1:]] if "xaxis" + anchor[1:] in props else None
+        if axis.side == "right" or (x_axis is not None and x_axis.domain is not None and x_axis.domain[0] > 0.01):
+            continue
         ref = "y" + name[5:]
         vals = [t.y for t in traces if (getattr(t, "yaxis", None) or "y") == ref and hasattr(t, "y")]
         chars = _tick_chars(axis, vals, height - top - bottom)
         title = _TITLE_PX if axis.title and axis.title.text else 0
         if chars or title:
             left = max(left, int(np.ceil(30 + title + _CHAR_PX * (chars + 0.5))))
-    x_axes = [lay[k] for k in lay if k.startswith("xaxis")]
-    bottom = max(bottom, 22)
-    if any(a.showticklabels is not False for a in x_axes):
-        bottom = max(bottom, 40)
-    if any(a.title and a.title.text for a in x_axes):
-        bottom = max(bottom, 70)
-    # The legend: plotly shows one when two or more traces have an entry (or when asked to).
-    names = [str(t.name) for t in traces if t.showlegend is not False and t.name]
-    if lay.showlegend is not False and (len(names) >= 2 or (lay.showlegend and names)):
-        legend = lay.legend
-        if legend.orientation == "h" and legend.y is not None and legend.y < 0:
-            # Placed |y| plot heights below the plot: solve b = |y| (height - top - b) + rows.
-            y = abs(float(legend.y))
-            # Rows: the entries laid out on a plot 420 px wide (a chart in a column at 1280 px).
-            rows = 1 + int(sum(40 + _CHAR_PX * len(n) for n in names) // 420)
-            bottom = max(bottom, int(np.ceil((y * (height - top) + _LEGEND_ROW_PX * rows + 2) / (1 + y))))
-        elif legend.orientation != "h" and (legend.x is None or legend.x >= 1):
-            # plotly puts the legend at x = 1.02, a gap that grows with the plot's width (20 px
-            # more on a projector's full-width chart); at x = 1 its width alone decides.
-            if legend.x is None:
-                fig.update_layout(legend=dict(x=1.0, xanchor="left"))
-            right = max(right, int(np.ceil(_LEGEND_V_PX + _LEGEND_CHAR_PX * max(len(n) for n in names))))
-    fig.update_layout(margin=dict(l=left, r=right, t=top, b=bottom))
+    return (left, right, top, bottom), move_legend
+
+
+def steady_margins(fig: go.Figure) -> go.Figure:
+    """Raise fig's base margins to what its tick labels, axis titles and legend will take, so
+    that plotly draws it once (see above). Margins already larger are kept; a figure whose
+    margins already hold them is not touched (a shared figure is read by many sessions at once).
+    An estimate that fails leaves the figure as it is (plotly then lays it out itself). Returns fig."""
+    try:
+        (left, right, top, bottom), move_legend = _steady(fig)
+    except Exception:               # noqa: BLE001 - only speed is at stake: plotly still lays it out
+        return fig
+    m = fig.layout.margin
+    if (m.l, m.r, m.t, m.b) != (left, right, top, bottom):
+        fig.update_layout(margin=dict(l=left, r=right, t=top, b=bottom))
+    if move_legend:
+        fig.update_layout(legend=dict(x=1.0, xanchor="left"))
     return fig
 
 

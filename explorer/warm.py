@@ -85,25 +85,49 @@ def warm_views() -> dict:
                 [models.load_model(i["path"]) for i in family])
 
     default = sidebar.preferred_vae(vaes, aes)
+    if default is None:
+        return took
     big = [i for i in vaes if i["model_config"]["latent_dim"] > 2]
     larger = sidebar.preferred_vae(big, aes) if big else None
-    steps = [("few labels, default pair", lambda: fx.warm("mnist", *pair_of(default), n=10, std=False)),
+    steps = [("few labels, default pair", lambda: fx.warm("mnist", *pair_of(default), std=False)),
              ("latent arithmetic, default pair", lambda: ar.warm("mnist", pair_of(default)[0]))]
     if larger:
-        steps += [("few labels, larger pair", lambda: fx.warm("mnist", *pair_of(larger), n=10, std=False)),
+        steps += [("few labels, larger pair", lambda: fx.warm("mnist", *pair_of(larger), std=False)),
                   ("latent arithmetic, larger pair", lambda: ar.warm("mnist", pair_of(larger)[0]))]
-    steps.append(("few labels standardised, default pair",
-                  lambda: fx.warm("mnist", *pair_of(default), n=10, std=True)))
+    steps.append(("few labels standardised, default pair", lambda: fx.warm("mnist", *pair_of(default), std=True)))
     for what, step in steps:
         t = time.perf_counter()
-        step()
+        try:
+            step()
+        except Exception as e:      # noqa: BLE001 - one view's failure leaves the others warmed
+            took[what] = f"failed ({type(e).__name__}: {e})"
+            continue
         took[what] = time.perf_counter() - t
     return took
 
 
+def _report(what: str, took: dict) -> None:
+    print(f"{what}: " + ", ".join(f"{k} {v:.2f} s" if isinstance(v, float) else f"{k} {v}" for k, v in took.items()),
+          file=sys.stderr, flush=True)
+
+
+def _run_views(delay: float) -> None:
+    """warm_views() after `delay` seconds, in a thread of its own at a lower priority (set before
+    it starts PyTorch's thread pool, whose threads then inherit it)."""
+    time.sleep(delay)
+    _lower_priority()
+    try:
+        took = warm_views()
+    except Exception as e:          # noqa: BLE001 - only speed is lost
+        print(f"start-up warm-up of the views failed ({type(e).__name__}: {e}); their first visitors "
+              "compute them", file=sys.stderr, flush=True)
+        return
+    _report("start-up warm-up of the views", took)
+
+
 def run(started: float) -> None:
     """warm(), reporting on the server's log; in the thread app.py starts at `started`
-    (time.perf_counter())."""
+    (time.perf_counter()). Then warm_views() in a thread of its own, unless VAE_WARM_VIEWS=0."""
     # The loaders are Streamlit caches; called outside a visitor's session they log a warning
     # ("missing ScriptRunContext") that means nothing here.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
@@ -114,21 +138,12 @@ def run(started: float) -> None:
         print(f"start-up warm-up failed ({type(e).__name__}: {e}); the first page does the work",
               file=sys.stderr, flush=True)
         return
-    print("start-up warm-up: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()),
-          file=sys.stderr, flush=True)
+    _report("start-up warm-up", took)
     if os.environ.get("VAE_WARM_VIEWS", "1") == "0":
         return
     try:
-        delay = max(0.0, float(os.environ.get("VAE_WARM_VIEWS_DELAY_S", "3")))
+        delay = min(600.0, max(0.0, float(os.environ.get("VAE_WARM_VIEWS_DELAY_S", "3"))))
     except ValueError:
         delay = 3.0
-    time.sleep(delay)
-    _lower_priority()
-    try:
-        took = warm_views()
-    except Exception as e:          # noqa: BLE001 - only speed is lost
-        print(f"start-up warm-up of the views failed ({type(e).__name__}: {e}); their first visitors "
-              "compute them", file=sys.stderr, flush=True)
-        return
-    print("start-up warm-up of the views: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()),
-          file=sys.stderr, flush=True)
+    # The same name: the log filter above keeps its cache warnings out of the server's log.
+    threading.Thread(target=_run_views, args=(delay,), name="start-up-warm", daemon=True).start()

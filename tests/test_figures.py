@@ -262,5 +262,15 @@ def test_steady_margins_make_room_for_ticks_titles_and_legend_and_keep_larger_ma
     assert figures.steady_margins(below).layout.margin.b > 40 and below.layout.margin.r == 10
     kept = go.Figure(go.Scatter(x=[1], y=[1]), layout=dict(margin=dict(l=200, r=10, t=10, b=10)))
     assert figures.steady_margins(kept).layout.margin.l == 200
-    again = figures.steady_margins(short)
-    assert again.layout.margin == short.layout.margin                 # applying it twice changes nothing
+    before = (short.layout.margin.to_plotly_json(), short.layout.legend.to_plotly_json())
+    figures.steady_margins(short)
+    assert (short.layout.margin.to_plotly_json(), short.layout.legend.to_plotly_json()) == before  # once is enough
+    from plotly.subplots import make_subplots
+    panels = make_subplots(1, 2)
+    panels.add_trace(go.Scatter(x=[1, 2], y=[1, 2]), 1, 1)
+    panels.add_trace(go.Scatter(x=[1, 2], y=[1e6, 2e6]), 1, 2)       # the right panel's ticks lie inside
+    panels.update_layout(margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
+    assert figures.steady_margins(panels).layout.margin.l < 60
+    odd = go.Figure(go.Scatter(x=["2026-01-01", "2026-02-01"], y=[1, 2]),
+                    layout=dict(yaxis=dict(tickvals=np.array([0.5, 1.5]), range=[None, 3])))
+    figures.steady_margins(odd)                                        # numpy tickvals, dates: no error

@@ -34,3 +34,30 @@ def test_a_warm_up_that_fails_costs_only_speed_and_says_so(monkeypatch, capsys):
     monkeypatch.setattr(warm, "warm", broken)
     warm.run(time.perf_counter())                    # no exception reaches the server
     assert "start-up warm-up failed (OSError: no such folder)" in capsys.readouterr().err
+
+
+def test_a_view_that_fails_to_warm_leaves_the_others_warmed_and_says_so(app_env, monkeypatch, capsys):
+    from explorer import arithmetic, fewlabels, warm
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fewlabels, "warm", broken)
+    monkeypatch.setattr(arithmetic, "warm", lambda *a, **k: None)
+    took = warm.warm_views()
+    assert took["few labels, default pair"] == "failed (OSError: disk full)"
+    assert isinstance(took["latent arithmetic, default pair"], float)
+    monkeypatch.setattr(warm, "warm_views", broken)
+    warm._run_views(0.0)                             # no exception leaves the thread
+    assert "start-up warm-up of the views failed (OSError: disk full)" in capsys.readouterr().err
+
+
+def test_the_views_are_not_warmed_when_asked_not_to(monkeypatch):
+    import threading
+
+    from explorer import warm
+    monkeypatch.setattr(warm, "warm", lambda started: {"imports": 0.0})
+    monkeypatch.setenv("VAE_WARM_VIEWS", "0")
+    before = threading.active_count()
+    warm.run(time.perf_counter())
+    assert threading.active_count() == before
