@@ -101,7 +101,7 @@ fig.update_layout(height=400, margin=dict(l=10, r=10, t=30, b=10), legend=dict(o
                   plot_bgcolor="white")
 left, right = st.columns([1, 5], vertical_alignment="center")
 left.image(figures.upscale(data.x[i].numpy(), 160), caption=f"test image {i}", output_format="PNG")
-figures.chart(where=right, fig=fig, key="post_fig")
+figures.chart(fig, "post_fig", where=right)
 tilt = f"tilted (correlation {rho:+.2f}), which" if abs(rho) >= 0.1 else f"barely tilted (correlation {rho:+.2f});"
 right.caption(
     f"Same axes on both sides; the red ellipses are q's 1σ and 2σ. q is centred at ({mu[0]:.2f}, {mu[1]:.2f}) with "
@@ -151,7 +151,7 @@ def bound_view():
                   annotation_position="bottom right")
     fig.add_hline(y=r["elbo"], line=dict(color="grey", dash="dot"), annotation_text="ELBO",
                   annotation_position="top left")
-    figures.chart(where=b, fig=fig, key="post_bound")
+    figures.chart(fig, "post_bound", where=b)
     b.caption(f"Bars: how far one draw of IWAE_K strays (±1 s.d.). At K = 1 the mean is {r['iw'][1][0]:.2f}, the "
               f"ELBO's {r['elbo']:.2f} up to sampling noise; at K = 1000 it is {r['iw'][1000][0]:.2f}, " +
               (f"still {short:.2f} below the exact value" if short > 2 * noise else

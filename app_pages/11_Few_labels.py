@@ -146,9 +146,9 @@ def view():
     links.publish("few_n", n)
     notice.markdown(notice_text(n))
     c1, c2 = st.columns([3, 2])
-    figures.chart(where=c1, fig=curve_figure(n), key="few_curve")
+    figures.chart(curve_figure(n), "few_curve", where=c1)
     with c2, st.spinner("Measuring the family…"):
-        figures.chart(family_figure(n), key="few_family")
+        figures.chart(family_figure(n), "few_family")
 
 
 view()

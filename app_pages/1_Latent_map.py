@@ -202,7 +202,7 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
         fig.add_scatter(x=[xy[0]], y=[xy[1]], mode="markers", name=f"image {idx}",
                         marker=dict(symbol="circle-open", size=18, color="black", line=dict(width=3)))
     with col:
-        figures.chart(fig, key=f"map_chart_{label}", on_select="rerun", selection_mode="points")
+        figures.chart(fig, f"map_chart_{label}", on_select="rerun", selection_mode="points")
         if dims[label] == 2:
             text = claims.range_caption(maps[label])
             if label == "VAE" and c["sigma"] is not None:

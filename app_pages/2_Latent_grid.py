@@ -145,7 +145,7 @@ if st.toggle("Show where the grid lies on the codes", value=True, key="grid_show
                                             rect=(u[0], u[-1], v[0], v[-1]), prior=latent[label] == 2,
                                             height=420, marker_size=3, picture=True)
         with col:
-            figures.chart(mfig, key=f"grid_map_{label}")
+            figures.chart(mfig, f"grid_map_{label}")
             st.caption(f"{inside:.0%} of {len(pl['xy'])} test codes fall inside the dashed box." +
                        (" Codes are projected onto the plane; other dimensions are not at the mean for them."
                         if latent[label] > 2 else ""))

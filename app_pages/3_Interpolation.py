@@ -164,7 +164,7 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     fig = figures.scatter_codes_shared(pl["xy"], c["labels"], data.classes, title=f"{label}: {info['name']}",
                                 axis_titles=pl["labels"], prior=dim == 2, path=p2, height=460,
                                 marker_size=3, picture=True)
-    figures.chart(where=col, fig=fig, key=f"interp_map_{label}")
+    figures.chart(fig, f"interp_map_{label}", where=col)
     gap = models.typical_gap(ckpt, key, sel.dataset, N_CODES)
     dist[label] = models.nearest_code_distance(ckpt, key, sel.dataset, N_CODES, paths[label]["z"]) / max(gap, 1e-12)
 
@@ -182,7 +182,7 @@ elif "AE" in far:
     text += ("For this pair the AE's path stays as close to its codes as the VAE's: try another pair "
              "(7 → 3 and 2 → 7 show the difference on the shipped 2-D pair).")
 notice.markdown(text)
-figures.chart(fig, key="interp_dist")
+figures.chart(fig, "interp_dist")
 st.caption("Distances are divided by each model's median distance between a code and its nearest neighbour, "
            f"measured on {min(N_CODES, len(data))} test codes, so the two models compare despite their different scales. "
            "Values well above 1 mean the step lies in empty space, where the decoder has seen no data: "

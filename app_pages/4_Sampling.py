@@ -98,7 +98,7 @@ with tab_traverse:
     order = np.argsort(-kl) if kl is not None else np.arange(d)
     if kl is not None:
         figures.chart(figures.bar_kl(kl, order, title="VAE: mean KL per latent dimension (sorted)"),
-                        key="trav_kl")
+                      "trav_kl")
         src = "stored in the checkpoint" if (sel.vae.metrics or {}).get("kl_per_dim") else \
             f"measured on {min(N_CODES, len(data))} test images"
         st.caption(f"KL per dimension, {src}. Total {kl.sum():.1f} nats; "
@@ -238,7 +238,7 @@ with tab_draw:
                                                 title=f"{label}: where your digit lands", axis_titles=pl["labels"],
                                                 prior=dim == 2, marks=[(p[0], p[1], "yours", "#FFD700")],
                                                 height=400, marker_size=3, picture=True)
-                    figures.chart(where=col, fig=fig, key=f"draw_map_{label}")
+                    figures.chart(fig, f"draw_map_{label}", where=col)
                     col.caption(f"Distance to the nearest test code: {far:.1f}× the typical gap between codes"
                                 + (" (latent space itself)." if dim == 2 else " (drawn in the PCA plane)."))
 

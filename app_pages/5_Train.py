@@ -153,7 +153,7 @@ def live(started_running: bool):
                        "saved as": Path(r.saved_path).stem if r.saved_path else r.save_error}
                       for r in view.runs], hide_index=True)
     if any(r.history or r.steps for r in view.runs):
-        figures.chart(tr.curves_figure(view), key="tr_curves")
+        figures.chart(tr.curves_figure(view), "tr_curves")
     if view.fixed_images is not None:
         shown = [r for r in view.runs if r.recon is not None][-4:]
         if shown:
@@ -165,7 +165,7 @@ def live(started_running: bool):
         cols = st.columns(len(with_codes))
         for col, r in zip(cols, with_codes):
             fig = tr.codes_figure(r, view.code_labels[:len(r.codes)])
-            figures.chart(where=col, fig=fig, key=f"tr_codes_{r.label}")
+            figures.chart(fig, f"tr_codes_{r.label}", where=col)
 
 
 if job is not None:

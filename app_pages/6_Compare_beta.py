@@ -118,7 +118,7 @@ kls = {f"{families.short_label(info)} · d={v['latent_dim']}" + (f" · {info['na
            for o, w in zip(chosen, views)) > 1 else ""): v["kl_dims"]
        for info, v in zip(chosen, views) if v["kl_dims"] is not None}
 if kls:
-    figures.chart(figures.bar_kl_row(kls), key="cb_kl")
+    figures.chart(figures.bar_kl_row(kls), "cb_kl")
     st.caption("KL per latent dimension, largest first, on one scale for every VAE: a dimension near 0 "
                "carries nothing about the image. Raising β switches dimensions off.")
 
@@ -138,7 +138,7 @@ notice.markdown(claims.beta_trend([r for r in rows if r["beta"] is not None],
 
 st.subheader("Rate and distortion")
 left, right = st.columns([3, 2])
-figures.chart(where=left, fig=tr.rate_distortion_figure(rows), key="cb_rd")
+figures.chart(tr.rate_distortion_figure(rows), "cb_rd", where=left)
 right.markdown(
     "Each VAE pays a **rate**, the KL between its posterior and the prior averaged over images (an upper "
     "bound, in nats, on the information its code carries about the image), to lower its **distortion**, "
@@ -178,9 +178,9 @@ st.caption("Best per column (green): " + "; ".join(marks) + ". Rate, active unit
                            "posterior page ranks 2-D models by their exact log p(x). " if two_d else "") + "Sources: " + "; ".join(sorted({f'{r["model"]}: {r["source"]}' for r in rows})))
 
 figures.chart(tr.versus_beta_figure(rows, [("active_units", "Active units vs β", "dimensions in use"),
-                                              ("log_px", "Importance-weighted log p(x) vs β",
-                                               "nats per image (higher is better)")]),
-                key="cb_versus")
+                                           ("log_px", "Importance-weighted log p(x) vs β",
+                                            "nats per image (higher is better)")]),
+              "cb_versus")
 vae_dims = {v["latent_dim"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"}
 others = [families.family_label(members) for members in fams.values()
           if any(i["model_config"]["latent_dim"] > 2 for i in members)]

@@ -177,14 +177,14 @@ figures.export_buttons(strip, f"arithmetic-{kind}-{index}", "arith_export", "The
 c1, c2 = st.columns(2)
 if all(walks[label]["score"] is not None for label, _, _ in sel.pair):
     y_title = UNITS.get(MEASURE.get(kind), f"p({classes[cb]} | image)" if classes else "")
-    figures.chart(where=c1, fig=figures.line_chart({label: walks[label]["score"] for label, _, _ in sel.pair}, x=list(ALPHAS),
-                                       title="Measured on the decoded images of this strip", y_title=y_title,
-                                       x_title="α"), key="arith_score")
+    figures.chart(figures.line_chart({label: walks[label]["score"] for label, _, _ in sel.pair}, x=list(ALPHAS),
+                                     title="Measured on the decoded images of this strip", y_title=y_title,
+                                     x_title="α"), "arith_score", where=c1)
 fig = figures.line_chart({label: walks[label]["dist"] for label, _, _ in sel.pair}, x=list(ALPHAS),
                          title="Distance of z + α·v to the nearest test code", y_title="× typical gap",
                          x_title="α")
 fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"))
-figures.chart(where=c2, fig=fig, key="arith_dist")
+figures.chart(fig, "arith_dist", where=c2)
 
 # ------------------------------------------------------------------ 5 · on many images
 st.subheader("4 · On many test images")
@@ -197,15 +197,15 @@ if kind == "class":
     whose = whose.replace("test images", f"test {classes[ca]}s", 1)
 c1, c2 = st.columns(2)
 if kind in MEASURE or clf is not None:
-    figures.chart(where=c1, fig=figures.line_chart({label: p["mean"] for label, p in pops.items()}, x=list(ALPHAS),
-                                       title=f"Mean over {n_pop} decoded test images",
-                                       y_title=UNITS.get(MEASURE.get(kind), f"p({classes[cb]} | image)" if classes else ""),
-                                       x_title="α"), key="arith_pop_score")
+    figures.chart(figures.line_chart({label: p["mean"] for label, p in pops.items()}, x=list(ALPHAS),
+                                     title=f"Mean over {n_pop} decoded test images",
+                                     y_title=UNITS.get(MEASURE.get(kind), f"p({classes[cb]} | image)" if classes else ""),
+                                     x_title="α"), "arith_pop_score", where=c1)
 if clf is not None and pops["VAE"]["clear"] is not None:
     clear_title = (f"Share read as a clear {classes[cb]}" if kind == "class" else "Share still read as the same digit")
-    figures.chart(where=c2, fig=figures.line_chart({label: 100 * p["clear"] for label, p in pops.items()}, x=list(ALPHAS),
-                                       title=clear_title, y_title="% (classifier p > 0.9)", x_title="α"),
-                    key="arith_pop_clear")
+    figures.chart(figures.line_chart({label: 100 * p["clear"] for label, p in pops.items()}, x=list(ALPHAS),
+                                     title=clear_title, y_title="% (classifier p > 0.9)", x_title="α"),
+                  "arith_pop_clear", where=c2)
 st.caption(f"Each model adds its own v to its codes of {whose}; the decoded images are measured as in section 1"
            + (", and the shipped digit classifier reads them (a digit counts when its top class has p > 0.9)"
               if clf is not None else "") + ".")

@@ -380,9 +380,10 @@ def line_chart(ys: dict, x: Optional[Sequence] = None, title: str = "", y_title:
     return fig
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> np.ndarray:
-    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi], about
-    `count` of them; integer=True keeps them whole numbers (epochs)."""
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False,
+               steps: Sequence[float] = (1, 2, 2.5, 5, 10)) -> np.ndarray:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten, or of `steps`) covering
+    [lo, hi], about `count` of them; integer=True keeps them whole numbers (epochs)."""
     lo, hi = float(lo), float(hi)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         lo, hi = 0.0, 1.0
@@ -390,7 +391,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> n
         lo, hi = lo - 0.5, hi + 0.5
     raw = (hi - lo) / max(1, count)
     mag = 10.0 ** np.floor(np.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    step = next(m * mag for m in steps if m * mag >= raw * (1 - 1e-9))
     if integer:
         step = max(1.0, float(np.ceil(step)))
     first = np.ceil(lo / step - 1e-9) * step
@@ -645,11 +646,7 @@ def _auto_ticks(lo: float, hi: float, length_px: float) -> np.ndarray:
     """The ticks plotly picks on a linear y axis of length_px over [lo, hi] padded by 5 %: about
     clamp(length / 40, 4, 9) + 1 of them, steps of 1, 2 or 5 times a power of ten."""
     pad = 0.05 * max(hi - lo, abs(hi), 1e-12)
-    lo, hi = lo - pad, hi + pad
-    rough = (hi - lo) / (min(max(length_px / 40, 4), 9) + 1)
-    mag = 10.0 ** np.floor(np.log10(rough))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= rough * (1 - 1e-9))
-    return np.round(np.arange(np.ceil(lo / step - 1e-9) * step, hi + step * 1e-6, step), 10)
+    return nice_ticks(lo - pad, hi + pad, count=min(max(length_px / 40, 4), 9) + 1, steps=(1, 2, 5, 10))
 
 
 def _tick_chars(axis, values: list, length_px: float) -> int:

@@ -8,7 +8,7 @@ initialise a module while the others wait; the caches below are Streamlit's, sha
 session). A failure here costs only speed: the page then does the work itself and shows any error.
 
 A few seconds later (VAE_WARM_VIEWS_DELAY_S, 3 by default: after the first page has been drawn),
-at a lower priority, the same thread computes what some views take seconds to compute on a first
+in a thread of its own at a lower priority, it computes what some views take seconds to compute on a first
 visit, for the models a class starts with: the Few labels page's accuracy curves and the Latent
 arithmetic page's vectors (each vector on its default image, and its effect on the held-out
 images), for the default pair and for the 20-D pair both pages' buttons offer, and the Few labels
@@ -23,6 +23,22 @@ import threading
 import time
 
 
+def _split(infos: list) -> tuple[list, list]:
+    """(VAEs, AEs) among the model infos."""
+    return ([i for i in infos if i["model_config"]["kind"] == "vae"],
+            [i for i in infos if i["model_config"]["kind"] == "ae"])
+
+
+def _pair(vaes: list, aes: list, name) -> list:
+    """The checkpoints the sidebar shows for the VAE `name`: it and its AE (sidebar.preferred_ae)."""
+    from explorer import models, sidebar  # noqa: PLC0415
+    vae = next((i for i in vaes if i["name"] == name), None)
+    if vae is None:
+        return []
+    ae_name = sidebar.preferred_ae(vae, aes)
+    return [models.load_model(i["path"]) for i in [vae] + [i for i in aes if i["name"] == ae_name]]
+
+
 def warm(started: float) -> dict:
     """List the models, load the default pair, the dataset's test images and the home page's
     first reconstructions; the seconds each step took (imports: since `started`)."""
@@ -34,12 +50,8 @@ def warm(started: float) -> dict:
     mnist = [i for i in infos if i["dataset"] == "mnist"] or infos
     if mnist:
         t = time.perf_counter()
-        vaes = [i for i in mnist if i["model_config"]["kind"] == "vae"]
-        aes = [i for i in mnist if i["model_config"]["kind"] == "ae"]
-        name = sidebar.preferred_vae(vaes, aes)
-        vae = next((i for i in vaes if i["name"] == name), None)
-        ae_name = sidebar.preferred_ae(vae, aes) if vae else None
-        pair = [models.load_model(i["path"]) for i in [vae] + [i for i in aes if i["name"] == ae_name] if i]
+        vaes, aes = _split(mnist)
+        pair = _pair(vaes, aes, sidebar.preferred_vae(vaes, aes))
         took["default pair"] = time.perf_counter() - t
         t = time.perf_counter()
         dataset = mnist[0]["dataset"] or "mnist"
@@ -72,17 +84,15 @@ def warm_views() -> dict:
     infos = [i for i in models.list_models() if i["dataset"] == "mnist"]
     if not infos or models.labels("mnist") is None:
         return took
-    vaes = [i for i in infos if i["model_config"]["kind"] == "vae"]
-    aes = [i for i in infos if i["model_config"]["kind"] == "ae"]
+    vaes, aes = _split(infos)
     groups = families.groups(infos)
 
     def pair_of(vae_name: str) -> tuple:
+        """(the pair's checkpoints, the other members of the VAE's β family)."""
         vae = next(i for i in vaes if i["name"] == vae_name)
-        ae = sidebar.preferred_ae(vae, aes)
         family = [i for i in groups.get(runmeta.family_key(vae), [vae])
                   if families.beta_of(i) is not None and i["name"] != vae["name"]]
-        return ([models.load_model(i["path"]) for i in [vae] + [i for i in aes if i["name"] == ae]],
-                [models.load_model(i["path"]) for i in family])
+        return _pair(vaes, aes, vae_name), [models.load_model(i["path"]) for i in family]
 
     default = sidebar.preferred_vae(vaes, aes)
     if default is None:
