@@ -76,8 +76,9 @@ def notice_text(n: int) -> str:
     if abs(v - p) <= max(sv, sp_):
         return text + "Here the codes and the pixels are within the spread of the draws."
     if v > p:
-        return text + f"Here the codes beat the pixels by {(v - p) * 100:.0f} points."
-    return text + f"Here the pixels beat the VAE's codes by {(p - v) * 100:.0f} points."
+        # The gap between the two percentages as shown (68 % against 63 % is 5 points, not 4).
+        return text + f"Here the codes beat the pixels by {round(v * 100) - round(p * 100)} points."
+    return text + f"Here the pixels beat the VAE's codes by {round(p * 100) - round(v * 100)} points."
 
 
 def curve_figure(n: int) -> go.Figure:

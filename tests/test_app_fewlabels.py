@@ -131,3 +131,15 @@ def test_the_start_up_warm_up_leaves_the_page_nothing_to_compute(app_env, monkey
 
 def legend(at: AppTest) -> list:
     return [t.get("name") or "" for t in spec(at, "few_curve")["data"] if t.get("showlegend") is not False]
+
+
+def test_the_notice_counts_the_points_between_the_percentages_it_shows(app_env):
+    import re
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    for n in (1, 10, 100):
+        at.select_slider(key="few_n").set_value(n).run()
+        text = notice(at)
+        vae, pixels = (int(v) for v in re.search(r"gets (\d+) % .* against (\d+) % on the\s+raw pixels", text).groups())
+        gap = re.search(r"by (\d+) points", text)
+        if gap:                                             # outside the spread of the draws
+            assert int(gap.group(1)) == abs(vae - pixels), text
