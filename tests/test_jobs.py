@@ -205,3 +205,20 @@ def test_a_dead_runtime_is_reported_and_started_again_on_the_next_training():
     a = owner()
     jobs.submit(a, spec(epochs=1))
     assert wait(a).status == "finished"
+
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling on this OS")
+def test_trainings_give_way_to_the_web_server():
+    """The local head runs in a session of its own, and Linux weighs nice values only inside a
+    session (autogroup): its trainings run in a session at nice VAE_RAY_NICE (default 10), not
+    equal with the server's."""
+    ray = cluster.connect()
+    jobs.queue()                                           # the local head is up
+
+    def where():
+        return os.getsid(0), open("/proc/self/autogroup").read().strip()
+
+    sid, group = ray.get(ray.remote(num_cpus=1)(where).remote(), timeout=60)
+    assert sid != os.getsid(0) and group != where()[1]     # the workers' own session and group
+    assert cluster.head_nice() == 10 and group.endswith(" nice 10"), group
