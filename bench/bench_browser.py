@@ -45,6 +45,11 @@ from the `rerun <view> <ms>` lines the app logs with VAE_LOG_RERUNS=1 (explorer/
 
 The load average and the number of cores are printed at the start and at the end: on a shared
 2-core machine the numbers move with the load.
+
+With --while-training another session trains through the app's queue the whole time (the Train
+page's default preset, its live view polling every second) from a second Chromium at nice 19
+(--trainer-nice): in a class that browser runs on the student's machine, while its session's
+work on the server and the training on Ray's worker stay on the cores measured.
 """
 from __future__ import annotations
 
@@ -797,6 +802,9 @@ def main():
     ap.add_argument("--while-training", action="store_true",
                     help="time everything while another browser session trains a model through the app's "
                          "queue (the Train page's default preset, 20,000 images, 200 epochs; bench_app.py's)")
+    ap.add_argument("--trainer-nice", type=int, default=19,
+                    help="with --while-training: the nice level of the trainer's own Chromium (0: the same "
+                         "priority as the server and the measured browser)")
     ap.add_argument("--quick", action="store_true",
                     help="Latent_grid and Sampling, 2 moves, 1 open, 1 start, 500-point maps")
     args = ap.parse_args()
@@ -844,8 +852,15 @@ def main():
 
             trainer = None
             if args.while_training:
+                # The trainer's own browser: a second Chromium, niced (in a class it runs on the
+                # student's machine, not on the server's cores); its session's work on the server
+                # (the live view every second) and the training itself are the load measured.
                 from bench_app import start_training
-                trainer = start_training(browser, url)
+                from bench_load import niced_chromium
+                from browser_support import CHROMIUM_ARGS
+                trainer_browser = p.chromium.launch(executable_path=niced_chromium(args.trainer_nice),
+                                                    headless=True, args=CHROMIUM_ARGS)
+                trainer = start_training(trainer_browser, url)
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             ctx.add_init_script(INIT_JS)
             page = ctx.new_page()
@@ -873,6 +888,7 @@ def main():
             if trainer is not None:
                 from bench_app import stop_training
                 stop_training(trainer)       # waits for "Training was stopped": it trained until now
+                trainer_browser.close()
             browser.close()
     finally:
         if proc is not None:
