@@ -166,11 +166,13 @@ def test_the_chosen_pair_stays_chosen_across_pages(streamlit_server, page):
 
 def test_a_copied_link_reproduces_the_view_in_a_fresh_browser(streamlit_server, browser):
     """A teacher sets up 'this model, this pair of digits, step 7' on Interpolation, copies the link
-    from the sidebar, and a student's fresh browser opens exactly that view; the link holds no
-    training token."""
+    from the sidebar (its Copy button puts it on the clipboard), and a student's fresh browser opens
+    exactly that view; the link holds no training token."""
     import re
     from browser_support import nudge_slider
-    teacher = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    from playwright.sync_api import expect
+    teacher = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  permissions=["clipboard-read", "clipboard-write"]).new_page()
     student = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
     try:
         open_page(teacher, streamlit_server, "Interpolation", until=".st-key-interp_t")
@@ -186,8 +188,12 @@ def test_a_copied_link_reproduces_the_view_in_a_fresh_browser(streamlit_server, 
         nudge_slider(teacher, "interp_t", presses=7 - start)
         wait_rendered(teacher)
         teacher.locator(".st-key-view_link button").first.click()
-        wait_rendered(teacher, until="[data-testid=stSidebar] [data-testid=stCode]")
-        link = teacher.locator("[data-testid=stSidebar] [data-testid=stCode] code").inner_text().strip()
+        wait_rendered(teacher, until=".st-key-view_link_box input")
+        link = teacher.locator(".st-key-view_link_box input").input_value().strip()
+        copy = teacher.locator(".st-key-view_link_box button")
+        copy.click()
+        expect(copy).to_have_text("Copied")
+        assert teacher.evaluate("navigator.clipboard.readText()") == link
         assert "interp_t=7" in link and "vae=mnist-d2-vae-b1" in link and "trainer" not in link, link
         student.goto(link, wait_until="domcontentloaded")
         wait_rendered(student, until=".st-key-interp_t")
