@@ -189,10 +189,11 @@ if len(fam) >= 2:
                  f"(under a minute the first time, in the background; then kept)", key="post_rank"):
         members = tuple((m["name"], m["path"], models.ckpt_key(models.load_model(m["path"]))) for m in fam)
         # A server thread shared by every session does the integrals (explorer.background): the
-        # page stays usable meanwhile, and a class asking at once starts them once.
+        # page stays usable meanwhile, a class asking at once starts them once, and the thread
+        # gives way to those that run pages (GIVE_WAY).
         job = background.start(("post_rank", members, sel.dataset, N_RANK),
                                partial(family_table, members=members, dataset=sel.dataset, n=N_RANK),
-                               total=len(members))
+                               total=len(members), nice=background.GIVE_WAY)
         if not job.done.is_set():
             @timing.fragment(run_every=1.0)
             def wait_for_ranking():
@@ -209,7 +210,7 @@ if len(fam) >= 2:
             if st.button("Try again", key="post_rank_retry"):
                 background.start(("post_rank", members, sel.dataset, N_RANK),
                                  partial(family_table, members=members, dataset=sel.dataset, n=N_RANK),
-                                 total=len(members), retry=True)
+                                 total=len(members), retry=True, nice=background.GIVE_WAY)
                 st.rerun()
         else:
             rows = job.result

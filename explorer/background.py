@@ -6,10 +6,12 @@ progress bar, stays usable meanwhile, and draws the result when it is ready.
 and returns the result. Work that reports no steps (t-SNE and UMAP, in explorer.maps) gives
 expected_s instead, and its progress is the time spent against the time expected. Finished jobs
 are kept (the oldest forgotten past _MAX_JOBS), failed ones too: a failed job starts again only
-when asked with retry=True.
+when asked with retry=True. Work nobody waits for can give way (nice): the server's threads that
+draw pages then go first whenever both want a core.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any, Callable, Optional
 _LOCK = threading.Lock()
 _JOBS: dict = {}
 _MAX_JOBS = 64
+GIVE_WAY = 10           # the nice value that work no page waits on adds to its thread (give_way)
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Job:
     result: Any = None
     error: Optional[str] = None
     expected_s: Optional[float] = None    # for work that reports no steps: how long it should take
+    nice: int = 0                         # how far its thread gives way to the threads running pages
 
     def step(self) -> None:
         self.steps += 1
@@ -55,7 +59,20 @@ class Job:
         return (time.monotonic() - self.started) / self.steps * (self.total - self.steps)
 
 
+def give_way(nice: int = GIVE_WAY) -> None:
+    """Raise the calling thread's nice value by `nice` (at most 19), so that the server's other
+    threads (those that run pages) go first when both want a core. Linux gives each thread its own
+    nice value, and threads this one starts inherit it; elsewhere nothing changes."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + int(nice)))
+    except (AttributeError, OSError):
+        pass
+
+
 def _run(job: Job, work: Callable[[Job], Any]) -> None:
+    if job.nice > 0:
+        give_way(job.nice)
     try:
         job.result = work(job)
     except Exception as e:          # noqa: BLE001 - the page shows it; the server carries on
@@ -71,11 +88,12 @@ def find(key: tuple) -> Optional[Job]:
 
 
 def start(key: tuple, work: Callable[[Job], Any], total: int = 0, retry: bool = False,
-          expected_s: Optional[float] = None) -> Job:
+          expected_s: Optional[float] = None, nice: int = 0) -> Job:
     """The job for key: found running or finished (a failed one too, so that pages show its
     error instead of starting it again on every rerun), or started now; retry=True starts a
     failed one again (a "Try again" button). total: the steps work will report; expected_s:
-    the seconds it should take, for work that reports none."""
+    the seconds it should take, for work that reports none; nice: how far its thread gives way to
+    the threads that run pages (give_way), for work no page waits for."""
     with _LOCK:
         job = _JOBS.get(key)
         if job is not None and (job.error is None or not retry):
@@ -83,6 +101,6 @@ def start(key: tuple, work: Callable[[Job], Any], total: int = 0, retry: bool = 
         finished = [k for k, j in _JOBS.items() if j.done.is_set()]
         for k in finished[:max(0, len(_JOBS) - _MAX_JOBS + 1)]:
             del _JOBS[k]
-        job = _JOBS[key] = Job(key, int(total), expected_s=expected_s)
+        job = _JOBS[key] = Job(key, int(total), expected_s=expected_s, nice=max(0, int(nice)))
     threading.Thread(target=_run, args=(job, work), name=f"background-{key[0]}", daemon=True).start()
     return job

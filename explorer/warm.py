@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 
+from explorer import background
+
 
 def _split(infos: list) -> tuple[list, list]:
     """(VAEs, AEs) among the model infos."""
@@ -63,14 +65,6 @@ def warm(started: float) -> dict:
             models.reconstruct(ckpt, models.ckpt_key(ckpt), dataset, idx)
         took["home reconstructions"] = time.perf_counter() - t
     return took
-
-
-def _lower_priority() -> None:
-    """Let this thread give way to the server's (Linux: a thread has its own nice value)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
 
 
 def warm_views() -> dict:
@@ -125,7 +119,7 @@ def _run_views(delay: float) -> None:
     """warm_views() after `delay` seconds, in a thread of its own at a lower priority (set before
     it starts PyTorch's thread pool, whose threads then inherit it)."""
     time.sleep(delay)
-    _lower_priority()
+    background.give_way()
     try:
         took = warm_views()
     except Exception as e:          # noqa: BLE001 - only speed is lost

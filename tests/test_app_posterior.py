@@ -111,6 +111,8 @@ def test_the_family_is_ranked_by_exact_log_px(app_env):
     no_errors(at)
     # The integrals run in the background: meanwhile a progress bar, then the table.
     assert at.get("progress") and not at.dataframe
+    from explorer import background              # AppTest runs the page in this process
+    assert [j.nice for k, j in background._JOBS.items() if k[0] == "post_rank"] == [background.GIVE_WAY]
     import time
     for _ in range(1200):                         # what the progress fragment's rerun does in a browser
         if not at.get("progress"):

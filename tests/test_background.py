@@ -59,3 +59,34 @@ def test_work_without_steps_reports_progress_from_the_time_it_should_take():
     assert abs(halfway.progress() - 0.5) < 0.05 and abs(halfway.seconds_left() - 1.0) < 0.1
     late = background.Job(("k",), 0, expected_s=2.0, started=time.monotonic() - 5.0)
     assert late.progress() == 0.99 and late.seconds_left() == 0.0    # never claims to be done
+
+
+def test_work_nobody_waits_for_gives_way_to_the_threads_that_run_pages():
+    """Linux gives each thread its own nice value: a job started with nice runs that much nicer
+    than the thread that started it (and so than the server's page threads); one without, the same."""
+    import os
+    import sys
+
+    import pytest
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a thread's own nice value is Linux's")
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    here = lambda job: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # noqa: E731
+    niced = background.start(("test-nice", 1), here, nice=7)
+    plain = background.start(("test-nice", 2), here)
+    assert niced.done.wait(10) and plain.done.wait(10)
+    assert (niced.nice, niced.result) == (7, min(19, mine + 7))
+    assert (plain.nice, plain.result) == (0, mine)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine     # the caller's stays
+
+
+def test_a_new_map_gives_way_to_the_threads_that_run_pages(tmp_path):
+    """explorer.maps: a new t-SNE map computes in a thread that gives way (bench/bench_map_nice.py:
+    at the pages' priority, two 10,000-code maps held other pages' work up to 1.3 s)."""
+    import numpy as np
+
+    from explorer import maps
+    codes = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+    job = maps.start(("test-map", 1), codes, "tsne", 1, tmp_path / "a", "k")
+    assert job.nice == background.GIVE_WAY > 0
+    assert job.done.wait(120) and job.error is None and job.result.shape == (120, 2)
