@@ -32,7 +32,8 @@ maps computed meanwhile go to a temporary VAE_USER_DIR) and /usr/bin/chromium dr
 
 The clock. An init script in every document stamps performance.now() at the first key press or
 pointer press of a move, and a MutationObserver (plus image `load` events) stamps the time of the
-last change to the page. A move ends when the server has finished the rerun it started
+last change to the page (but a help tooltip's: it appears half a second after the pointer rests
+on a pressed button, and is not what the press draws). A move ends when the server has finished the rerun it started
 (script_finished on the websocket), no element is stale, no spinner, progress bar, skeleton or
 "running" status shows, every plotly chart has drawn and every picture loaded, and nothing has changed for --settle
 seconds; the time reported runs from the press to the LAST change before that quiet spell, so the
@@ -89,9 +90,24 @@ INIT_JS = """
   addEventListener('mousedown', press, true);
   // A picture is drawn when its image has loaded, which is no DOM mutation of its own.
   addEventListener('load', e => { if (e.target && e.target.tagName === 'IMG') { b.last = performance.now(); } }, true);
+  // A button's help tooltip appears about 0.5 s after the pointer comes to rest on it: the
+  // pointer of a press, so it is no part of what the press draws, and its changes are not counted.
+  const TIP = '[data-baseweb=tooltip], [role=tooltip]';
+  const tipNode = n => n.nodeType === 1 && (n.matches(TIP) || n.querySelector(TIP) !== null
+                                            || (n.tagName === 'DIV' && n.childNodes.length === 0));
+  const tipOnly = r => {
+    if (r.attributeName === 'aria-describedby') return true;
+    const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+    if (el && el.closest(TIP)) return true;
+    if (r.type !== 'childList' || (el && el.closest('[data-testid=stApp]'))) return false;
+    const nodes = [...r.addedNodes, ...r.removedNodes];
+    return nodes.length > 0 && nodes.every(tipNode);
+  };
   const start = () => {
-    new MutationObserver(() => { b.last = performance.now(); b.n++; })
-      .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+    new MutationObserver(records => {
+      if (records.every(tipOnly)) return;
+      b.last = performance.now(); b.n++;
+    }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   };
   start();
 })();

@@ -1,15 +1,15 @@
 """Do the other students' pages wait while one student's new map computes? A page-like task in
-the server's thread, timed while two new t-SNE maps compute in explorer.maps' background threads:
+the server's thread, timed while two new maps (t-SNE, or UMAP) compute in explorer.maps' threads:
 at the app's priority for maps (explorer.background.GIVE_WAY) against the reference, the same maps at
 the pages' own priority, in one invocation.
 
-    python bench/bench_map_nice.py [--points 10000] [--rounds 2]
+    python bench/bench_map_nice.py [--points 10000] [--rounds 2] [--method tsne|umap]
 
 Each configuration runs in a fresh process (no map is cached between them), the two alternating.
 The page-like task builds a 2,000-dot plotly map, serialises it and does a little numpy: about
 30 ms alone. Prints, for each: the task's p50 / p95 alone and while the maps compute, and how long
 the two maps took (niced, they must not take much longer on a machine where nothing else runs).
-The random codes stand in for a model's: t-SNE's time depends on their number, not on their source.
+The random codes stand in for a model's: a map's time depends on their number, not on their source.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def pct(values, q):
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
 
-def one(points: int, give_way: int, seed: int) -> dict:
+def one(points: int, give_way: int, seed: int, method: str) -> dict:
     """In this process: the page-like task alone, then beside two maps at nice give_way."""
     sys.path.insert(0, str(REPO))
     from explorer import background, figures, maps
@@ -47,13 +47,16 @@ def one(points: int, give_way: int, seed: int) -> dict:
         np.linalg.svd(rng.normal(size=(300, 300)))
         return (time.perf_counter() - t) * 1000
 
+    if method == "umap":            # numba compiles UMAP once per process: the app does it at start-up
+        from vae_core.projections import warmup_umap
+        warmup_umap()
     for _ in range(3):
         page()
     alone = [page() for _ in range(15)]
     codes = rng.normal(size=(points, 16)).astype(np.float32)
     cache = tempfile.mkdtemp(prefix="bench-map-nice-")
     t0 = time.perf_counter()
-    jobs = [maps.start(("bench-map-nice", seed, i), codes + i, "tsne", seed + i, os.path.join(cache, str(i)), "k")
+    jobs = [maps.start(("bench-map-nice", seed, i), codes + i, method, seed + i, os.path.join(cache, str(i)), "k")
             for i in range(2)]
     during = []
     while not all(j.done.is_set() for j in jobs):
@@ -68,21 +71,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=10_000, help="codes in each of the two maps")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--method", default="tsne", choices=("tsne", "umap"))
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)     # a child run: its nice
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.points, args.one, args.seed)))
+        print(json.dumps(one(args.points, args.one, args.seed, args.method)))
         return
     sys.path.insert(0, str(REPO))
     from explorer.background import GIVE_WAY
-    print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; two t-SNE maps of "
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; two {args.method} maps of "
           f"{args.points:,} codes each")
     results = {GIVE_WAY: [], 0: []}
     for r in range(args.rounds):
         for nice in (0, GIVE_WAY):
             out = subprocess.run([sys.executable, __file__, "--one", str(nice), "--seed", str(1000 * r + nice),
-                                  "--points", str(args.points)], capture_output=True, text=True, check=True)
+                                  "--points", str(args.points), "--method", args.method], capture_output=True, text=True, check=True)
             results[nice].append(json.loads(out.stdout.strip().splitlines()[-1]))
     for nice, runs in results.items():
         name = f"maps at nice +{nice} (the app)" if nice else "maps at the pages' priority (reference)"
