@@ -80,7 +80,8 @@ if any(d == 2 for d in dims.values()) and not all_2d:
 # VAE's and the AE's side by side. The page first waits for it under a progress bar, keeping the
 # maps it showed before on screen (WAIT_S: a 2,000-code map is ready within it); a map that takes
 # longer is replaced meanwhile by the map the page showed before (same points) or by the PCA
-# map, and the page redraws itself when the new one is ready. VAE_MAP_WAIT_S sets the wait.
+# map, and the page redraws itself when the new one is ready (such a map computes on the training
+# engine's workers: explorer.maps.start). VAE_MAP_WAIT_S sets the wait.
 try:
     WAIT_S = max(0.0, float(os.environ.get("VAE_MAP_WAIT_S", "4")))
 except ValueError:
@@ -93,7 +94,7 @@ for label, ckpt, info in sel.pair:
     if m in ("tsne", "umap"):
         xy = models.map_ready(ckpt, key, sel.dataset, n_points, m, seed)
         if xy is None:
-            pending[label] = models.start_map(ckpt, key, sel.dataset, n_points, m, seed)
+            pending[label] = models.start_map(ckpt, key, sel.dataset, n_points, m, seed, WAIT_S)
             continue
         maps[label] = xy
     else:
@@ -103,7 +104,8 @@ for label, ckpt, info in sel.pair:
 def progress_text(jobs) -> tuple[float, str]:
     left = max(j.seconds_left() or 0.0 for j in jobs)
     return (min(j.progress() for j in jobs),
-            f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed}), about {max(left, 0.5):.0f} s left"
+            f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed})"
+            + "".join(sorted({f" {j.where}" for j in jobs if j.where})) + f", about {max(left, 0.5):.0f} s left"
             + (". Until it is ready: " + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items())
                if stand_in else "") + ".")
 

@@ -1,15 +1,21 @@
 """Do the other students' pages wait while one student's new map computes? A page-like task in
-the server's thread, timed while two new maps (t-SNE, or UMAP) compute in explorer.maps' threads:
-at the app's priority for maps (explorer.background.GIVE_WAY) against the reference, the same maps at
-the pages' own priority, in one invocation.
+the server's thread, timed while two new maps (t-SNE, or UMAP) compute, in three ways in one
+invocation:
+
+- `here, same priority` (the reference): in explorer.maps' threads of the server process, at the
+  pages' own priority (as before session 17);
+- `here, niced`: the same threads niced by explorer.background.GIVE_WAY: what the app does with a
+  map the page waits for (up to VAE_MAP_WAIT_S, 4 s: a 2,000-code map);
+- `on the engine`: on a worker of a local Ray head (vae_core.cluster.project_remote), started in
+  a temporary VAE_RAY_DIR before the timing: what the app does with a longer map.
 
     python bench/bench_map_nice.py [--points 10000] [--rounds 2] [--method tsne|umap]
 
-Each configuration runs in a fresh process (no map is cached between them), the two alternating.
-The page-like task builds a 2,000-dot plotly map, serialises it and does a little numpy: about
-30 ms alone. Prints, for each: the task's p50 / p95 alone and while the maps compute, and how long
-the two maps took (niced, they must not take much longer on a machine where nothing else runs).
-The random codes stand in for a model's: a map's time depends on their number, not on their source.
+Each configuration runs in a fresh process (no map is cached between them), in turn. The
+page-like task builds a 2,000-dot plotly map, serialises it and does a little numpy: about 30 ms
+alone. Prints, for each: the task's p50 / p95 alone and while the maps compute, and how long the
+two maps took (on the engine: its first map includes the worker's start and UMAP's compilation
+there). The random codes stand in for a model's: a map's time depends on their number.
 """
 from __future__ import annotations
 
@@ -32,11 +38,21 @@ def pct(values, q):
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
 
 
-def one(points: int, give_way: int, seed: int, method: str) -> dict:
-    """In this process: the page-like task alone, then beside two maps at nice give_way."""
+CONFIGS = ("here, same priority", "here, niced", "on the engine")
+
+
+def one(points: int, config: str, seed: int, method: str) -> dict:
+    """In this process: the page-like task alone, then beside two maps computed as config says."""
     sys.path.insert(0, str(REPO))
     from explorer import background, figures, maps
-    background.GIVE_WAY = give_way  # the reference runs the same code at the pages' priority
+    if config == "here, same priority":
+        background.GIVE_WAY = 0     # the reference runs the same code at the pages' priority
+    folder = None
+    if config == "on the engine":
+        from vae_core import cluster
+        folder = tempfile.mkdtemp(prefix="bmn")
+        os.environ["VAE_RAY_DIR"] = folder
+        cluster.connect()
     rng = np.random.default_rng(seed)
     xy, labels = rng.normal(size=(2000, 2)).astype(np.float32), rng.integers(0, 10, 2000)
 
@@ -47,7 +63,7 @@ def one(points: int, give_way: int, seed: int, method: str) -> dict:
         np.linalg.svd(rng.normal(size=(300, 300)))
         return (time.perf_counter() - t) * 1000
 
-    if method == "umap":            # numba compiles UMAP once per process: the app does it at start-up
+    if method == "umap" and config != "on the engine":   # the app compiles UMAP at start-up
         from vae_core.projections import warmup_umap
         warmup_umap()
     for _ in range(3):
@@ -55,16 +71,23 @@ def one(points: int, give_way: int, seed: int, method: str) -> dict:
     alone = [page() for _ in range(15)]
     codes = rng.normal(size=(points, 16)).astype(np.float32)
     cache = tempfile.mkdtemp(prefix="bench-map-nice-")
+    wait_s = 0.0 if config == "on the engine" else float("inf")
     t0 = time.perf_counter()
-    jobs = [maps.start(("bench-map-nice", seed, i), codes + i, method, seed + i, os.path.join(cache, str(i)), "k")
-            for i in range(2)]
+    jobs = [maps.start(("bench-map-nice", seed, i), codes + i, method, seed + i, os.path.join(cache, str(i)), "k",
+                       wait_s=wait_s) for i in range(2)]
     during = []
     while not all(j.done.is_set() for j in jobs):
         during.append(page())
         time.sleep(0.1)
     took = time.perf_counter() - t0
-    return {"give_way": give_way, "nice": jobs[0].nice, "alone": alone, "during": during, "maps_s": took,
-            "errors": [j.error for j in jobs if j.error]}
+    out = {"config": config, "nice": jobs[0].nice, "where": jobs[0].where or "here", "alone": alone,
+           "during": during, "maps_s": took, "errors": [j.error for j in jobs if j.error]}
+    if folder:
+        from vae_core import cluster
+        import ray
+        ray.shutdown()
+        cluster.stop_local_head(cluster.ray_dir())
+    return out
 
 
 def main() -> None:
@@ -72,31 +95,29 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=10_000, help="codes in each of the two maps")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--method", default="tsne", choices=("tsne", "umap"))
-    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)     # a child run: its nice
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)     # a child run: its configuration
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
         print(json.dumps(one(args.points, args.one, args.seed, args.method)))
         return
-    sys.path.insert(0, str(REPO))
-    from explorer.background import GIVE_WAY
     print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; two {args.method} maps of "
           f"{args.points:,} codes each")
-    results = {GIVE_WAY: [], 0: []}
+    results = {c: [] for c in CONFIGS}
     for r in range(args.rounds):
-        for nice in (0, GIVE_WAY):
-            out = subprocess.run([sys.executable, __file__, "--one", str(nice), "--seed", str(1000 * r + nice),
-                                  "--points", str(args.points), "--method", args.method], capture_output=True, text=True, check=True)
-            results[nice].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    for nice, runs in results.items():
-        name = f"maps at nice +{nice} (the app)" if nice else "maps at the pages' priority (reference)"
+        for k, config in enumerate(CONFIGS):
+            out = subprocess.run([sys.executable, __file__, "--one", config, "--seed", str(1000 * r + 10 * k),
+                                  "--points", str(args.points), "--method", args.method],
+                                 capture_output=True, text=True, check=True)
+            results[config].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for config, runs in results.items():
         alone = [v for run in runs for v in run["alone"]]
         during = [v for run in runs for v in run["during"]]
         errors = [e for run in runs for e in run["errors"]]
-        print(f"{name}: page task alone p50 {pct(alone, .5):.0f} ms, p95 {pct(alone, .95):.0f} ms; "
-              f"beside the maps p50 {pct(during, .5):.0f} ms, p95 {pct(during, .95):.0f} ms, max {max(during):.0f} ms "
-              f"({len(during)} tasks); the two maps took " + ", ".join(f"{run['maps_s']:.1f} s" for run in runs)
-              + (f"; ERRORS {errors}" if errors else ""))
+        print(f"{config} (nice +{runs[0]['nice']}, computed {runs[0]['where']}): page task alone p50 "
+              f"{pct(alone, .5):.0f} ms, p95 {pct(alone, .95):.0f} ms; beside the maps p50 {pct(during, .5):.0f} ms, "
+              f"p95 {pct(during, .95):.0f} ms, max {max(during):.0f} ms ({len(during)} tasks); the two maps took "
+              + ", ".join(f"{run['maps_s']:.1f} s" for run in runs) + (f"; ERRORS {errors}" if errors else ""))
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 

@@ -34,6 +34,7 @@ class Job:
     error: Optional[str] = None
     expected_s: Optional[float] = None    # for work that reports no steps: how long it should take
     nice: int = 0                         # how far its thread gives way to the threads running pages
+    where: str = ""                       # where the work runs, when not in this thread (for the page)
 
     def step(self) -> None:
         self.steps += 1

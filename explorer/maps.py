@@ -10,9 +10,13 @@ report no steps of their own. A map's thread runs at a lower priority (backgroun
 while it computes, the server's threads that run the other students' pages go first
 (bench/bench_map_nice.py: a 30-ms page task took p95 1.3 s beside two 10,000-code t-SNE maps at
 the pages' priority, 0.1 s beside niced ones). With nothing else running it changes nothing.
+A map longer than the page waits for computes on a worker of the training engine instead (start):
+UMAP's layout would hold Python's lock in the server, which a nice value cannot give back.
 """
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from typing import Optional
@@ -25,7 +29,9 @@ from . import background
 # took with the VAE's and the AE's maps side by side: t-SNE about 0.6 s and UMAP about 0.3 s
 # per 1,000 codes, after UMAP's warm-up).
 _RATE = {"tsne": 0.6e-3, "umap": 0.3e-3}
+ENGINE_START_S = 10.0      # starting the local training engine for a map, when it is not up yet
 _LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def expected_seconds(method: str, n: int) -> float:
@@ -38,20 +44,42 @@ def find(key: tuple) -> Optional[background.Job]:
     return background.find(("map",) + tuple(key))
 
 
-def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cache_key) -> background.Job:
+def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cache_key,
+          wait_s: float = float("inf")) -> background.Job:
     """The background job of this map (key identifies it: checkpoint, dataset, points, method,
     seed), started now unless it is already running or finished (a failure is shown, not retried
-    in a loop). Its result is the map [n, 2]."""
+    in a loop). Its result is the map [n, 2].
+
+    A map expected to take longer than the page waits (wait_s) computes on a worker of the
+    training engine (vae_core.cluster.project_remote: the class's Ray cluster where RAY_ADDRESS
+    names one, else the local engine, started if need be): UMAP's layout holds Python's lock for
+    each of its epochs, and in the server's process every other page would wait on it
+    (bench/bench_map_nice.py). job.where says so. If the engine cannot take it, it computes here.
+    VAE_MAP_ENGINE=0 keeps every map here."""
     codes = np.asarray(codes, dtype=np.float32)
     n = len(codes)
+    expected = expected_seconds(method, n)
+    far = expected > wait_s and os.environ.get("VAE_MAP_ENGINE", "1") != "0"
+    if far:
+        from vae_core import cluster
+        if not cluster.is_connected():
+            expected += ENGINE_START_S
 
     def work(job: background.Job) -> np.ndarray:
         from vae_core.projections import project
+        if far:
+            from vae_core import cluster
+            job.where = "on the training engine's workers"
+            try:
+                return project(codes, method, seed=int(seed), cache_dir=cache_dir, cache_key=cache_key,
+                               elsewhere=cluster.project_remote)
+            except cluster.EngineError as e:
+                log.warning("map %s computed in the server instead: %s", key, e)
+                job.where = ""
         xy = project(codes, method, seed=int(seed), cache_dir=cache_dir, cache_key=cache_key)
         took = time.monotonic() - job.started
         with _LOCK:                 # learn the rate: an average that leans towards recent maps
             _RATE[method] = 0.7 * _RATE[method] + 0.3 * took / max(n, 1)
         return xy
 
-    return background.start(("map",) + tuple(key), work, expected_s=expected_seconds(method, n),
-                            nice=background.GIVE_WAY)
+    return background.start(("map",) + tuple(key), work, expected_s=expected, nice=background.GIVE_WAY)

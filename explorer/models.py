@@ -409,10 +409,10 @@ def map_ready(ckpt, key: str, dataset: str, n: int, method: str, seed: int) -> O
     return cached(mu, method, seed, maps_cache_dir(ckpt, mu, method, seed, dataset), map_cache_key(ckpt, dataset))
 
 
-def start_map(ckpt, key: str, dataset: str, n: int, method: str, seed: int):
+def start_map(ckpt, key: str, dataset: str, n: int, method: str, seed: int, wait_s: float = float("inf")):
     """Start (or find) the background computation of a map: an explorer.background.Job whose
-    result is the map."""
+    result is the map. wait_s: how long the page waits for it (explorer.maps.start)."""
     from . import maps
     mu = codes(ckpt, key, dataset, n)["mu"]
     return maps.start((key, dataset, n, method, seed), mu, method, seed,
-                      maps_cache_dir(ckpt, mu, method, seed, dataset), map_cache_key(ckpt, dataset))
+                      maps_cache_dir(ckpt, mu, method, seed, dataset), map_cache_key(ckpt, dataset), wait_s)

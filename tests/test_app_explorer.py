@@ -219,7 +219,9 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     monkeypatch.setenv("VAE_MAP_WAIT_S", "0")
     at.number_input(key="map_seed").set_value(4322).run()
     no_errors(at)
-    assert any("Computing the t-SNE map" in (p.proto.text or "") for p in at.get("progress"))
+    # ... on a worker of the training engine (a real local Ray), not in the server's process.
+    assert any("Computing the t-SNE map of 500 codes (seed 4322) on the training engine's workers" in
+               (p.proto.text or "") for p in at.get("progress")), [p.proto.text for p in at.get("progress")]
     assert "t-SNE map (seed 4321) for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
     assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), first)
     import time
@@ -232,6 +234,9 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
     tsne = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     assert tsne.shape == pca.shape and not np.allclose(tsne, first) and not np.allclose(tsne, pca)
+    from explorer import background                 # both maps came back from the engine's worker
+    jobs = [j for k, j in background._JOBS.items() if k[0] == "map" and k[-1] == 4322]
+    assert len(jobs) == 2 and all(j.where == "on the training engine's workers" and j.error is None for j in jobs)
 
 
 def test_a_map_that_fails_says_so_once_and_is_not_computed_again_on_every_rerun(app_env, monkeypatch):

@@ -137,3 +137,32 @@ def test_bad_inputs():
         projections.project(np.zeros((10,)), "pca")
     with pytest.raises(DataError, match="NaN"):
         projections.project(np.full((10, 3), np.nan), "pca")
+
+
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_a_map_computed_on_a_ray_worker_is_the_one_computed_here(clusters, tmp_path, method):
+    """vae_core.cluster.project_remote (a real local Ray: the session's head) gives the map
+    project() gives in this process, same settings and seed; project(elsewhere=...) caches it here
+    and, once cached, never sends it again."""
+    from vae_core import cluster
+    x, _ = clusters
+    here = projections.project(x, method, seed=3)
+    sent = []
+
+    def remote(codes, m, seed):
+        sent.append((m, seed))
+        return cluster.project_remote(codes, m, seed)
+
+    there = projections.project(x, method, seed=3, cache_dir=tmp_path, cache_key="k", elsewhere=remote)
+    assert sent == [(method, 3)]
+    np.testing.assert_allclose(there, here, atol=1e-4)
+    again = projections.project(x, method, seed=3, cache_dir=tmp_path, cache_key="k", elsewhere=remote)
+    assert sent == [(method, 3)] and np.array_equal(again, there)
+
+
+def test_a_broken_map_from_elsewhere_is_refused_and_not_cached(clusters, tmp_path):
+    x, _ = clusters
+    with pytest.raises(DataError, match="computed elsewhere has shape"):
+        projections.project(x, "tsne", cache_dir=tmp_path, cache_key="k",
+                            elsewhere=lambda codes, m, seed: np.full((len(codes), 2), np.nan))
+    assert not list(tmp_path.rglob("*.npz"))

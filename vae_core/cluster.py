@@ -23,6 +23,10 @@ where its worker has one, sends its progress to a mailbox actor without waiting 
 (a task blocked in ray.get lends its CPU out), reads its stop flag from the replies, and returns
 the finished checkpoint as bytes. Nothing is published by the worker: a worker that dies
 leaves no partial file.
+
+A 2-D map too big for the web server's process (`project_remote`) is one task with no CPU of its
+own, so it never holds a training's slot: UMAP's numba layout keeps Python's lock for each of its
+epochs, and in the server every page waited for it (bench/bench_map_nice.py).
 """
 from __future__ import annotations
 
@@ -418,6 +422,31 @@ def remote_train():
         import ray
         fn = _ENGINE.remotes["train"] = ray.remote(num_cpus=1, max_retries=0)(_train_task)
     return fn
+
+
+def _project_task(codes, method: str, seed: int):
+    """Body of the Ray task of a map: vae_core.projections.project, without its disk cache (the
+    caller's disk is not this worker's)."""
+    from .projections import project
+    return project(codes, method, seed=seed)
+
+
+def project_remote(codes, method: str, seed: int, timeout: float = 1800.0):
+    """A 2-D map of codes (vae_core.projections.project, same settings, same seed: the same map)
+    computed by a Ray worker rather than this process, connecting first (a local head is started
+    if none runs). The task asks for no CPU: it runs beside the trainings at the engine's lower
+    priority and never delays one; callers bound how many they send (projections' slots).
+    Raises EngineError when Ray cannot be reached or the task fails."""
+    ray = connect()
+    fn = _ENGINE.remotes.get("project")
+    if fn is None:
+        fn = _ENGINE.remotes["project"] = ray.remote(num_cpus=0, max_retries=1)(_project_task)
+    try:
+        return ray.get(fn.remote(codes, method, int(seed)), timeout=timeout)
+    except Exception as e:          # noqa: BLE001 - any failure of the engine: the caller decides
+        if isinstance(e, (ray.exceptions.RaySystemError, ConnectionError)):
+            _ENGINE.lost(e)
+        raise EngineError(f"the map could not be computed on the training engine ({_why(e)})") from e
 
 
 class Mailbox:

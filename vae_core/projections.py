@@ -16,7 +16,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -99,6 +99,8 @@ def _umap(codes: np.ndarray, seed: int, **params) -> np.ndarray:
 
 
 _METHODS = {"pca": _pca, "tsne": _tsne, "umap": _umap}
+# How many maps of each method one process has computing elsewhere at once (project's elsewhere).
+_REMOTE_SLOTS = {"tsne": threading.BoundedSemaphore(_SLOTS), "umap": threading.BoundedSemaphore(_SLOTS)}
 
 
 # What computes each method's map. It enters every cache file's name with the effective
@@ -162,7 +164,7 @@ def cached(codes: np.ndarray, method: str, seed: int, cache_dir, cache_key=None,
 
 
 def project(codes: np.ndarray, method: str = "pca", seed: int = 0, cache_dir=None,
-            cache_key=None, **params) -> np.ndarray:
+            cache_key=None, elsewhere: Optional[Callable] = None, **params) -> np.ndarray:
     """A 2-D map of codes [N, d] -> [N, 2] float32.
 
     method: "pca" (the plane of largest variance, linear: distances along it mean something),
@@ -171,6 +173,10 @@ def project(codes: np.ndarray, method: str = "pca", seed: int = 0, cache_dir=Non
     d = 2: the codes themselves, for every method; d = 1: the codes beside a column of zeros.
     Seeded: the same inputs give the same map.
     With cache_dir, the result is stored as an .npz named by cache_path() and reused.
+    elsewhere: a function (codes, method, seed) -> map that computes a t-SNE or UMAP map in
+    another process (vae_core.cluster.project_remote), with the default settings (no params). It
+    runs under this process's slot for the method, so a process has no more such maps out at once
+    than it has cores; the cache is read and written here.
     """
     if method not in _METHODS:
         raise ConfigError(f"projection {method!r} is unknown: use one of {', '.join(METHODS)}")
@@ -192,7 +198,14 @@ def project(codes: np.ndarray, method: str = "pca", seed: int = 0, cache_dir=Non
         hit = _read_cache(path, n)
         if hit is not None:
             return hit
-    xy = np.asarray(_METHODS[method](codes, int(seed), **params), dtype=np.float32)
+    if elsewhere is not None and method in _REMOTE_SLOTS and not params:
+        with _REMOTE_SLOTS[method]:
+            xy = np.asarray(elsewhere(codes, method, int(seed)), dtype=np.float32)
+        if xy.shape != (n, 2) or not np.isfinite(xy).all():
+            raise DataError(f"the {method} map computed elsewhere has shape {xy.shape} or holds NaN: "
+                            "compute it again")
+    else:
+        xy = np.asarray(_METHODS[method](codes, int(seed), **params), dtype=np.float32)
     if path is not None:
         _write_cache(path, xy)
     return xy
