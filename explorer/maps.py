@@ -10,8 +10,9 @@ report no steps of their own. A map's thread runs at a lower priority (backgroun
 while it computes, the server's threads that run the other students' pages go first
 (bench/bench_map_nice.py: a 30-ms page task took p95 1.3 s beside two 10,000-code t-SNE maps at
 the pages' priority, 0.1 s beside niced ones). With nothing else running it changes nothing.
-A map longer than the page waits for computes on a worker of the training engine instead (start):
-UMAP's layout would hold Python's lock in the server, which a nice value cannot give back.
+A UMAP map longer than the page waits for computes on a worker of the training engine instead
+(start, ENGINE_METHODS): its layout would hold Python's lock in the server, which a nice value
+cannot give back.
 """
 from __future__ import annotations
 
@@ -29,7 +30,17 @@ from . import background
 # took with the VAE's and the AE's maps side by side: t-SNE about 0.6 s and UMAP about 0.3 s
 # per 1,000 codes, after UMAP's warm-up).
 _RATE = {"tsne": 0.6e-3, "umap": 0.3e-3}
+# Which maps longer than the page waits go to the training engine, and why only UMAP's: its numba
+# layout holds Python's lock for each epoch, so in the server every other page waited on it, niced
+# or not; t-SNE's gradient lets go of the lock, and niced it leaves the pages alone. Measured with
+# bench/bench_map_nice.py, two 10,000-code maps beside a 30-ms page task (session 17): UMAP in the
+# server, niced: the task's p95 338-631 ms, maps 5.2-6.2 s; on the engine: p95 40 ms, maps 6.6 s
+# (28 s for the first, which starts the workers and compiles UMAP there). t-SNE in the server,
+# niced: p95 39-119 ms, maps 5.7-13 s; on the engine: p95 38 ms but maps 11-22 s.
+ENGINE_METHODS = ("umap",)
 ENGINE_START_S = 10.0      # starting the local training engine for a map, when it is not up yet
+WORKER_START_S = 15.0      # the first map this server sends: the workers start and compile UMAP
+_SENT: list = []           # the maps this server has sent to the engine
 _LOCK = threading.Lock()
 log = logging.getLogger(__name__)
 
@@ -50,26 +61,24 @@ def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cach
     seed), started now unless it is already running or finished (a failure is shown, not retried
     in a loop). Its result is the map [n, 2].
 
-    A map expected to take longer than the page waits (wait_s) computes on a worker of the
+    A UMAP map expected to take longer than the page waits (wait_s) computes on a worker of the
     training engine (vae_core.cluster.project_remote: the class's Ray cluster where RAY_ADDRESS
-    names one, else the local engine, started if need be): UMAP's layout holds Python's lock for
-    each of its epochs, and in the server's process every other page would wait on it
-    (bench/bench_map_nice.py). job.where says so. If the engine cannot take it, it computes here.
-    VAE_MAP_ENGINE=0 keeps every map here."""
+    names one, else the local engine, started if need be); job.where says so. If the engine
+    cannot take it, it computes here; VAE_MAP_ENGINE=0 keeps every map here. See ENGINE_METHODS."""
     codes = np.asarray(codes, dtype=np.float32)
     n = len(codes)
     expected = expected_seconds(method, n)
-    far = expected > wait_s and os.environ.get("VAE_MAP_ENGINE", "1") != "0"
+    far = method in ENGINE_METHODS and expected > wait_s and os.environ.get("VAE_MAP_ENGINE", "1") != "0"
     if far:
         from vae_core import cluster
-        if not cluster.is_connected():
-            expected += ENGINE_START_S
+        expected += (0.0 if cluster.is_connected() else ENGINE_START_S) + (0.0 if _SENT else WORKER_START_S)
 
     def work(job: background.Job) -> np.ndarray:
         from vae_core.projections import project
         if far:
             from vae_core import cluster
             job.where = "on the training engine's workers"
+            _SENT.append(key)
             try:
                 return project(codes, method, seed=int(seed), cache_dir=cache_dir, cache_key=cache_key,
                                elsewhere=cluster.project_remote)

@@ -219,9 +219,8 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     monkeypatch.setenv("VAE_MAP_WAIT_S", "0")
     at.number_input(key="map_seed").set_value(4322).run()
     no_errors(at)
-    # ... on a worker of the training engine (a real local Ray), not in the server's process.
-    assert any("Computing the t-SNE map of 500 codes (seed 4322) on the training engine's workers" in
-               (p.proto.text or "") for p in at.get("progress")), [p.proto.text for p in at.get("progress")]
+    assert any("Computing the t-SNE map of 500 codes (seed 4322), about" in (p.proto.text or "")
+               for p in at.get("progress")), [p.proto.text for p in at.get("progress")]
     assert "t-SNE map (seed 4321) for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
     assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), first)
     import time
@@ -234,8 +233,38 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
     tsne = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     assert tsne.shape == pca.shape and not np.allclose(tsne, first) and not np.allclose(tsne, pca)
-    from explorer import background                 # both maps came back from the engine's worker
+    from explorer import background                 # t-SNE: in the server, in threads that give way
     jobs = [j for k, j in background._JOBS.items() if k[0] == "map" and k[-1] == 4322]
+    assert len(jobs) == 2 and all(j.where == "" and j.nice == background.GIVE_WAY and j.error is None for j in jobs)
+
+
+def test_a_long_umap_map_computes_on_the_training_engine(app_env, monkeypatch):
+    """A UMAP map longer than the page waits (here: any) computes on a worker of the training
+    engine (the session's real local Ray), not in the server's process, whose pages its layout
+    would hold; meanwhile the PCA map stands in under a progress bar that says where it runs."""
+    monkeypatch.setenv("VAE_MAP_WAIT_S", "0")
+    at = run_page("app_pages/1_Latent_map.py")
+    at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()
+    at.select_slider(key="map_n").set_value(500).run()
+    at.segmented_control(key="map_method").set_value("umap").run()
+    no_errors(at)
+    texts = [p.proto.text or "" for p in at.get("progress")]
+    if texts:                                       # seed 0 of this pair may be on disk from an earlier test
+        assert any("UMAP map of 500 codes (seed 0) on the training engine's workers" in t for t in texts), texts
+    at.number_input(key="map_seed").set_value(5322).run()          # a seed nobody has computed
+    texts = [p.proto.text or "" for p in at.get("progress")]
+    assert any("Computing the UMAP map of 500 codes (seed 5322) on the training engine's workers" in t
+               for t in texts), texts
+    import time
+    for _ in range(1200):
+        time.sleep(0.1)
+        at.run()
+        if not at.get("progress"):
+            break
+    no_errors(at)
+    assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
+    from explorer import background
+    jobs = [j for k, j in background._JOBS.items() if k[0] == "map" and k[-1] == 5322]
     assert len(jobs) == 2 and all(j.where == "on the training engine's workers" and j.error is None for j in jobs)
 
 
