@@ -55,9 +55,9 @@ method = method or methods[0]
 n_points = c2.select_slider("Points", sizes, value=2000 if 2000 in sizes else sizes[-1], key="map_n",
                             help="How many test images to encode and draw. The shipped models' maps are "
                                  "precomputed; for a new model, both t-SNE or UMAP maps of 2,000 codes take "
-                                 "one to two seconds on 2 cores; larger maps compute on the training engine's "
-                                 "workers, 10,000 codes in about ten seconds (the first also starts them), "
-                                 "while the page stays usable. Each map is computed once, then kept on disk.")
+                                 "one to two seconds on 2 cores, of 10,000 codes about ten, while the page stays "
+                                 "usable (large UMAP maps compute on the training engine's workers; the first "
+                                 "also starts them, about 25 s). Each map is computed once, then kept on disk.")
 seed = int(c3.number_input("Seed", 0, 9999, 0, key="map_seed",
                            help="t-SNE and UMAP depend on it; raw and PCA do not.", disabled=method in ("raw", "pca")))
 for key, value in (("map_method", method), ("map_n", n_points), ("map_seed", seed)):
