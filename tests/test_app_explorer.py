@@ -199,6 +199,19 @@ def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
     assert sum(1 for t in plotly_spec(at, "map_chart_VAE")["data"] if t.get("showlegend") is False) >= 2
 
 
+def rerun_until_drawn(at, limit_s: float) -> None:
+    """Rerun the page every 0.1 s, as its progress fragment does in a browser, until no progress
+    bar shows (a background map has been drawn) or limit_s has passed; then no error shows."""
+    import time
+    for _ in range(int(limit_s * 10)):
+        time.sleep(0.1)
+        at.run()
+        if not at.get("progress"):
+            break
+    assert not at.get("progress"), [p.proto.text for p in at.get("progress")]
+    no_errors(at)
+
+
 def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     at = run_page("app_pages/1_Latent_map.py")
     at.selectbox(key="sb_vae").set_value("mnist-d20-vae-b1").run()       # projections are for d > 2
@@ -223,13 +236,7 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
                for p in at.get("progress")), [p.proto.text for p in at.get("progress")]
     assert "t-SNE map (seed 4321) for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
     assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), first)
-    import time
-    for _ in range(600):                          # what the progress fragment's rerun does in a browser
-        time.sleep(0.1)
-        at.run()
-        if not at.get("progress"):
-            break
-    no_errors(at)
+    rerun_until_drawn(at, 60)
     assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
     tsne = values(plotly_spec(at, "map_chart_AE")["data"][0]["x"])
     assert tsne.shape == pca.shape and not np.allclose(tsne, first) and not np.allclose(tsne, pca)
@@ -255,13 +262,7 @@ def test_a_long_umap_map_computes_on_the_training_engine(app_env, monkeypatch):
     texts = [p.proto.text or "" for p in at.get("progress")]
     assert any("Computing the UMAP map of 500 codes (seed 5322) on the training engine's workers" in t
                for t in texts), texts
-    import time
-    for _ in range(1200):
-        time.sleep(0.1)
-        at.run()
-        if not at.get("progress"):
-            break
-    no_errors(at)
+    rerun_until_drawn(at, 120)
     assert plotly_spec(at, "map_chart_AE")["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
     from explorer import background
     jobs = [j for k, j in background._JOBS.items() if k[0] == "map" and k[-1] == 5322]
