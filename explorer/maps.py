@@ -27,9 +27,10 @@ import numpy as np
 from . import background
 
 # Seconds per point, learnt from the maps finished on this server (starting from what 2 cores
-# took with the VAE's and the AE's maps side by side: t-SNE about 0.6 s and UMAP about 0.3 s
-# per 1,000 codes, after UMAP's warm-up).
-_RATE = {"tsne": 0.6e-3, "umap": 0.3e-3}
+# took with the VAE's and the AE's maps side by side, after UMAP's warm-up: t-SNE about 0.6 s and
+# UMAP about 0.55 s per 1,000 codes; session 17's bench_map_nice and bench_browser, 2,000 and
+# 10,000 codes. At 0.3 s, a 10,000-code UMAP was expected within the page's wait and ran here).
+_RATE = {"tsne": 0.6e-3, "umap": 0.55e-3}
 # Which maps longer than the page waits go to the training engine, and why only UMAP's: its numba
 # layout holds Python's lock for each epoch, so in the server every other page waited on it, niced
 # or not; t-SNE's gradient lets go of the lock, and niced it leaves the pages alone. Measured with
