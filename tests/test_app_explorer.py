@@ -232,7 +232,7 @@ def test_latent_map_tsne_projection_runs(app_env, monkeypatch):
     monkeypatch.setenv("VAE_MAP_WAIT_S", "0")
     at.number_input(key="map_seed").set_value(4322).run()
     no_errors(at)
-    assert any("Computing the t-SNE map of 500 codes (seed 4322), about" in (p.proto.text or "")
+    assert any("Computing the t-SNE map of 500 codes (seed 4322), " in (p.proto.text or "")   # not elsewhere
                for p in at.get("progress")), [p.proto.text for p in at.get("progress")]
     assert "t-SNE map (seed 4321) for now" in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
     assert np.allclose(values(plotly_spec(at, "map_chart_AE")["data"][0]["x"]), first)
