@@ -41,7 +41,7 @@ _RATE = {"tsne": 0.6e-3, "umap": 0.55e-3}
 ENGINE_METHODS = ("umap",)
 ENGINE_START_S = 10.0      # starting the local training engine for a map, when it is not up yet
 WORKER_START_S = 15.0      # the first map this server sends: the workers start and compile UMAP
-_SENT: list = []           # the maps this server has sent to the engine
+_SENT = threading.Event()  # set once this server has sent a map to the engine
 _LOCK = threading.Lock()
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,14 @@ def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cach
     far = method in ENGINE_METHODS and expected > wait_s and os.environ.get("VAE_MAP_ENGINE", "1") != "0"
     if far:
         from vae_core import cluster
-        expected += (0.0 if cluster.is_connected() else ENGINE_START_S) + (0.0 if _SENT else WORKER_START_S)
+        expected += (0.0 if cluster.is_connected() else ENGINE_START_S) + (0.0 if _SENT.is_set() else WORKER_START_S)
 
     def work(job: background.Job) -> np.ndarray:
         from vae_core.projections import project
         if far:
             from vae_core import cluster
             job.where = "on the training engine's workers"
-            _SENT.append(key)
+            _SENT.set()
             try:
                 return project(codes, method, seed=int(seed), cache_dir=cache_dir, cache_key=cache_key,
                                elsewhere=cluster.project_remote)
