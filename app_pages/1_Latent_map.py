@@ -106,7 +106,8 @@ def progress_text(jobs) -> tuple[float, str]:
     left = max(j.seconds_left() or 0.0 for j in jobs)
     return (min(j.progress() for j in jobs),
             f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed})"
-            + "".join(sorted({f" {j.where}" for j in jobs if j.where})) + (f", about {left:.0f} s left" if left >= 1 else ", nearly done")
+            + "".join(sorted({f" {j.where}" for j in jobs if j.where}))
+            + (f", about {left:.0f} s left" if left >= 1 else ", nearly done")
             + (". Until it is ready: " + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items())
                if stand_in else "") + ".")
 

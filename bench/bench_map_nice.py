@@ -16,7 +16,8 @@ Each configuration runs in a fresh process (no map is cached between them), in t
 page-like task builds a 2,000-dot plotly map, serialises it and does a little numpy: about 30 ms
 alone. Each process asks for two maps twice (new seeds the second time). Prints, for each: the
 task's p50 / p95 alone and while the maps compute, and how long the two maps took, first and
-second request (on the engine the first includes the workers' start and UMAP's compilation there). The random codes stand in for a model's: a map's time depends on their number.
+second request (on the engine the first includes the workers' start and UMAP's compilation
+there). The random codes stand in for a model's: a map's time depends on their number.
 """
 from __future__ import annotations
 
@@ -121,7 +122,8 @@ def main() -> None:
         print(f"{config} (nice +{runs[0]['nice']}, computed {runs[0]['where']}): page task alone p50 "
               f"{pct(alone, .5):.0f} ms, p95 {pct(alone, .95):.0f} ms; beside the maps p50 {pct(during, .5):.0f} ms, "
               f"p95 {pct(during, .95):.0f} ms, max {max(during):.0f} ms ({len(during)} tasks); the two maps took "
-              + ", ".join(f"{run['maps_s'][0]:.1f} s then {run['maps_s'][1]:.1f} s" for run in runs) + (f"; ERRORS {errors}" if errors else ""))
+              + ", ".join(f"{run['maps_s'][0]:.1f} s then {run['maps_s'][1]:.1f} s" for run in runs)
+              + (f"; ERRORS {errors}" if errors else ""))
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
