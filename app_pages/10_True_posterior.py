@@ -190,10 +190,10 @@ if len(fam) >= 2:
         members = tuple((m["name"], m["path"], models.ckpt_key(models.load_model(m["path"]))) for m in fam)
         # A server thread shared by every session does the integrals (explorer.background): the
         # page stays usable meanwhile, a class asking at once starts them once, and the thread
-        # gives way to those that run pages (GIVE_WAY).
+        # gives way to those that run pages.
         job = background.start(("post_rank", members, sel.dataset, N_RANK),
                                partial(family_table, members=members, dataset=sel.dataset, n=N_RANK),
-                               total=len(members), nice=background.GIVE_WAY)
+                               total=len(members))
         if not job.done.is_set():
             @timing.fragment(run_every=1.0)
             def wait_for_ranking():
@@ -210,7 +210,7 @@ if len(fam) >= 2:
             if st.button("Try again", key="post_rank_retry"):
                 background.start(("post_rank", members, sel.dataset, N_RANK),
                                  partial(family_table, members=members, dataset=sel.dataset, n=N_RANK),
-                                 total=len(members), retry=True, nice=background.GIVE_WAY)
+                                 total=len(members), retry=True)
                 st.rerun()
         else:
             rows = job.result

@@ -6,8 +6,8 @@ progress bar, stays usable meanwhile, and draws the result when it is ready.
 and returns the result. Work that reports no steps (t-SNE and UMAP, in explorer.maps) gives
 expected_s instead, and its progress is the time spent against the time expected. Finished jobs
 are kept (the oldest forgotten past _MAX_JOBS), failed ones too: a failed job starts again only
-when asked with retry=True. Work nobody waits for can give way (nice): the server's threads that
-draw pages then go first whenever both want a core.
+when asked with retry=True. Every job's thread gives way (GIVE_WAY, a nice value): the server's
+threads that draw pages then go first whenever both want a core.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 _LOCK = threading.Lock()
 _JOBS: dict = {}
 _MAX_JOBS = 64
-GIVE_WAY = 10           # the nice value that work no page waits on adds to its thread (give_way)
+GIVE_WAY = 10           # the nice value a job's thread adds to its own (give_way)
 
 
 @dataclass
@@ -89,12 +89,12 @@ def find(key: tuple) -> Optional[Job]:
 
 
 def start(key: tuple, work: Callable[[Job], Any], total: int = 0, retry: bool = False,
-          expected_s: Optional[float] = None, nice: int = 0) -> Job:
+          expected_s: Optional[float] = None, nice: Optional[int] = None) -> Job:
     """The job for key: found running or finished (a failed one too, so that pages show its
     error instead of starting it again on every rerun), or started now; retry=True starts a
     failed one again (a "Try again" button). total: the steps work will report; expected_s:
     the seconds it should take, for work that reports none; nice: how far its thread gives way to
-    the threads that run pages (give_way), for work no page waits for."""
+    the threads that run pages (give_way), GIVE_WAY unless given."""
     with _LOCK:
         job = _JOBS.get(key)
         if job is not None and (job.error is None or not retry):
@@ -102,6 +102,7 @@ def start(key: tuple, work: Callable[[Job], Any], total: int = 0, retry: bool = 
         finished = [k for k, j in _JOBS.items() if j.done.is_set()]
         for k in finished[:max(0, len(_JOBS) - _MAX_JOBS + 1)]:
             del _JOBS[k]
-        job = _JOBS[key] = Job(key, int(total), expected_s=expected_s, nice=max(0, int(nice)))
+        job = _JOBS[key] = Job(key, int(total), expected_s=expected_s,
+                                  nice=max(0, int(GIVE_WAY if nice is None else nice)))
     threading.Thread(target=_run, args=(job, work), name=f"background-{key[0]}", daemon=True).start()
     return job

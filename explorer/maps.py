@@ -24,6 +24,8 @@ from typing import Optional
 
 import numpy as np
 
+from vae_core import cluster     # Ray is imported only when a map is sent to it
+
 from . import background
 
 # Seconds per point, learnt from the maps finished on this server (starting from what 2 cores
@@ -71,13 +73,12 @@ def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cach
     expected = expected_seconds(method, n)
     far = method in ENGINE_METHODS and expected > wait_s and os.environ.get("VAE_MAP_ENGINE", "1") != "0"
     if far:
-        from vae_core import cluster
-        expected += (0.0 if cluster.is_connected() else ENGINE_START_S) + (0.0 if _SENT.is_set() else WORKER_START_S)
+        expected += ENGINE_START_S if not cluster.is_connected() else 0.0
+        expected += WORKER_START_S if not _SENT.is_set() else 0.0
 
     def work(job: background.Job) -> np.ndarray:
         from vae_core.projections import project
         if far:
-            from vae_core import cluster
             job.where = "on the training engine's workers"
             _SENT.set()
             try:
@@ -92,4 +93,4 @@ def start(key: tuple, codes: np.ndarray, method: str, seed: int, cache_dir, cach
             _RATE[method] = 0.7 * _RATE[method] + 0.3 * took / max(n, 1)
         return xy
 
-    return background.start(("map",) + tuple(key), work, expected_s=expected, nice=background.GIVE_WAY)
+    return background.start(("map",) + tuple(key), work, expected_s=expected)

@@ -73,7 +73,7 @@ def test_work_nobody_waits_for_gives_way_to_the_threads_that_run_pages():
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     here = lambda job: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # noqa: E731
     niced = background.start(("test-nice", 1), here, nice=7)
-    plain = background.start(("test-nice", 2), here)
+    plain = background.start(("test-nice", 2), here, nice=0)
     assert niced.done.wait(10) and plain.done.wait(10)
     assert (niced.nice, niced.result) == (7, min(19, mine + 7))
     assert (plain.nice, plain.result) == (0, mine)
