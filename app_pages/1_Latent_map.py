@@ -6,7 +6,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import claims, figures, links, models, timing
+from explorer import claims, figures, links, mapchart, models, timing
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="🗺️", layout="wide")
@@ -169,10 +169,8 @@ def axis_titles(label: str):
 def picked_index() -> int | None:
     """The data index of the last dot clicked on either map (None before any click)."""
     for k in ("map_chart_VAE", "map_chart_AE"):
-        idx = figures.selected_index(st.session_state.get(k))
-        # A selection stays in its chart's state: only a new one (on either map) is a new pick.
-        if idx is not None and st.session_state.get(f"_seen_{k}") != idx:
-            st.session_state[f"_seen_{k}"] = idx
+        idx = mapchart.clicked(k)
+        if idx is not None:
             st.session_state["map_picked"] = idx
     return st.session_state.get("map_picked")
 
@@ -202,11 +200,9 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
         n_ellipses=n_bubbles if bubbles else 0, prior=dims[label] == 2,
         marks=None, height=560)
     if idx is not None and idx < n_points:
-        xy = maps[label][idx]
-        fig.add_scatter(x=[xy[0]], y=[xy[1]], mode="markers", name=f"image {idx}",
-                        marker=dict(symbol="circle-open", size=18, color="black", line=dict(width=3)))
+        fig.add_shape(mapchart.ring(*maps[label][idx], f"image {idx}"))
     with col:
-        figures.chart(fig, f"map_chart_{label}", on_select="rerun", selection_mode="points")
+        mapchart.map_chart(fig, f"map_chart_{label}")
         if dims[label] == 2:
             text = claims.range_caption(maps[label])
             if label == "VAE" and c["sigma"] is not None:

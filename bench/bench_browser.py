@@ -113,14 +113,15 @@ INIT_JS = """
 })();
 """
 
-# [stale, spinner, running status, plotly charts not drawn yet, pictures not loaded yet, skeletons,
+# [stale, spinner, running status, plotly charts (and map components) not drawn yet, pictures not loaded yet, skeletons,
 #  progress bars, elements, ms since the last change]
 STATE_JS = """() => [
   document.querySelectorAll('[data-stale=true]').length,
   document.querySelectorAll('[data-testid=stSpinner]').length,
   document.querySelectorAll('[data-testid=stStatusWidget] button').length,
   Math.max(0, document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
-    - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2),
+    - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2)
+    + document.querySelectorAll('.vae-map[data-state=drawing]').length,
   [...document.querySelectorAll('[data-testid=stMain] img')].filter(i => !i.complete).length,
   document.querySelectorAll('[data-testid=stMain] [data-testid=stSkeleton]').length,
   document.querySelectorAll('[data-testid=stProgress]').length,
@@ -135,7 +136,8 @@ WIDGETS_JS = """() => {
     const key = Array.from(el.classList).find(c => c.startsWith('st-key-')).slice(7);
     const inner = el.querySelector('[data-testid]');
     const kinds = Array.from(el.querySelectorAll('[data-testid]')).map(e => e.dataset.testid);
-    const kind = kinds.find(k => ['stSlider', 'stSelectbox', 'stButtonGroup', 'stRadio', 'stCheckbox',
+    // The Latent map's own map component (explorer/mapchart.py) is a plotly chart to click.
+    const kind = el.querySelector('.vae-map') ? 'stPlotlyChart' : kinds.find(k => ['stSlider', 'stSelectbox', 'stButtonGroup', 'stRadio', 'stCheckbox',
       'stNumberInput', 'stTextInput', 'stTextArea', 'stMultiSelect', 'stButton', 'stDownloadButton',
       'stFileUploader', 'stPlotlyChart', 'stDateInput', 'stTimeInput', 'stColorPicker',
       'stCameraInput', 'stChatInput', 'stToggle', 'stFeedback', 'stDataFrame', 'stLinkButton',
@@ -518,23 +520,11 @@ def move_button(drv, key, i, state):
     return r
 
 
-POINT_JS = """([key, j]) => {
-  const gd = document.querySelector('.st-key-' + CSS.escape(key) + ' .js-plotly-plot');
-  if (!gd || !gd._fullLayout || !gd._fullData) return null;
-  // Streamlit turns on clicking to select (clickmode 'event+select') only for on_select charts.
-  if (!(gd._fullLayout.clickmode || '').includes('select')) return 'display';
-  const tr = gd._fullData.find(t => ['scatter', 'scattergl'].includes(t.type) && t.visible === true
-                                   && (t.mode || '').includes('markers') && t.x && t.x.length > 0);
-  if (!tr) return null;
-  const k = j % tr.x.length;
-  const ax = (a, name) => gd._fullLayout[name + 'axis' + (a.length > 1 ? a.slice(1) : '')];
-  const xa = ax(tr.xaxis || 'x', 'x'), ya = ax(tr.yaxis || 'y', 'y');
-  const r = gd.getBoundingClientRect();
-  return [r.left + xa._offset + xa.d2p(tr.x[k]), r.top + ya._offset + ya.d2p(tr.y[k]), tr.x.length];
-}"""
+
 
 
 def move_chart(drv, key, i, state):
+    from browser_support import POINT_JS
     """A click on a dot of the chart's first marker trace (SVG or WebGL: its position comes from
     plotly's own axes); a chart drawn without on_select is display only."""
     page = drv.page

@@ -174,9 +174,11 @@ def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, set
             document.querySelectorAll('[data-testid=stSpinner]').length,
             document.querySelectorAll('[data-testid=stStatusWidget] button').length,
             document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
-              - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2,
+              - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2
+              + document.querySelectorAll('.vae-map[data-state=drawing]').length,
             [...document.querySelectorAll('[data-testid=stMain] img')].filter(i => !i.complete).length]""")
-        # a plotly chart draws two .main-svg layers once it has rendered; a picture is drawn once loaded
+        # a plotly chart draws two .main-svg layers once it has rendered, the map component
+        # (explorer/mapchart.py) marks itself drawn; a picture is drawn once loaded
         busy = state[1] or state[2] or state[3] or state[4] > 0 or state[5]
         if state != last or busy:
             last, since = state, time.monotonic()
@@ -218,6 +220,26 @@ def nudge_slider(page, key: str, presses: int = 1, key_name: str = "ArrowRight")
                 return
             time.sleep(0.1)
     raise AssertionError(f"the slider {key} did not move with {key_name}")
+
+
+# Where a dot of the chart drawn with key `key` is on screen: [x, y, dots in its trace] for the
+# j-th dot (modulo) of its first visible marker trace, "display" for a chart that cannot be
+# clicked, null for no dots. Positions come from plotly's own axes (SVG or WebGL alike).
+POINT_JS = """([key, j]) => {
+  const gd = document.querySelector('.st-key-' + CSS.escape(key) + ' .js-plotly-plot');
+  if (!gd || !gd._fullLayout || !gd._fullData) return null;
+  // Streamlit turns on clicking to select (clickmode 'event+select') only for on_select charts;
+  // the app's own map component (explorer/mapchart.py, class vae-map) reports every click.
+  if (!(gd._fullLayout.clickmode || '').includes('select') && !gd.classList.contains('vae-map')) return 'display';
+  const tr = gd._fullData.find(t => ['scatter', 'scattergl'].includes(t.type) && t.visible === true
+                                   && (t.mode || '').includes('markers') && t.x && t.x.length > 0);
+  if (!tr) return null;
+  const k = j % tr.x.length;
+  const ax = (a, name) => gd._fullLayout[name + 'axis' + (a.length > 1 ? a.slice(1) : '')];
+  const xa = ax(tr.xaxis || 'x', 'x'), ya = ax(tr.yaxis || 'y', 'y');
+  const r = gd.getBoundingClientRect();
+  return [r.left + xa._offset + xa.d2p(tr.x[k]), r.top + ya._offset + ya.d2p(tr.y[k]), tr.x.length];
+}"""
 
 
 def charts_drawn_twice(page) -> list[str]:

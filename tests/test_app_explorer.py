@@ -33,13 +33,21 @@ def run_page(page: str) -> AppTest:
     return at
 
 
+def charts(at: AppTest) -> list:
+    """The plotly figures on the page: st.plotly_chart's and the Latent map's own component's
+    (explorer/mapchart.py)."""
+    return at.get("plotly_chart") + at.get("bidi_component")
+
+
 def plotly_spec(at: AppTest, key: str) -> dict:
-    """The JSON figure of the plotly chart drawn with `key`."""
-    for el in at.get("plotly_chart"):
+    """The JSON figure of the plotly chart (or map component) drawn with `key`."""
+    for el in charts(at):
         if el.proto.id.endswith("-" + key):
+            if el.type == "bidi_component":
+                return json.loads(json.loads(el.proto.json)["figure"])
             return json.loads(el.proto.spec)
     raise AssertionError(f"no plotly chart with key {key!r}; keys: "
-                         f"{[e.proto.id.rsplit('-', 1)[-1] for e in at.get('plotly_chart')]}")
+                         f"{[e.proto.id.rsplit('-', 1)[-1] for e in charts(at)]}")
 
 
 def values(v) -> np.ndarray:
@@ -107,7 +115,7 @@ def test_every_page_runs_on_the_default_models(app_env, page):
     assert at.session_state["sel_vae"] == "mnist-d2-vae-b1"
     assert at.session_state["sel_ae"] == "mnist-d2-ae"
     # Every page draws a figure: a plotly chart, or (home) pictures.
-    assert len(at.get("plotly_chart")) + len(at.get("image")) >= 1
+    assert len(charts(at)) + len(at.get("image")) >= 1
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -414,7 +422,7 @@ def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
     assert at.session_state["map_picks"][-1] == 7     # offered to the interpolation page
     # The ring on both maps marks the image shown below, in the same run.
     for key in ("map_chart_VAE", "map_chart_AE"):
-        assert [t.get("name") for t in plotly_spec(at, key)["data"]].count("image 7") == 1
+        assert [t.get("name") for t in plotly_spec(at, key)["layout"].get("shapes", [])].count("image 7") == 1
 
 
 def test_dims_for_keeps_the_dimensions_a_model_has_and_replaces_the_others():

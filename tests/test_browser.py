@@ -10,6 +10,7 @@ from browser_support import (charts_drawn_twice, clipped_texts, errors_shown, nu
 pytestmark = pytest.mark.browser
 
 CHART = "[data-testid=stMain] [data-testid=stPlotlyChart]"
+MAP_DRAWN = ".st-key-map_chart_VAE .vae-map[data-state=drawn]"     # explorer/mapchart.py's component
 
 
 def element_shot(pg, key: str) -> bytes:
@@ -67,7 +68,8 @@ def test_home_page_renders_equations_and_both_models(streamlit_server, page):
 ])
 def test_page_renders_and_a_slider_changes_its_picture(streamlit_server, page, path, slider, element, presses):
     # Sampling's first tab draws pictures only; the others have a plotly map.
-    open_page(page, streamlit_server, path, until=f".st-key-{element} img" if path == "Sampling" else CHART)
+    until = {"Sampling": f".st-key-{element} img", "Latent_map": MAP_DRAWN}.get(path, CHART)
+    open_page(page, streamlit_server, path, until=until)
     assert errors_shown(page) == []
     screenshot(page, f"{path}-before")
     if element is None:
@@ -82,6 +84,29 @@ def test_page_renders_and_a_slider_changes_its_picture(streamlit_server, page, p
     assert after != before, f"moving {slider} did not change the picture on {path}"
     assert errors_shown(page) == []
     screenshot(page, f"{path}-after")
+
+
+def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_redrawing_them(
+        streamlit_server, page):
+    from browser_support import POINT_JS
+    open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)
+    # Count every full draw of either map from now on (a Plotly.react or newPlot ends with
+    # plotly_afterplot; moving the ring is a Plotly.relayout of the shapes alone).
+    page.evaluate("""() => { window.__draws = 0; for (const gd of document.querySelectorAll('.vae-map'))
+                               gd.on('plotly_afterplot', () => window.__draws++); }""")
+    at = page.evaluate(POINT_JS, ["map_chart_VAE", 11])
+    assert isinstance(at, list), f"the VAE map has no dot to click: {at}"
+    page.mouse.click(at[0], at[1])
+    page.wait_for_selector("[data-testid=stImage] img", timeout=30_000)
+    wait_rendered(page)
+    assert errors_shown(page) == []
+    caption = page.locator("[data-testid=stImageCaption]").first.inner_text()
+    idx = int(caption.split("test image ")[1].split()[0])
+    rings = page.evaluate("""() => [...document.querySelectorAll('.vae-map')].map(
+        gd => (gd.layout.shapes || []).map(s => s.name))""")
+    assert rings == [[f"image {idx}"], [f"image {idx}"]], rings
+    assert page.evaluate("() => window.__draws") == 0, "a click redrew a whole map"
+    screenshot(page, "Latent_map-picked")
 
 
 def selected(pg, key: str) -> str:

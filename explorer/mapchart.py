@@ -1,0 +1,186 @@
+"""A clickable map of codes, drawn by plotly.js in the browser and updated there in place.
+
+st.plotly_chart names its element after the figure (streamlit 1.67), so any change to a figure
+(a ring round the dot just clicked, one more bubble) mounts a new chart, which plotly.js then
+draws twice: once as sent, once more with Streamlit's theme. For a 2,000-dot map on a browser
+without a GPU each draw takes about 90 ms, and the Latent map page shows two. This component
+keeps one plot per key and changes it: a figure that differs from the one on screen only in its
+shapes (the ring) costs a Plotly.relayout of about 15 ms; any other change, one Plotly.react
+(bench/bench_browser.py times both against the old chart).
+
+plotly.js itself comes from the installed plotly package, served by Streamlit's static file
+serving (`server.enableStaticServing`, the `static/` folder beside app.py): install_plotly_js()
+copies it there on first use. Where that copy cannot be made, map_chart() draws with
+st.plotly_chart as before (available() says which).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import plotly.graph_objects as go
+
+from explorer import figures
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# The installed plotly's version is in the name: a new plotly gets a new file (and browsers
+# fetch it anew) rather than an old copy kept under the old name.
+PLOTLY_JS = f"plotly-{__import__('plotly').__version__}.min.js"
+
+_JS = r"""
+function loadPlotly(url) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__vaeLoadPlotly) {
+    window.__vaeLoadPlotly = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = url;
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { window.__vaeLoadPlotly = null; reject(new Error("plotly.js did not load from " + url)); };
+      document.head.appendChild(s);
+    });
+  }
+  return window.__vaeLoadPlotly;
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  const div = parentElement.querySelector(".vae-map");
+  div.__send = (v) => setTriggerValue("click", v);
+  const url = new URL(data.plotly, window.location.href).href;
+  const fig = JSON.parse(data.figure);
+  div.style.height = (fig.layout.height || 450) + "px";
+  div.dataset.state = "drawing";
+  loadPlotly(url).then((Plotly) => {
+    // Draws queue behind each other: a relayout must not meet a react still under way.
+    div.__queue = (div.__queue || Promise.resolve()).then(() => {
+      if (div.__base === data.base && div._fullLayout) {
+        return Plotly.relayout(div, { shapes: fig.layout.shapes || [] });
+      }
+      div.__base = data.base;
+      return Plotly.react(div, fig.data, fig.layout, data.config);
+    }).then(() => {
+      div.dataset.state = "drawn";
+      div.dataset.base = data.base;
+      if (!div.__hooked) {
+        div.__hooked = true;
+        div.on("plotly_click", (ev) => {
+          const p = ev && ev.points && ev.points[0];
+          const c = p ? p.customdata : undefined;
+          const idx = Array.isArray(c) ? c[0] : c;
+          if (idx !== undefined && idx !== null && isFinite(idx)) div.__send(Number(idx));
+        });
+      }
+    }).catch((err) => {
+      div.dataset.state = "failed";
+      div.textContent = "The map could not be drawn: " + err.message + ". Reload the page.";
+    });
+  }, (err) => {
+    div.dataset.state = "failed";
+    div.textContent = err.message + ". Reload the page; if this persists, the server cannot serve its static files.";
+  });
+}
+"""
+
+_component = None
+
+
+def install_plotly_js() -> bool:
+    """Put the installed plotly.js into static/ (once per plotly version). True when it is there."""
+    target = STATIC_DIR / PLOTLY_JS
+    try:
+        source = Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js"
+        if target.exists() and target.stat().st_size == source.stat().st_size:
+            return True
+        STATIC_DIR.mkdir(exist_ok=True)
+        tmp = target.with_suffix(".part")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)                 # never a half-written file under the served name
+        return True
+    except OSError as e:
+        log.warning("plotly.js could not be put into %s (%s): maps are drawn by st.plotly_chart", STATIC_DIR, e)
+        return False
+
+
+_installed: Optional[bool] = None
+
+
+def available() -> bool:
+    """Whether the browser can load plotly.js from this server: static serving is on and the
+    file is there (put there on the first call)."""
+    global _installed
+    import streamlit as st
+    if not st.get_option("server.enableStaticServing"):
+        return False
+    if _installed is None:
+        _installed = install_plotly_js()
+    return _installed
+
+
+def _register():
+    global _component
+    if _component is None:
+        import streamlit as st
+        _component = st.components.v2.component(
+            "vae_map", html='<div class="vae-map" style="width: 100%"></div>', js=_JS,
+            isolate_styles=False)        # plotly.js puts its styles in the document's head
+    return _component
+
+
+def figure_payload(fig: go.Figure) -> dict:
+    """What the component is sent: the figure as JSON, and `base`, a digest of everything in it
+    but its shapes (the browser relayouts only the shapes when `base` is unchanged)."""
+    spec = json.loads(fig.to_json())
+    shapes = spec["layout"].pop("shapes", None)
+    base = hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=12).hexdigest()
+    if shapes is not None:
+        spec["layout"]["shapes"] = shapes
+    return {"figure": json.dumps(spec), "base": base}
+
+
+def ring(x: float, y: float, name: str) -> dict:
+    """A layout shape: a ring of fixed screen size round (x, y), the picked dot."""
+    return dict(type="circle", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
+                xanchor=float(x), yanchor=float(y), x0=-10, x1=10, y0=-10, y1=10,
+                line=dict(color="black", width=3), name=name)
+
+
+def clicked(key: str) -> Optional[int]:
+    """The data index of the dot just clicked on the map drawn under `key`: in the run that the
+    click started, before the map is drawn again (so the page can mark it at once); else None."""
+    import streamlit as st
+    state = st.session_state.get(key)
+    if state is None:
+        return None
+    if "selection" in state:            # drawn by st.plotly_chart (no static serving)
+        idx = figures.selected_index(state)
+        # A selection stays in its chart's state: only a new one is a new pick.
+        if idx is None or st.session_state.get(f"_seen_{key}") == idx:
+            return None
+        st.session_state[f"_seen_{key}"] = idx
+        return idx
+    click = state.get("click")          # the component's trigger: set for one run only
+    return int(click) if isinstance(click, (int, float)) and not isinstance(click, bool) else None
+
+
+def map_chart(fig: go.Figure, key: str) -> None:
+    """Draw fig (a figures.scatter_codes map, its dots' customdata the data index) under `key`.
+    A click on a dot reruns the page; clicked(key) then says which."""
+    fig = figures.steady_margins(fig)
+    if not available():
+        figures.chart(fig, key, on_select="rerun", selection_mode="points")
+        return
+    fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif"),
+                      clickmode="event", hovermode="closest")
+    _register()(data={**figure_payload(fig), "plotly": f"app/static/{PLOTLY_JS}", "config": {**figures.CONFIG, "responsive": True}},
+                key=key, on_click_change=_ignore)
+
+
+def _ignore():
+    """The click trigger's callback: the page reads the click itself (clicked())."""
