@@ -43,10 +43,18 @@ page = st.navigation(PAGES)
 # the sidebar, so that the selectors of a page's charts ([data-testid=stMain] ...) never meet it.
 # The home page has no plotly chart (its figures are pictures), so a new visitor's first page
 # draws without waiting for plotly; the first chart page opened from it loads it then.
+# The Latent map draws with its own copy of plotly.js (explorer/mapchart.py): there the preload
+# starts that one instead (importing `explorer` first: on a fresh server, that waits for the
+# start-up imports).
 if page.url_path:
     with st.sidebar, st.container(key="plotly_preload"):
         st.html("<style>.st-key-plotly_preload {display: none}</style>")
-        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="plotly_preload_chart")
+        own_plotly = False
+        if page.url_path == "Latent_map":
+            from explorer import mapchart  # noqa: E402
+            own_plotly = mapchart.preload()
+        if not own_plotly:
+            st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="plotly_preload_chart")
 
 import explorer  # noqa: E402, F401 - imports the heavy libraries once, in one order, before any page runs
 from explorer import timing, training  # noqa: E402

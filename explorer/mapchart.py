@@ -54,6 +54,10 @@ export default function (component) {
   const div = parentElement.querySelector(".vae-map");
   div.__send = (v) => setTriggerValue("click", v);
   const url = new URL(data.plotly, window.location.href).href;
+  if (!data.figure) {                    // preload(): only start loading plotly.js
+    loadPlotly(url).catch(() => {});
+    return;
+  }
   const fig = JSON.parse(data.figure);
   div.style.height = (fig.layout.height || 450) + "px";
   div.dataset.state = "drawing";
@@ -100,7 +104,7 @@ def install_plotly_js() -> bool:
             return True
         STATIC_DIR.mkdir(exist_ok=True)
         tmp = target.with_suffix(".part")
-        shutil.copyfile(source, tmp)
+        shutil.copy2(source, tmp)          # its own date: browsers then keep it cached longer
         os.replace(tmp, target)                 # never a half-written file under the served name
         return True
     except OSError as e:
@@ -178,8 +182,18 @@ def map_chart(fig: go.Figure, key: str) -> None:
         return
     fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif"),
                       clickmode="event", hovermode="closest")
-    _register()(data={**figure_payload(fig), "plotly": f"app/static/{PLOTLY_JS}", "config": {**figures.CONFIG, "responsive": True}},
+    config = {**figures.CONFIG, "responsive": True}     # follows the column's width
+    _register()(data={**figure_payload(fig), "plotly": f"app/static/{PLOTLY_JS}", "config": config},
                 key=key, on_click_change=_ignore)
+
+
+def preload() -> bool:
+    """Start the browser loading plotly.js now (an invisible element), before the page has
+    computed its maps; False where the maps will be drawn by st.plotly_chart instead."""
+    if not available():
+        return False
+    _register()(data={"plotly": f"app/static/{PLOTLY_JS}"}, key="vae_map_preload", height=0)
+    return True
 
 
 def _ignore():

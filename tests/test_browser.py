@@ -92,8 +92,9 @@ def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_
     open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)
     # Count every full draw of either map from now on (a Plotly.react or newPlot ends with
     # plotly_afterplot; moving the ring is a Plotly.relayout of the shapes alone).
-    page.evaluate("""() => { window.__draws = 0; for (const gd of document.querySelectorAll('.vae-map'))
-                               gd.on('plotly_afterplot', () => window.__draws++); }""")
+    page.evaluate("""() => { window.__draws = 0;
+      for (const gd of document.querySelectorAll('[data-testid=stMain] .vae-map'))
+        gd.on('plotly_afterplot', () => window.__draws++); }""")
     at = page.evaluate(POINT_JS, ["map_chart_VAE", 11])
     assert isinstance(at, list), f"the VAE map has no dot to click: {at}"
     page.mouse.click(at[0], at[1])
@@ -102,7 +103,7 @@ def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_
     assert errors_shown(page) == []
     caption = page.locator("[data-testid=stImageCaption]").first.inner_text()
     idx = int(caption.split("test image ")[1].split()[0])
-    rings = page.evaluate("""() => [...document.querySelectorAll('.vae-map')].map(
+    rings = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMain] .vae-map')].map(
         gd => (gd.layout.shapes || []).map(s => s.name))""")
     assert rings == [[f"image {idx}"], [f"image {idx}"]], rings
     assert page.evaluate("() => window.__draws") == 0, "a click redrew a whole map"
