@@ -37,23 +37,20 @@ PAGES = [
 
 page = st.navigation(PAGES)
 
-# The browser loads plotly's 4.7 MB script only when a page first sends a chart, and parsing it
-# takes a second or more. On a page with charts, an empty, hidden chart sent before anything else
-# starts that load at once, while the server still imports PyTorch and runs the page. It sits in
-# the sidebar, so that the selectors of a page's charts ([data-testid=stMain] ...) never meet it.
+# The browser loads plotly.js (4.6 MB) only when a page first sends a chart, and parsing it takes
+# a second or more. On a page with charts, an empty, hidden element sent before anything else
+# starts that load at once, while the server runs the page. It sits in the sidebar, so that the
+# selectors of a page's charts ([data-testid=stMain] ...) never meet it. The charts are drawn with
+# the app's own copy of plotly.js (explorer/charts.py): the preload loads that one, or Streamlit's
+# where the app's cannot be served. (Importing explorer.charts imports `explorer`: on a fresh
+# server the preload then waits for the start-up thread's imports, as the page does anyway.)
 # The home page has no plotly chart (its figures are pictures), so a new visitor's first page
 # draws without waiting for plotly; the first chart page opened from it loads it then.
-# The Latent map draws with its own copy of plotly.js (explorer/mapchart.py): there the preload
-# starts that one instead (importing `explorer` first: on a fresh server, that waits for the
-# start-up imports).
 if page.url_path:
     with st.sidebar, st.container(key="plotly_preload"):
         st.html("<style>.st-key-plotly_preload {display: none}</style>")
-        own_plotly = False
-        if page.url_path == "Latent_map":
-            from explorer import mapchart  # noqa: E402
-            own_plotly = mapchart.preload()
-        if not own_plotly:
+        from explorer import charts  # noqa: E402
+        if not charts.preload():
             st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="plotly_preload_chart")
 
 import explorer  # noqa: E402, F401 - imports the heavy libraries once, in one order, before any page runs

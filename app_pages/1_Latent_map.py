@@ -6,7 +6,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import claims, figures, links, mapchart, models, timing
+from explorer import claims, figures, links, charts, models, timing
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="Latent map · VAE Latent Explorer", page_icon="🗺️", layout="wide")
@@ -169,7 +169,7 @@ def axis_titles(label: str):
 def picked_index() -> int | None:
     """The data index of the last dot clicked on either map (None before any click)."""
     for k in ("map_chart_VAE", "map_chart_AE"):
-        idx = mapchart.clicked(k)
+        idx = charts.clicked(k)
         if idx is not None:
             st.session_state["map_picked"] = idx
     return st.session_state.get("map_picked")
@@ -200,9 +200,9 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
         n_ellipses=n_bubbles if bubbles else 0, prior=dims[label] == 2,
         marks=None, height=560)
     if idx is not None and idx < n_points:
-        fig.add_shape(mapchart.ring(*maps[label][idx], f"image {idx}"))
+        fig.add_shape(charts.ring(*maps[label][idx], f"image {idx}"))
     with col:
-        mapchart.map_chart(fig, f"map_chart_{label}")
+        figures.chart(fig, f"map_chart_{label}", clickable=True)
         if dims[label] == 2:
             text = claims.range_caption(maps[label])
             if label == "VAE" and c["sigma"] is not None:

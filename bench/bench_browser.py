@@ -121,7 +121,7 @@ STATE_JS = """() => [
   document.querySelectorAll('[data-testid=stStatusWidget] button').length,
   Math.max(0, document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
     - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2)
-    + document.querySelectorAll('.vae-map[data-state=drawing]').length,
+    + document.querySelectorAll('.vae-chart[data-state=drawing]').length,
   [...document.querySelectorAll('[data-testid=stMain] img')].filter(i => !i.complete).length,
   document.querySelectorAll('[data-testid=stMain] [data-testid=stSkeleton]').length,
   document.querySelectorAll('[data-testid=stProgress]').length,
@@ -136,8 +136,8 @@ WIDGETS_JS = """() => {
     const key = Array.from(el.classList).find(c => c.startsWith('st-key-')).slice(7);
     const inner = el.querySelector('[data-testid]');
     const kinds = Array.from(el.querySelectorAll('[data-testid]')).map(e => e.dataset.testid);
-    // The Latent map's own map component (explorer/mapchart.py) is a plotly chart to click.
-    const kind = el.querySelector('.vae-map') ? 'stPlotlyChart' : kinds.find(k => ['stSlider', 'stSelectbox', 'stButtonGroup', 'stRadio', 'stCheckbox',
+    // The Latent map's own map component (explorer/charts.py) is a plotly chart to click.
+    const kind = el.querySelector('.vae-chart') ? 'stPlotlyChart' : kinds.find(k => ['stSlider', 'stSelectbox', 'stButtonGroup', 'stRadio', 'stCheckbox',
       'stNumberInput', 'stTextInput', 'stTextArea', 'stMultiSelect', 'stButton', 'stDownloadButton',
       'stFileUploader', 'stPlotlyChart', 'stDateInput', 'stTimeInput', 'stColorPicker',
       'stCameraInput', 'stChatInput', 'stToggle', 'stFeedback', 'stDataFrame', 'stLinkButton',

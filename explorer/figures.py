@@ -750,8 +750,8 @@ def steady_margins(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def chart(fig: go.Figure, key: str, where=None, **kwargs):
-    """st.plotly_chart of fig with steady margins and the app's toolbar (CONFIG), in `where` (a
-    column or container; the page by default). Returns what st.plotly_chart returns."""
-    import streamlit as st
-    return (where or st).plotly_chart(steady_margins(fig), key=key, config=CONFIG, **kwargs)
+def chart(fig: go.Figure, key: str, where=None, clickable: bool = False) -> None:
+    """Draw fig under `key`, with steady margins and the app's toolbar (CONFIG), in `where` (a
+    column or container; the page by default): explorer.charts.draw."""
+    from explorer import charts  # noqa: PLC0415 - charts builds on this module
+    charts.draw(fig, key, where, clickable)

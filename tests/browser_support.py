@@ -158,6 +158,11 @@ def page(browser):
         context.close()
 
 
+# The main area's plotly charts: the app's own component (explorer/charts.py) or, where static
+# serving is off, st.plotly_chart.
+CHARTS = "[data-testid=stMain] .vae-chart, [data-testid=stMain] [data-testid=stPlotlyChart]"
+
+
 def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, settle_s: float = 0.8) -> None:
     """Wait until the script has finished: `until` (a selector, when given) is on the page, no
     element is stale, no spinner shows, and the number of elements has not changed for settle_s."""
@@ -175,10 +180,10 @@ def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, set
             document.querySelectorAll('[data-testid=stStatusWidget] button').length,
             document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]').length
               - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2
-              + document.querySelectorAll('.vae-map[data-state=drawing]').length,
+              + document.querySelectorAll('.vae-chart[data-state=drawing]').length,
             [...document.querySelectorAll('[data-testid=stMain] img')].filter(i => !i.complete).length]""")
         # a plotly chart draws two .main-svg layers once it has rendered, the map component
-        # (explorer/mapchart.py) marks itself drawn; a picture is drawn once loaded
+        # (explorer/charts.py) marks itself drawn; a picture is drawn once loaded
         busy = state[1] or state[2] or state[3] or state[4] > 0 or state[5]
         if state != last or busy:
             last, since = state, time.monotonic()
@@ -229,8 +234,8 @@ POINT_JS = """([key, j]) => {
   const gd = document.querySelector('.st-key-' + CSS.escape(key) + ' .js-plotly-plot');
   if (!gd || !gd._fullLayout || !gd._fullData) return null;
   // Streamlit turns on clicking to select (clickmode 'event+select') only for on_select charts;
-  // the app's own map component (explorer/mapchart.py, class vae-map) reports every click.
-  if (!(gd._fullLayout.clickmode || '').includes('select') && !gd.classList.contains('vae-map')) return 'display';
+  // the app's own chart component (explorer/charts.py, class vae-chart) marks the ones it reports clicks on.
+  if (!(gd._fullLayout.clickmode || '').includes('select') && gd.dataset.clickable !== '1') return 'display';
   const tr = gd._fullData.find(t => ['scatter', 'scattergl'].includes(t.type) && t.visible === true
                                    && (t.mode || '').includes('markers') && t.x && t.x.length > 0);
   if (!tr) return null;

@@ -1,5 +1,4 @@
 """The Latent arithmetic page under Streamlit's AppTest on tiny models with the shipped names."""
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +10,8 @@ if str(REPO) not in sys.path:          # the page imports `explorer` from the re
     sys.path.insert(0, str(REPO))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from chart_support import chart_spec  # noqa: E402
 
 
 PAGE = "app_pages/9_Latent_arithmetic.py"
@@ -32,10 +33,7 @@ def run_page(query: dict | None = None) -> AppTest:
 
 
 def chart(at: AppTest, key: str) -> dict:
-    for el in at.get("plotly_chart"):
-        if el.proto.id.endswith("-" + key):
-            return json.loads(el.proto.spec)
-    raise AssertionError(f"no chart {key!r}")
+    return chart_spec(at, key)
 
 
 def ys(spec: dict) -> list:

@@ -1,7 +1,6 @@
 """The explorer pages run under Streamlit's AppTest on tiny models with the shipped names, and
 driving their main widgets changes what they show."""
 import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
     sys.path.insert(0, str(REPO))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from chart_support import chart_spec, charts  # noqa: E402
 
 from vae_core.checkpoints import save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
@@ -33,21 +34,8 @@ def run_page(page: str) -> AppTest:
     return at
 
 
-def charts(at: AppTest) -> list:
-    """The plotly figures on the page: st.plotly_chart's and the Latent map's own component's
-    (explorer/mapchart.py)."""
-    return at.get("plotly_chart") + at.get("bidi_component")
-
-
 def plotly_spec(at: AppTest, key: str) -> dict:
-    """The JSON figure of the plotly chart (or map component) drawn with `key`."""
-    for el in charts(at):
-        if el.proto.id.endswith("-" + key):
-            if el.type == "bidi_component":
-                return json.loads(json.loads(el.proto.json)["figure"])
-            return json.loads(el.proto.spec)
-    raise AssertionError(f"no plotly chart with key {key!r}; keys: "
-                         f"{[e.proto.id.rsplit('-', 1)[-1] for e in charts(at)]}")
+    return chart_spec(at, key)
 
 
 def values(v) -> np.ndarray:

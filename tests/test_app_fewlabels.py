@@ -12,6 +12,8 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from chart_support import chart_spec  # noqa: E402
+
 
 PAGE = str(REPO / "app_pages" / "11_Few_labels.py")
 
@@ -30,10 +32,7 @@ def run(at: AppTest) -> AppTest:
 
 
 def spec(at: AppTest, key: str) -> dict:
-    for el in at.get("plotly_chart"):
-        if el.proto.id.endswith("-" + key):
-            return json.loads(el.proto.spec)
-    raise AssertionError(f"no chart {key!r}")
+    return chart_spec(at, key)
 
 
 def notice(at: AppTest) -> str:

@@ -13,6 +13,8 @@ if str(REPO) not in sys.path:          # the page imports `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from chart_support import chart_keys  # noqa: E402
+
 from browser_support import make_tiny_checkpoints  # noqa: E402
 
 PAGE = "app_pages/10_True_posterior.py"
@@ -70,7 +72,7 @@ def test_the_page_shows_the_gap_equal_to_the_kl(app_env):
     assert kl == pytest.approx(gap, abs=0.01)
     notice = at.markdown[0].value
     assert notice.startswith("**Notice:**") and f"{gap:.2f}" in notice
-    assert {c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")} >= {"post_fig", "post_bound"}
+    assert chart_keys(at) >= {"post_fig", "post_bound"}
 
 
 def test_moving_k_changes_the_iwae_value(app_env):

@@ -11,6 +11,7 @@ from vae_core.config import ModelConfig, TrainConfig
 from vae_core import jobs
 from vae_core.jobs import JobSpec
 from vae_core.sweep import sweep
+from chart_support import chart_keys
 from job_support import Job
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def test_train_save_and_the_model_is_listed(dirs):
     at.run()
     no_errors(at)
     assert any("finished" in s.value for s in at.success)
-    assert at.get("plotly_chart"), "the loss curves are drawn"
+    assert "tr_curves" in chart_keys(at), "the loss curves are drawn"
     names = by_prefix(at.text_input, "tr_name_")
     assert len(names) == 2                                   # the AE and the VAE
     names[1].set_value("../evil").run()

@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from browser_support import (charts_drawn_twice, clipped_texts, errors_shown, nudge_slider, open_page, screenshot,
-                             wait_rendered)
+from browser_support import (CHARTS, charts_drawn_twice, clipped_texts, errors_shown, nudge_slider, open_page,
+                             screenshot, wait_rendered)
 
 pytestmark = pytest.mark.browser
 
-CHART = "[data-testid=stMain] [data-testid=stPlotlyChart]"
-MAP_DRAWN = ".st-key-map_chart_VAE .vae-map[data-state=drawn]"     # explorer/mapchart.py's component
+CHART = CHARTS
+MAP_DRAWN = ".st-key-map_chart_VAE .vae-chart[data-state=drawn]"     # explorer/charts.py's component
 
 
 def element_shot(pg, key: str) -> bytes:
@@ -93,7 +93,7 @@ def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_
     # Count every full draw of either map from now on (a Plotly.react or newPlot ends with
     # plotly_afterplot; moving the ring is a Plotly.relayout of the shapes alone).
     page.evaluate("""() => { window.__draws = 0;
-      for (const gd of document.querySelectorAll('[data-testid=stMain] .vae-map'))
+      for (const gd of document.querySelectorAll('[data-testid=stMain] .vae-chart'))
         gd.on('plotly_afterplot', () => window.__draws++); }""")
     at = page.evaluate(POINT_JS, ["map_chart_VAE", 11])
     assert isinstance(at, list), f"the VAE map has no dot to click: {at}"
@@ -103,7 +103,7 @@ def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_
     assert errors_shown(page) == []
     caption = page.locator("[data-testid=stImageCaption]").first.inner_text()
     idx = int(caption.split("test image ")[1].split()[0])
-    rings = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMain] .vae-map')].map(
+    rings = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMain] .vae-chart')].map(
         gd => (gd.layout.shapes || []).map(s => s.name))""")
     assert rings == [[f"image {idx}"], [f"image {idx}"]], rings
     assert page.evaluate("() => window.__draws") == 0, "a click redrew a whole map"

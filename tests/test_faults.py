@@ -36,7 +36,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from browser_support import (ARTIFACTS, errors_shown, make_tiny_checkpoints, nudge_slider, open_page,
+from browser_support import (ARTIFACTS, CHARTS, errors_shown, make_tiny_checkpoints, nudge_slider, open_page,
                              screenshot, start_server, stop_server, wait_healthy, wait_rendered)
 from vae_core.checkpoints import from_bytes
 from vae_core import jobs
@@ -404,20 +404,20 @@ def test_two_sessions_compute_tsne_and_umap_at_once(server, browser):
         for pg in pages.values():                        # both sessions load at once
             pg.goto(f"{url}/Latent_map?vae=mnist-d20-vae-b1&ae=mnist-d20-ae", wait_until="domcontentloaded")
         for pg in pages.values():
-            wait_rendered(pg, until="[data-testid=stMain] [data-testid=stPlotlyChart]")
+            wait_rendered(pg, until=CHARTS)
             nudge_slider(pg, "map_n", presses=2, key_name="ArrowLeft")     # 2,000 -> 500 points
             wait_rendered(pg)
         for method, pg in pages.items():                  # both asked for at the same moment
             pg.locator(".st-key-map_method button", has_text=method).click()
         for method, pg in pages.items():
             # The new maps compute in the background under a progress bar; the page redraws when done.
-            pg.wait_for_function(f"""() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]')]
+            pg.wait_for_function(f"""() => [...document.querySelectorAll('{CHARTS}')]
                 .filter(c => c.innerText.includes('{method} 1')).length == 2""", timeout=120_000)
             assert pg.locator("[data-testid=stProgress]").count() == 0, method
-            wait_rendered(pg, until="[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg")
+            wait_rendered(pg, until=".st-key-map_chart_AE .main-svg")
             screenshot(pg, f"faults-map-{method}")
             assert errors_shown(pg) == [], method
-            charts = pg.locator("[data-testid=stMain] [data-testid=stPlotlyChart]")
+            charts = pg.locator(CHARTS)
             assert charts.count() == 2, method
             for i in range(2):
                 assert f"{method} 1" in charts.nth(i).inner_text(), method     # the axis title

@@ -1,17 +1,18 @@
-"""A clickable map of codes, drawn by plotly.js in the browser and updated there in place.
+"""Plotly charts drawn by plotly.js in the browser and updated there in place (figures.chart
+draws every chart of the app through draw()).
 
 st.plotly_chart names its element after the figure (streamlit 1.67), so any change to a figure
-(a ring round the dot just clicked, one more bubble) mounts a new chart, which plotly.js then
-draws twice: once as sent, once more with Streamlit's theme. For a 2,000-dot map on a browser
-without a GPU each draw takes about 90 ms, and the Latent map page shows two. This component
-keeps one plot per key and changes it: a figure that differs from the one on screen only in its
-shapes (the ring) costs a Plotly.relayout of about 15 ms; any other change, one Plotly.react
-(bench/bench_browser.py times both against the old chart).
+(a ring round the dot just clicked, one more bubble, a new family's curves) mounts a new chart,
+which plotly.js then draws twice: once as sent, once more with Streamlit's theme. For a
+2,000-dot map on a browser without a GPU each draw takes about 90 ms, and the Latent map page
+shows two. This component keeps one plot per key and changes it: a figure that differs from the
+one on screen only in its shapes (the ring) costs a Plotly.relayout of about 15 ms; any other
+change, one Plotly.react (bench/bench_browser.py times what a person waits for).
 
 plotly.js itself comes from the installed plotly package, served by Streamlit's static file
 serving (`server.enableStaticServing`, the `static/` folder beside app.py): install_plotly_js()
-copies it there on first use. Where that copy cannot be made, map_chart() draws with
-st.plotly_chart as before (available() says which).
+copies it there on first use. Where that copy cannot be made, or static serving is off, draw()
+uses st.plotly_chart as before (available() says which).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ function loadPlotly(url) {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
-  const div = parentElement.querySelector(".vae-map");
+  const div = parentElement.querySelector(".vae-chart");
   div.__send = (v) => setTriggerValue("click", v);
   const url = new URL(data.plotly, window.location.href).href;
   if (!data.figure) {                    // preload(): only start loading plotly.js
@@ -61,6 +62,7 @@ export default function (component) {
   const fig = JSON.parse(data.figure);
   div.style.height = (fig.layout.height || 450) + "px";
   div.dataset.state = "drawing";
+  div.dataset.clickable = data.clickable ? "1" : "0";
   loadPlotly(url).then((Plotly) => {
     // Draws queue behind each other: a relayout must not meet a react still under way.
     div.__queue = (div.__queue || Promise.resolve()).then(() => {
@@ -72,7 +74,7 @@ export default function (component) {
     }).then(() => {
       div.dataset.state = "drawn";
       div.dataset.base = data.base;
-      if (!div.__hooked) {
+      if (data.clickable && !div.__hooked) {
         div.__hooked = true;
         div.on("plotly_click", (ev) => {
           const p = ev && ev.points && ev.points[0];
@@ -108,7 +110,7 @@ def install_plotly_js() -> bool:
         os.replace(tmp, target)                 # never a half-written file under the served name
         return True
     except OSError as e:
-        log.warning("plotly.js could not be put into %s (%s): maps are drawn by st.plotly_chart", STATIC_DIR, e)
+        log.warning("plotly.js could not be put into %s (%s): charts are drawn by st.plotly_chart", STATIC_DIR, e)
         return False
 
 
@@ -132,19 +134,42 @@ def _register():
     if _component is None:
         import streamlit as st
         _component = st.components.v2.component(
-            "vae_map", html='<div class="vae-map" style="width: 100%"></div>', js=_JS,
+            "vae_chart", html='<div class="vae-chart" style="width: 100%"></div>', js=_JS,
             isolate_styles=False)        # plotly.js puts its styles in the document's head
     return _component
 
 
-def figure_payload(fig: go.Figure) -> dict:
-    """What the component is sent: the figure as JSON, and `base`, a digest of everything in it
-    but its shapes (the browser relayouts only the shapes when `base` is unchanged)."""
+# The look of every chart: plotly's white template in Streamlit's font (plotly.js knows no
+# template by name: it is sent as part of each figure).
+_TEMPLATE = None
+
+
+def _template() -> dict:
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        import plotly.io as pio
+        _TEMPLATE = json.loads(go.Figure(layout=dict(template=pio.templates["plotly_white"])).to_json())["layout"]["template"]
+        _TEMPLATE["layout"]["font"] = {**_TEMPLATE["layout"].get("font", {}),
+                                       "family": '"Source Sans", sans-serif'}
+    return _TEMPLATE
+
+
+def figure_payload(fig: go.Figure, clickable: bool = False) -> dict:
+    """What the component is sent: the figure as JSON (in the app's template; fig itself is
+    not changed: a cached figure is shared by many sessions), and `base`, a digest of everything
+    in it but its shapes (the browser relayouts only the shapes when `base` is unchanged)."""
     spec = json.loads(fig.to_json())
-    shapes = spec["layout"].pop("shapes", None)
+    layout = spec.setdefault("layout", {})
+    shapes = layout.pop("shapes", None)
+    # Always ours: the figure's own is Streamlit's, whose colours are placeholders that only
+    # st.plotly_chart's front end fills in.
+    layout["template"] = _template()
+    layout.setdefault("hovermode", "closest")
+    if clickable:
+        layout["clickmode"] = "event"
     base = hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=12).hexdigest()
     if shapes is not None:
-        spec["layout"]["shapes"] = shapes
+        layout["shapes"] = shapes
     return {"figure": json.dumps(spec), "base": base}
 
 
@@ -173,26 +198,32 @@ def clicked(key: str) -> Optional[int]:
     return int(click) if isinstance(click, (int, float)) and not isinstance(click, bool) else None
 
 
-def map_chart(fig: go.Figure, key: str) -> None:
-    """Draw fig (a figures.scatter_codes map, its dots' customdata the data index) under `key`.
-    A click on a dot reruns the page; clicked(key) then says which."""
+def draw(fig: go.Figure, key: str, where=None, clickable: bool = False) -> None:
+    """Draw fig under `key` in `where` (a column or container; the page by default). clickable:
+    a click on a dot (a figures.scatter_codes map: its customdata is the data index) reruns the
+    page, and clicked(key) then says which."""
+    import streamlit as st
     fig = figures.steady_margins(fig)
     if not available():
-        figures.chart(fig, key, on_select="rerun", selection_mode="points")
+        kwargs = dict(on_select="rerun", selection_mode="points") if clickable else {}
+        (where or st).plotly_chart(fig, key=key, config=figures.CONFIG, **kwargs)
         return
-    fig.update_layout(template="plotly_white", font=dict(family="Source Sans Pro, sans-serif"),
-                      clickmode="event", hovermode="closest")
-    config = {**figures.CONFIG, "responsive": True}     # follows the column's width
-    _register()(data={**figure_payload(fig), "plotly": f"app/static/{PLOTLY_JS}", "config": config},
-                key=key, on_click_change=_ignore)
+    data = {**figure_payload(fig, clickable), "plotly": f"app/static/{PLOTLY_JS}",
+            "config": {**figures.CONFIG, "responsive": True},      # follows the column's width
+            "clickable": clickable}
+    with where or st.container():
+        if clickable:
+            _register()(data=data, key=key, on_click_change=_ignore)
+        else:
+            _register()(data=data, key=key)
 
 
 def preload() -> bool:
     """Start the browser loading plotly.js now (an invisible element), before the page has
-    computed its maps; False where the maps will be drawn by st.plotly_chart instead."""
+    computed its charts; False where the charts will be drawn by st.plotly_chart instead."""
     if not available():
         return False
-    _register()(data={"plotly": f"app/static/{PLOTLY_JS}"}, key="vae_map_preload", height=0)
+    _register()(data={"plotly": f"app/static/{PLOTLY_JS}"}, key="vae_chart_preload", height=0)
     return True
 
 
