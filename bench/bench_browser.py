@@ -705,8 +705,12 @@ def bench_page(drv: Driver, table: Table, path: str, moves: int, sidebar_moves: 
                    ("the page was reopened after each press; " if state.get("reopened") else "") + \
                    (",".join(v for v in views if not v.startswith("page:")))
             table.add("widget", path, f"{key} ({kind.removeprefix('st')})", ms, how, server, note.strip("; "))
-        print(f"    {key:<28} {kind:<16} {time.monotonic() - t_widget:5.1f} s " + (f"p50 {pct(results and [r['ms'] for r in results if r['ms'] is not None] or [0], 50):.0f} ms"
-                                               if results else f"not driven: {why}"), flush=True)
+        # Each move's time, and the server's part of it: an outlier shows whether the page's run
+        # (a cold cache) or the browser took the time.
+        each = ", ".join(f"{r['ms']:.0f}" + (f" ({r['server_ms']:.0f})" if r.get("views") else "")
+                         for r in results if r["ms"] is not None)
+        print(f"    {key:<28} {kind:<16} {time.monotonic() - t_widget:5.1f} s "
+              + (f"ms (server ms): {each}" if results else f"not driven: {why}"), flush=True)
         display_only = why is not None and why.startswith("display only")
         if not display_only and (why or state.get("reopened") or tab or kind in ("stButton", "stPlotlyChart")):
             open_url(drv, page_url)      # a clean page for the next widget (untimed)

@@ -59,6 +59,8 @@ export default function (component) {
     loadPlotly(url).catch(() => {});
     return;
   }
+  if (data.figure === div.__figure && div.dataset.state === "drawn") return cleanup(div);  // nothing changed
+  div.__figure = data.figure;
   const fig = JSON.parse(data.figure);
   div.style.height = (fig.layout.height || 450) + "px";
   div.dataset.state = "drawing";
@@ -74,6 +76,16 @@ export default function (component) {
     }).then(() => {
       div.dataset.state = "drawn";
       div.dataset.base = data.base;
+      div.__width = div.clientWidth;
+      if (!div.__resize) {               // the column's width changed (window, sidebar): fit it
+        div.__resize = new ResizeObserver(() => {
+          if (div._fullLayout && div.clientWidth > 0 && div.clientWidth !== div.__width) {
+            div.__width = div.clientWidth;
+            Plotly.Plots.resize(div).catch(() => {});
+          }
+        });
+        div.__resize.observe(div);
+      }
       if (data.clickable && !div.__hooked) {
         div.__hooked = true;
         div.on("plotly_click", (ev) => {
@@ -85,12 +97,23 @@ export default function (component) {
       }
     }).catch((err) => {
       div.dataset.state = "failed";
-      div.textContent = "The map could not be drawn: " + err.message + ". Reload the page.";
+      div.__figure = null;
+      div.textContent = "The chart could not be drawn (" + err.message + "). Reload the page.";
     });
   }, (err) => {
     div.dataset.state = "failed";
+    div.__figure = null;
     div.textContent = err.message + ". Reload the page; if this persists, the server cannot serve its static files.";
   });
+  return cleanup(div);
+}
+
+// Called by Streamlit once, when the chart leaves the page: free plotly's state and listeners.
+function cleanup(div) {
+  return () => {
+    if (div.__resize) div.__resize.disconnect();
+    if (window.Plotly && div._fullLayout) window.Plotly.purge(div);
+  };
 }
 """
 
@@ -209,7 +232,7 @@ def draw(fig: go.Figure, key: str, where=None, clickable: bool = False) -> None:
         (where or st).plotly_chart(fig, key=key, config=figures.CONFIG, **kwargs)
         return
     data = {**figure_payload(fig, clickable), "plotly": f"app/static/{PLOTLY_JS}",
-            "config": {**figures.CONFIG, "responsive": True},      # follows the column's width
+            "config": figures.CONFIG,
             "clickable": clickable}
     with where or st.container():
         if clickable:

@@ -110,6 +110,19 @@ def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_
     screenshot(page, "Latent_map-picked")
 
 
+def test_a_chart_follows_its_column_when_the_sidebar_closes(streamlit_server, page):
+    open_page(page, streamlit_server, "Compare_beta", until=CHARTS)
+    widths = """() => [...document.querySelectorAll('[data-testid=stMain] .vae-chart')]
+        .map(g => [Math.round(g._fullLayout.width), g.clientWidth])"""
+    before = page.evaluate(widths)
+    assert before and all(abs(w - c) <= 2 for w, c in before), before
+    page.hover("[data-testid=stSidebar]")         # the collapse button shows on hover
+    page.locator("[data-testid=stSidebarCollapseButton] button").click()
+    page.wait_for_function(f"""() => ({widths})().every(([w, c]) => Math.abs(w - c) <= 2)
+                                && ({widths})()[0][1] > {before[0][1]}""", timeout=10_000)
+    assert errors_shown(page) == []
+
+
 def selected(pg, key: str) -> str:
     """What a selectbox shows: its text and the value of its input, if it draws one."""
     box = pg.locator(f".st-key-{key}").first
