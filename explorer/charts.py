@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -234,11 +235,12 @@ def draw(fig: go.Figure, key: str, where=None, clickable: bool = False) -> None:
     data = {**figure_payload(fig, clickable), "plotly": f"app/static/{PLOTLY_JS}",
             "config": figures.CONFIG,
             "clickable": clickable}
-    with where or st.container():
-        if clickable:
-            _register()(data=data, key=key, on_click_change=_ignore)
-        else:
-            _register()(data=data, key=key)
+    mount = partial(_register(), data=data, key=key, **({"on_click_change": _ignore} if clickable else {}))
+    if where is None:
+        mount()
+    else:
+        with where:
+            mount()
 
 
 def preload() -> bool:

@@ -91,3 +91,15 @@ def test_the_test_suite_cannot_reach_the_network():
         socket.create_connection(("192.0.2.1", 80), timeout=1)   # TEST-NET-1, never routed
     with pytest.raises(OSError, match="may not reach the network"):
         urllib.request.urlopen("http://192.0.2.1/mnist/train-images-idx3-ubyte.gz", timeout=1)
+
+
+def test_static_serving_serves_plotly_js_and_nothing_else():
+    """server.enableStaticServing serves static/ to anyone: only the copy of plotly.js the charts
+    load (explorer/charts.py) may be there, and git keeps nothing else in it."""
+    from explorer import charts
+    assert charts.install_plotly_js()
+    served = sorted(p.name for p in (REPO / "static").iterdir())
+    assert set(served) <= {".gitignore", charts.PLOTLY_JS} | {p for p in served if p.startswith("plotly-")
+                                                              and p.endswith(".min.js")}, served
+    ignore = (REPO / "static" / ".gitignore").read_text().split()
+    assert "*" in ignore and "!.gitignore" in ignore
