@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Optional
 
+import plotly
 import plotly.graph_objects as go
 
 from explorer import figures
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # The installed plotly's version is in the name: a new plotly gets a new file (and browsers
 # fetch it anew) rather than an old copy kept under the old name.
-PLOTLY_JS = f"plotly-{__import__('plotly').__version__}.min.js"
+PLOTLY_JS = f"plotly-{plotly.__version__}.min.js"
 
 _JS = r"""
 function loadPlotly(url) {
@@ -125,7 +126,7 @@ def install_plotly_js() -> bool:
     """Put the installed plotly.js into static/ (once per plotly version). True when it is there."""
     target = STATIC_DIR / PLOTLY_JS
     try:
-        source = Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js"
+        source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
         if target.exists() and target.stat().st_size == source.stat().st_size:
             return True
         STATIC_DIR.mkdir(exist_ok=True)
