@@ -173,7 +173,8 @@ def _template() -> dict:
     global _TEMPLATE
     if _TEMPLATE is None:
         import plotly.io as pio
-        _TEMPLATE = json.loads(go.Figure(layout=dict(template=pio.templates["plotly_white"])).to_json())["layout"]["template"]
+        white = go.Figure(layout=dict(template=pio.templates["plotly_white"]))
+        _TEMPLATE = json.loads(white.to_json())["layout"]["template"]
         _TEMPLATE["layout"]["font"] = {**_TEMPLATE["layout"].get("font", {}),
                                        "family": '"Source Sans", sans-serif'}
     return _TEMPLATE
