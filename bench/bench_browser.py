@@ -113,7 +113,7 @@ INIT_JS = """
 })();
 """
 
-# [stale, spinner, running status, plotly charts (and map components) not drawn yet, pictures not loaded yet, skeletons,
+# [stale, spinner, running status, plotly charts (st.plotly_chart's or the app's) not drawn yet, pictures not loaded yet, skeletons,
 #  progress bars, elements, ms since the last change]
 STATE_JS = """() => [
   document.querySelectorAll('[data-stale=true]').length,
@@ -136,7 +136,7 @@ WIDGETS_JS = """() => {
     const key = Array.from(el.classList).find(c => c.startsWith('st-key-')).slice(7);
     const inner = el.querySelector('[data-testid]');
     const kinds = Array.from(el.querySelectorAll('[data-testid]')).map(e => e.dataset.testid);
-    // The Latent map's own map component (explorer/charts.py) is a plotly chart to click.
+    // The app's chart component (explorer/charts.py) is a plotly chart (POINT_JS says if it takes clicks).
     const kind = el.querySelector('.vae-chart') ? 'stPlotlyChart' : kinds.find(k => ['stSlider', 'stSelectbox', 'stButtonGroup', 'stRadio', 'stCheckbox',
       'stNumberInput', 'stTextInput', 'stTextArea', 'stMultiSelect', 'stButton', 'stDownloadButton',
       'stFileUploader', 'stPlotlyChart', 'stDateInput', 'stTimeInput', 'stColorPicker',
@@ -520,13 +520,10 @@ def move_button(drv, key, i, state):
     return r
 
 
-
-
-
 def move_chart(drv, key, i, state):
-    from browser_support import POINT_JS
     """A click on a dot of the chart's first marker trace (SVG or WebGL: its position comes from
-    plotly's own axes); a chart drawn without on_select is display only."""
+    plotly's own axes); a chart that reports no clicks is display only."""
+    from browser_support import POINT_JS
     page = drv.page
     for attempt in range(3):                      # a dot under another one may miss: try others
         _loc(page, key).scroll_into_view_if_needed()

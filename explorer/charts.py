@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from functools import partial
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -193,9 +193,11 @@ def figure_payload(fig: go.Figure, clickable: bool = False) -> dict:
     layout.setdefault("hovermode", "closest")
     if clickable:
         layout["clickmode"] = "event"
-    base = hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=12).hexdigest()
-    if shapes is not None:
-        layout["shapes"] = shapes
+    text = json.dumps(spec)     # plotly writes a figure's keys in one order: no sorting needed
+    base = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    if shapes is None:
+        return {"figure": text, "base": base}
+    layout["shapes"] = shapes
     return {"figure": json.dumps(spec), "base": base}
 
 
@@ -237,12 +239,8 @@ def draw(fig: go.Figure, key: str, where=None, clickable: bool = False) -> None:
     data = {**figure_payload(fig, clickable), "plotly": f"app/static/{PLOTLY_JS}",
             "config": figures.CONFIG,
             "clickable": clickable}
-    mount = partial(_register(), data=data, key=key, **({"on_click_change": _ignore} if clickable else {}))
-    if where is None:
-        mount()
-    else:
-        with where:
-            mount()
+    with where if where is not None else nullcontext():
+        _register()(data=data, key=key, **({"on_click_change": _ignore} if clickable else {}))
 
 
 def preload() -> bool:

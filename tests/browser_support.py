@@ -182,7 +182,7 @@ def wait_rendered(page, timeout_ms: int = 120_000, until: str | None = None, set
               - document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart] .main-svg').length / 2
               + document.querySelectorAll('.vae-chart[data-state=drawing]').length,
             [...document.querySelectorAll('[data-testid=stMain] img')].filter(i => !i.complete).length]""")
-        # a plotly chart draws two .main-svg layers once it has rendered, the map component
+        # st.plotly_chart draws two .main-svg layers once it has rendered, the app's chart component
         # (explorer/charts.py) marks itself drawn; a picture is drawn once loaded
         busy = state[1] or state[2] or state[3] or state[4] > 0 or state[5]
         if state != last or busy:

@@ -11,7 +11,7 @@ if str(REPO) not in sys.path:          # the page imports `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from chart_support import chart_spec  # noqa: E402
+from chart_support import chart_spec as chart  # noqa: E402
 
 
 PAGE = "app_pages/9_Latent_arithmetic.py"
@@ -30,10 +30,6 @@ def run_page(query: dict | None = None) -> AppTest:
     at.run()
     no_errors(at)
     return at
-
-
-def chart(at: AppTest, key: str) -> dict:
-    return chart_spec(at, key)
 
 
 def ys(spec: dict) -> list:

@@ -14,7 +14,7 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from chart_support import chart_spec, charts  # noqa: E402
+from chart_support import chart_spec as plotly_spec, charts  # noqa: E402
 
 from vae_core.checkpoints import save_checkpoint  # noqa: E402
 from vae_core.config import ModelConfig, TrainConfig  # noqa: E402
@@ -32,10 +32,6 @@ def run_page(page: str) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def plotly_spec(at: AppTest, key: str) -> dict:
-    return chart_spec(at, key)
 
 
 def values(v) -> np.ndarray:

@@ -12,7 +12,7 @@ if str(REPO) not in sys.path:          # the pages import `explorer` from the re
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from chart_support import chart_spec  # noqa: E402
+from chart_support import chart_spec as spec  # noqa: E402
 
 
 PAGE = str(REPO / "app_pages" / "11_Few_labels.py")
@@ -29,10 +29,6 @@ def run(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
-
-
-def spec(at: AppTest, key: str) -> dict:
-    return chart_spec(at, key)
 
 
 def notice(at: AppTest) -> str:

@@ -4,12 +4,11 @@ import time
 
 import pytest
 
-from browser_support import (CHARTS, charts_drawn_twice, clipped_texts, errors_shown, nudge_slider, open_page,
-                             screenshot, wait_rendered)
+from browser_support import (CHARTS, POINT_JS, charts_drawn_twice, clipped_texts, errors_shown, nudge_slider,
+                             open_page, screenshot, wait_rendered)
 
 pytestmark = pytest.mark.browser
 
-CHART = CHARTS
 MAP_DRAWN = ".st-key-map_chart_VAE .vae-chart[data-state=drawn]"     # explorer/charts.py's component
 
 
@@ -49,7 +48,7 @@ def test_home_page_renders_equations_and_both_models(streamlit_server, page):
     assert errors_shown(page) == []
     # Home draws pictures, not plotly charts, so a new visitor's first page never waits for
     # plotly's script: the reconstructions and both models' loss curves are drawn images.
-    assert page.locator(CHART).count() == 0
+    assert page.locator(CHARTS).count() == 0
     widths = page.eval_on_selector_all("[data-testid=stMain] [data-testid=stImage] img",
                                        "els => els.map(e => e.complete ? e.naturalWidth : -1)")
     assert len(widths) == 3 and min(widths) > 300, widths
@@ -68,7 +67,7 @@ def test_home_page_renders_equations_and_both_models(streamlit_server, page):
 ])
 def test_page_renders_and_a_slider_changes_its_picture(streamlit_server, page, path, slider, element, presses):
     # Sampling's first tab draws pictures only; the others have a plotly map.
-    until = {"Sampling": f".st-key-{element} img", "Latent_map": MAP_DRAWN}.get(path, CHART)
+    until = {"Sampling": f".st-key-{element} img", "Latent_map": MAP_DRAWN}.get(path, CHARTS)
     open_page(page, streamlit_server, path, until=until)
     assert errors_shown(page) == []
     screenshot(page, f"{path}-before")
@@ -88,7 +87,6 @@ def test_page_renders_and_a_slider_changes_its_picture(streamlit_server, page, p
 
 def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_redrawing_them(
         streamlit_server, page):
-    from browser_support import POINT_JS
     open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)
     # Count every full draw of either map from now on (a Plotly.react or newPlot ends with
     # plotly_afterplot; moving the ring is a Plotly.relayout of the shapes alone).
@@ -146,7 +144,7 @@ def test_selection_holds_when_moving_between_pages(streamlit_server, page):
     page.get_by_role("option", name="mnist-d20-vae-b2").first.click()
     wait_rendered(page)
     page.locator("[data-testid=stSidebarNav] a", has_text="Latent grid").click()
-    wait_rendered(page, until=CHART)
+    wait_rendered(page, until=CHARTS)
     assert "mnist-d20-vae-b2" in selected(page, "sb_vae")
     assert "mnist-d20-ae" in selected(page, "sb_ae")
     assert errors_shown(page) == []
