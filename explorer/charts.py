@@ -25,6 +25,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import plotly
 import plotly.graph_objects as go
 
@@ -52,6 +53,135 @@ function loadPlotly(url) {
   return window.__vaeLoadPlotly;
 }
 
+// The dots of a map (figure_payload's "dots": x, y, data index id, group g per dot; per group its
+// legend trace, colour, opacity, size and hover label), drawn on a canvas under plotly's picture,
+// in the plot area, at the axes' ranges (or at `ranges` while a pan or zoom is under way).
+function scales(div, ranges) {
+  const xa = div._fullLayout.xaxis, ya = div._fullLayout.yaxis;
+  const xr = (ranges && ranges.x) || xa.range, yr = (ranges && ranges.y) || ya.range;
+  return { left: xa._offset, top: ya._offset, w: xa._length, h: ya._length, xr: xr, yr: yr,
+           px: (x) => xa._offset + (x - xr[0]) / (xr[1] - xr[0]) * xa._length,
+           py: (y) => ya._offset + (yr[1] - y) / (yr[1] - yr[0]) * ya._length };
+}
+
+function hiddenGroups(div, d) {
+  return d.groups.map((g) => {
+    const v = div.data && div.data[g.trace] ? div.data[g.trace].visible : true;
+    return v === "legendonly" || v === false;
+  });
+}
+
+function drawDots(div, ranges) {
+  const box = div.querySelector(".svg-container");
+  let cv = box && box.querySelector("canvas.vae-dots");
+  const d = div.__dots, fl = div._fullLayout;
+  if (!d || !fl || !box) {
+    if (cv) cv.remove();
+    return;
+  }
+  if (!cv) {
+    cv = document.createElement("canvas");
+    cv.className = "vae-dots";
+    cv.style.cssText = "position: absolute; left: 0; top: 0; pointer-events: none";
+    box.insertBefore(cv, box.firstChild);
+  }
+  const dpr = window.devicePixelRatio || 1, W = fl.width, H = fl.height;
+  if (cv.width !== Math.round(W * dpr) || cv.height !== Math.round(H * dpr)) {
+    cv.width = Math.round(W * dpr);
+    cv.height = Math.round(H * dpr);
+    cv.style.width = W + "px";
+    cv.style.height = H + "px";
+  }
+  const ctx = cv.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = "white";
+  ctx.fillRect(0, 0, W, H);
+  const s = scales(div, ranges), hidden = hiddenGroups(div, d);
+  div.dataset.dotsRange = s.xr.concat(s.yr).map((v) => v.toPrecision(6)).join(" ");
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(s.left, s.top, s.w, s.h);
+  ctx.clip();
+  let n = 0;
+  for (let i = 0; i < d.x.length; i++) {
+    const k = d.g[i];
+    if (hidden[k]) continue;
+    const g = d.groups[k];
+    ctx.globalAlpha = g.opacity;
+    ctx.fillStyle = g.colour;
+    ctx.beginPath();
+    ctx.arc(s.px(d.x[i]), s.py(d.y[i]), g.size / 2, 0, 2 * Math.PI);
+    ctx.fill();
+    n++;
+  }
+  ctx.restore();
+  div.dataset.dots = String(n);
+}
+
+// The visible dot nearest to the pointer (client coordinates), within `reach` px of its edge; -1 if none.
+function nearestDot(div, clientX, clientY, reach) {
+  const d = div.__dots, box = div.querySelector(".svg-container");
+  if (!d || !div._fullLayout || !box) return -1;
+  const r = box.getBoundingClientRect(), mx = clientX - r.left, my = clientY - r.top;
+  const s = scales(div), hidden = hiddenGroups(div, d);
+  if (mx < s.left || mx > s.left + s.w || my < s.top || my > s.top + s.h) return -1;
+  let best = -1, bestD = Infinity;
+  for (let i = 0; i < d.x.length; i++) {
+    if (hidden[d.g[i]]) continue;
+    const dx = s.px(d.x[i]) - mx, dy = s.py(d.y[i]) - my, dd = dx * dx + dy * dy;
+    const lim = d.groups[d.g[i]].size / 2 + reach;
+    if (dd <= lim * lim && dd <= bestD) { best = i; bestD = dd; }   // ties: the dot drawn last, on top
+  }
+  return best;
+}
+
+function hookDots(div) {
+  if (div.__dotsHooked) return;
+  div.__dotsHooked = true;
+  const redraw = () => drawDots(div);
+  div.on("plotly_afterplot", redraw);
+  div.on("plotly_restyle", redraw);            // a legend click hid or showed a class
+  div.on("plotly_relayout", redraw);
+  div.on("plotly_relayouting", (ev) => {       // a pan or zoom under way: follow it
+    const r = (a) => (ev[a + ".range[0]"] !== undefined ? [ev[a + ".range[0]"], ev[a + ".range[1]"]]
+                     : ev[a + ".range"]);
+    drawDots(div, { x: r("xaxis"), y: r("yaxis") });
+  });
+  const tip = document.createElement("div");
+  tip.className = "vae-dot-tip";
+  tip.style.cssText = "position: absolute; pointer-events: none; display: none; z-index: 10; color: white; "
+    + "font: 13px 'Source Sans', sans-serif; padding: 3px 6px; border-radius: 3px; white-space: nowrap";
+  div.__tip = tip;
+  div.addEventListener("mousemove", (e) => {
+    const i = e.buttons ? -1 : nearestDot(div, e.clientX, e.clientY, 3);
+    const box = div.querySelector(".svg-container");
+    if (i < 0 || !box) { tip.style.display = "none"; return; }
+    const d = div.__dots, g = d.groups[d.g[i]], s = scales(div);
+    if (tip.parentNode !== box) box.appendChild(tip);
+    tip.textContent = "";
+    tip.append(g.label + "image " + d.id[i], document.createElement("br"),
+               "(" + d.x[i].toFixed(2) + ", " + d.y[i].toFixed(2) + ")");
+    tip.style.background = g.colour;
+    tip.style.display = "block";
+    const x = s.px(d.x[i]), y = s.py(d.y[i]);
+    tip.style.left = (x + 8 + tip.offsetWidth > div._fullLayout.width ? x - 8 - tip.offsetWidth : x + 8) + "px";
+    tip.style.top = (y - tip.offsetHeight / 2) + "px";
+  });
+  div.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  // A click on a dot: plotly knows no dots here, so the press and release are watched (in the
+  // capture phase: plotly's pan starts on the same press; the release may land on its cover).
+  div.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0 || div.dataset.clickable !== "1") return;
+    const x0 = e.clientX, y0 = e.clientY, t0 = Date.now();
+    window.addEventListener("pointerup", (u) => {
+      if (Math.hypot(u.clientX - x0, u.clientY - y0) > 4 || Date.now() - t0 > 800) return;
+      const i = nearestDot(div, u.clientX, u.clientY, 4);
+      if (i >= 0) div.__send(div.__dots.id[i]);
+    }, { capture: true, once: true });
+  }, true);
+}
+
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const div = parentElement.querySelector(".vae-chart");
@@ -74,8 +204,11 @@ export default function (component) {
         return Plotly.relayout(div, { shapes: fig.layout.shapes || [] });
       }
       div.__base = data.base;
+      div.__dots = fig.dots || null;
       return Plotly.react(div, fig.data, fig.layout, data.config);
     }).then(() => {
+      if (div.__dots) hookDots(div);      // div.on exists once plotly has drawn into div
+      drawDots(div);
       div.dataset.state = "drawn";
       div.dataset.base = data.base;
       div.__width = div.clientWidth;
@@ -180,11 +313,59 @@ def _template() -> dict:
     return _TEMPLATE
 
 
+def _take_dots(fig: go.Figure, spec: dict) -> Optional[dict]:
+    """Move the dots of fig's meta="dots" traces (figures.scatter_codes) out of spec, for the
+    browser to draw on a canvas: each trace becomes an empty one that keeps its legend entry
+    (a click on it still hides the class, with its bubbles), and one invisible trace of two
+    points keeps the axes' ranges where the dots put them. None when fig has no dots.
+
+    plotly.js draws each dot as an SVG element and styles it one by one: two 2,000-dot maps
+    took about 0.4 s of script and as much again of layout in Chromium without a GPU, where a
+    canvas draws them in a few ms. The dots come in their data order (by customdata), so no
+    class is drawn over the others as a whole."""
+    picked = [i for i, t in enumerate(fig.data) if t.meta == "dots" and t.x is not None and len(t.x)]
+    if not picked:
+        return None
+    groups, xs, ys, ids, gs = [], [], [], [], []
+    for g, i in enumerate(picked):
+        t = fig.data[i]
+        x, y = np.asarray(t.x, dtype=np.float64), np.asarray(t.y, dtype=np.float64)
+        c = np.arange(len(x)) if t.customdata is None else np.asarray(t.customdata).reshape(len(x), -1)[:, 0]
+        colour = t.marker.color if isinstance(t.marker.color, str) else "#555"
+        opacity = 1.0 if t.marker.opacity is None else float(t.marker.opacity)
+        size = 6.0 if t.marker.size is None else float(t.marker.size)
+        named = t.legendgroup is not None and t.name is not None
+        groups.append({"trace": i, "colour": colour, "opacity": opacity, "size": size,
+                       "label": f"class {t.name}, " if named else ""})
+        spec["data"][i] = {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": t.name,
+                           "legendgroup": t.legendgroup, "showlegend": t.showlegend is not False,
+                           "hoverinfo": "skip", "marker": {"size": size, "color": colour, "opacity": opacity}}
+        xs.append(x), ys.append(y), ids.append(c.astype(np.int64)), gs.append(np.full(len(x), g))
+    x, y, ids, gs = (np.concatenate(a) for a in (xs, ys, ids, gs))
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y, ids, gs = x[keep], y[keep], ids[keep], gs[keep]
+    order = np.argsort(ids, kind="stable")
+    if len(x):
+        size = max(g["size"] for g in groups)
+        spec["data"].append({"type": "scatter", "x": [float(x.min()), float(x.max())],
+                             "y": [float(y.min()), float(y.max())], "mode": "markers", "showlegend": False,
+                             "hoverinfo": "skip", "marker": {"size": size, "opacity": 0}, "meta": "dots extent"})
+    layout = spec.setdefault("layout", {})
+    # The canvas lies under plotly's picture: its backgrounds must let the dots through.
+    layout["paper_bgcolor"] = layout["plot_bgcolor"] = "rgba(0,0,0,0)"
+    return {"x": np.round(x[order], 5).tolist(), "y": np.round(y[order], 5).tolist(),
+            "id": ids[order].tolist(), "g": gs[order].tolist(), "groups": groups}
+
+
 def figure_payload(fig: go.Figure, clickable: bool = False) -> dict:
-    """What the component is sent: the figure as JSON (in the app's template; fig itself is
-    not changed: a cached figure is shared by many sessions), and `base`, a digest of everything
-    in it but its shapes (the browser relayouts only the shapes when `base` is unchanged)."""
+    """What the component is sent: the figure as JSON (in the app's template, its dots taken out
+    for the canvas: _take_dots; fig itself is not changed: a cached figure is shared by many
+    sessions), and `base`, a digest of everything in it but its shapes (the browser relayouts only
+    the shapes when `base` is unchanged)."""
     spec = json.loads(fig.to_json())
+    dots = _take_dots(fig, spec)
+    if dots is not None:
+        spec["dots"] = dots
     layout = spec.setdefault("layout", {})
     shapes = layout.pop("shapes", None)
     # Always ours: the figure's own is Streamlit's, whose colours are placeholders that only

@@ -235,6 +235,8 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
     rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
     marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
+    The dot traces carry meta="dots": the app's chart component draws them on a canvas of its own
+    (explorer/charts.py), where st.plotly_chart draws them as markers.
     picture: the dots are one PNG under the axes instead of markers (SVG up to SVG_DOTS dots,
     WebGL beyond), with the classes in the legend only. A browser without a GPU redraws two
     2,000-dot maps in a few hundred ms on every change of the figure (bench/bench_browser.py); a
@@ -270,7 +272,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
         traces.append(go.Scatter(x=[extent[0], extent[1]], y=[extent[2], extent[3]], mode="markers",
                                  marker=dict(size=1, opacity=0), hoverinfo="skip", showlegend=False))
     elif labels is None:
-        traces.append(Dots(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes",
+        traces.append(Dots(x=xy[:, 0], y=xy[:, 1], mode="markers", name="codes", meta="dots",
                                    customdata=indices, marker=dict(size=marker_size, color="#555"),
                                    hovertemplate="image %{customdata}<extra></extra>"))
     else:
@@ -279,7 +281,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
             sel = labels == g
             name = classes[g] if classes and 0 <= g < len(classes) else str(g)
             traces.append(Dots(
-                x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, legendgroup=f"class {g}",
+                x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, legendgroup=f"class {g}", meta="dots",
                 customdata=indices[sel], marker=dict(size=marker_size, color=class_colour(g), opacity=0.75),
                 hovertemplate=f"class {name}, image %{{customdata}}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     if prior:

@@ -236,13 +236,18 @@ POINT_JS = """([key, j]) => {
   // Streamlit turns on clicking to select (clickmode 'event+select') only for on_select charts;
   // the app's own chart component (explorer/charts.py, class vae-chart) marks the ones it reports clicks on.
   if (!(gd._fullLayout.clickmode || '').includes('select') && gd.dataset.clickable !== '1') return 'display';
+  const ax = (a, name) => gd._fullLayout[name + 'axis' + (a.length > 1 ? a.slice(1) : '')];
+  const r = gd.getBoundingClientRect();
+  const d = gd.__dots;        // dots the chart component draws on its canvas (explorer/charts.py)
+  if (d && d.x.length) {
+    const k = j % d.x.length, xa = ax('x', 'x'), ya = ax('y', 'y');
+    return [r.left + xa._offset + xa.d2p(d.x[k]), r.top + ya._offset + ya.d2p(d.y[k]), d.x.length];
+  }
   const tr = gd._fullData.find(t => ['scatter', 'scattergl'].includes(t.type) && t.visible === true
                                    && (t.mode || '').includes('markers') && t.x && t.x.length > 0);
   if (!tr) return null;
   const k = j % tr.x.length;
-  const ax = (a, name) => gd._fullLayout[name + 'axis' + (a.length > 1 ? a.slice(1) : '')];
   const xa = ax(tr.xaxis || 'x', 'x'), ya = ax(tr.yaxis || 'y', 'y');
-  const r = gd.getBoundingClientRect();
   return [r.left + xa._offset + xa.d2p(tr.x[k]), r.top + ya._offset + ya.d2p(tr.y[k]), tr.x.length];
 }"""
 

@@ -108,6 +108,55 @@ def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_
     screenshot(page, "Latent_map-picked")
 
 
+def test_the_map_canvas_draws_each_dot_names_it_under_the_pointer_and_hides_a_class_from_the_legend(
+        streamlit_server, page):
+    open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)
+    chart = page.locator(".st-key-map_chart_VAE .vae-chart")
+    assert chart.get_attribute("data-dots") == "2000"
+    # A dot with no other within 8 px: the pointer on it can mean only it.
+    k = page.evaluate("""() => { const gd = document.querySelector('.st-key-map_chart_VAE .vae-chart'), d = gd.__dots;
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const p = d.x.map((x, i) => [xa.d2p(x), ya.d2p(d.y[i])]);
+        return p.findIndex(([x, y], i) => p.every(([u, v], j) => j === i || Math.hypot(u - x, v - y) > 8)); }""")
+    assert k >= 0
+    # It is painted where plotly's axes put its code.
+    at = page.evaluate(POINT_JS, ["map_chart_VAE", k])
+    pixel_js = """([x, y]) => {
+        const cv = document.querySelector('.st-key-map_chart_VAE canvas.vae-dots'), r = cv.getBoundingClientRect();
+        const k = cv.width / r.width;
+        return [...cv.getContext('2d').getImageData(Math.round((x - r.left) * k), Math.round((y - r.top) * k), 1, 1).data];
+    }"""
+    pixel = page.evaluate(pixel_js, at)
+    assert pixel[:3] != [255, 255, 255], f"no dot painted under dot {k}: {pixel}"
+    # A pan (the map's drag mode) moves the axes, and the canvas with them.
+    page.mouse.move(at[0] + 20, at[1] + 20)
+    page.mouse.down()
+    page.mouse.move(at[0] + 50, at[1] + 40, steps=5)
+    page.mouse.move(at[0] + 80, at[1] + 60, steps=5)
+    page.mouse.up()
+    page.wait_for_function("""() => document.querySelector('.st-key-map_chart_VAE .vae-chart').layout.xaxis.autorange
+                              === false""", timeout=5_000)
+    moved = page.evaluate(POINT_JS, ["map_chart_VAE", k])
+    assert abs(moved[0] - at[0] - 60) < 3 and abs(moved[1] - at[1] - 40) < 3, (at, moved)
+    assert page.evaluate(pixel_js, moved) == pixel, "the canvas did not follow the pan"
+    assert page.evaluate("""() => { const gd = document.querySelector('.st-key-map_chart_VAE .vae-chart');
+        const l = gd._fullLayout; return [l.xaxis.range, l.yaxis.range].flat().map(v => v.toPrecision(6)).join(' ')
+                                         === gd.dataset.dotsRange; }"""), "the canvas is drawn at other ranges"
+    at = moved
+    dot = page.evaluate("""(k) => { const d = document.querySelector('.st-key-map_chart_VAE .vae-chart').__dots;
+        return {id: d.id[k], label: d.groups[d.g[k]].label, first: d.g.filter(g => g === 0).length}; }""", k)
+    page.mouse.move(at[0], at[1])
+    tip = page.locator(".st-key-map_chart_VAE .vae-dot-tip")
+    tip.wait_for(state="visible", timeout=5_000)
+    assert tip.inner_text().startswith(f"{dot['label']}image {dot['id']}\n("), tip.inner_text()
+    page.mouse.move(at[0], at[1] - 200)
+    # A click on the first class's legend entry hides its dots (and only those).
+    page.locator(".st-key-map_chart_VAE .legend .traces").first.click()
+    page.wait_for_function("""() => document.querySelector('.st-key-map_chart_VAE .vae-chart').dataset.dots
+                              === String(2000 - %d)""" % dot["first"], timeout=10_000)
+    assert errors_shown(page) == []
+
+
 def test_a_chart_follows_its_column_when_the_sidebar_closes(streamlit_server, page):
     open_page(page, streamlit_server, "Compare_beta", until=CHARTS)
     widths = """() => [...document.querySelectorAll('[data-testid=stMain] .vae-chart')]

@@ -71,3 +71,42 @@ def test_the_latent_map_draws_its_maps_with_or_without_static_serving(app_env, s
             assert any(t.get("customdata") is not None for t in spec["data"])     # clickable dots
     finally:
         config.set_option("server.enableStaticServing", before)
+
+
+def test_the_dots_go_to_the_canvas_and_their_classes_stay_in_the_legend():
+    rng = np.random.default_rng(1)
+    xy, labels = rng.normal(size=(300, 2)), rng.integers(0, 3, 300)
+    labels[:3] = [0, 1, 2]
+    fig = figures.scatter_codes(xy, labels, ["zero", "one", "two"], indices=np.arange(300) + 1000,
+                                sigma=np.full((300, 2), 0.1), n_ellipses=20, prior=True)
+    spec = json.loads(charts.figure_payload(fig)["figure"])
+    dots = spec["dots"]
+    # Every dot once, in data order, where scatter_codes put it, with its data index and class.
+    assert dots["id"] == list(range(1000, 1300))
+    assert np.allclose(dots["x"], xy[:, 0], atol=1e-5) and np.allclose(dots["y"], xy[:, 1], atol=1e-5)
+    groups = dots["groups"]
+    assert [groups[g]["label"] for g in dots["g"][:3]] == ["class zero, ", "class one, ", "class two, "]
+    assert [groups[g]["colour"] for g in dots["g"]] == [figures.class_colour(c) for c in labels]
+    # Each class keeps a legend entry, in its legend group (a click hides its dots and bubbles),
+    # with no points of its own for plotly to draw.
+    for k, g in enumerate(groups):
+        trace = spec["data"][g["trace"]]
+        assert trace["name"] == ["zero", "one", "two"][k] and trace["legendgroup"] == f"class {k}"
+        assert trace["x"] == [None] and trace["showlegend"]
+    assert sum(len(t.get("x") or []) for t in spec["data"] if t.get("customdata") is not None) == 0
+    # One invisible trace spans the dots, so the axes still cover them; the backgrounds let the
+    # canvas under them show; the bubbles and prior circles stay plotly's.
+    extent = [t for t in spec["data"] if t.get("meta") == "dots extent"]
+    assert len(extent) == 1 and extent[0]["marker"]["opacity"] == 0
+    assert np.allclose(extent[0]["x"] + extent[0]["y"],
+                       [xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max()], atol=1e-6)
+    assert spec["layout"]["plot_bgcolor"] == spec["layout"]["paper_bgcolor"] == "rgba(0,0,0,0)"
+    assert {"prior 1σ", "prior 2σ"} <= {t.get("name") for t in spec["data"]}
+    # The figure itself is not changed (cached figures are shared by sessions).
+    assert sum(len(t.x) for t in fig.data if t.meta == "dots") == 300
+
+
+def test_a_figure_without_dots_is_sent_as_it_is():
+    fig = figures.line_chart({"a": [1.0, 2.0]}, title="t")
+    spec = json.loads(charts.figure_payload(fig)["figure"])
+    assert "dots" not in spec and "plot_bgcolor" not in spec["layout"]
