@@ -138,3 +138,21 @@ def test_the_notice_counts_the_points_between_the_percentages_it_shows(app_env):
         gap = re.search(r"by (\d+) points", text)
         if gap:                                             # outside the spread of the draws
             assert int(gap.group(1)) == abs(vae - pixels), text
+
+
+def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env, monkeypatch):
+    """The family chart measures each member at the slider's n only, from codes encoded once per
+    model: a new n costs the classifier, not 22,000 more encodings per member."""
+    import vae_core.latent
+    from explorer import fewlabels as fx
+    fx.split_codes.clear(), fx.code_curve.clear()         # the server-wide caches: earlier tests filled them
+    calls = []
+    real = vae_core.latent.encode_data
+    monkeypatch.setattr(vae_core.latent, "encode_data", lambda model, x, *a, **k: calls.append(len(x)) or real(model, x, *a, **k))
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    first = len(calls)
+    assert first > 0
+    for n in (100, 1, 10):
+        at.select_slider(key="few_n").set_value(n).run()
+        assert not at.exception
+    assert len(calls) == first, calls
