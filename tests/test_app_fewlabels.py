@@ -140,10 +140,25 @@ def test_the_notice_counts_the_points_between_the_percentages_it_shows(app_env):
             assert int(gap.group(1)) == abs(vae - pixels), text
 
 
-def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env, monkeypatch):
+def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env, monkeypatch, tmp_path):
     """The family chart measures each member at the slider's n only, from codes encoded once per
     model: a new n costs the classifier, not 22,000 more encodings per member."""
+    import shutil
+
+    import torch
+
     import vae_core.latent
+    from vae_core import runmeta
+    from vae_core.checkpoints import save_checkpoint
+    from vae_core.config import ModelConfig, TrainConfig
+    from vae_core.models import build_model
+    folder = tmp_path / "checkpoints"              # the default pair's family gains a β = 2 member
+    shutil.copytree(app_env, folder)
+    torch.manual_seed(1)
+    save_checkpoint(folder / "mnist-d2-vae-b2", build_model(ModelConfig(kind="vae", latent_dim=2, hidden=(64,))),
+                    TrainConfig(dataset="mnist", epochs=1, beta=2.0), dataset="mnist",
+                    run=runmeta.make("vae", 2.0, 0, group="shipped-mnist-d2", owner="shipped", created=0.0))
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
     from explorer import fewlabels as fx
     fx.split_codes.clear(), fx.code_curve.clear()         # the server-wide caches: earlier tests filled them
     calls = []
@@ -155,4 +170,5 @@ def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env
     for n in (100, 1, 10):
         at.select_slider(key="few_n").set_value(n).run()
         assert not at.exception
+    assert len(spec(at, "few_family")["data"][0]["x"]) == 2          # the family: β = 1 and β = 2
     assert len(calls) == first, calls
