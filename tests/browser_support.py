@@ -101,6 +101,22 @@ def make_tiny_checkpoints(folder: Path) -> Path:
     return folder
 
 
+def add_beta_member(folder: Path, beta: float = 2.0) -> Path:
+    """An untrained 2-D VAE with β = `beta` in the default pair's family (run group
+    shipped-mnist-d2), saved into a tiny checkpoint folder: a family of two to measure."""
+    import torch
+
+    from vae_core import runmeta
+    from vae_core.checkpoints import save_checkpoint
+    from vae_core.config import ModelConfig, TrainConfig
+    from vae_core.models import build_model
+    torch.manual_seed(1)
+    return save_checkpoint(Path(folder) / f"mnist-d2-vae-b{beta:g}",
+                           build_model(ModelConfig(kind="vae", latent_dim=2, hidden=(64,))),
+                           TrainConfig(dataset="mnist", epochs=1, beta=beta), dataset="mnist",
+                           run=runmeta.make("vae", beta, 0, group="shipped-mnist-d2", owner="shipped", created=0.0))
+
+
 def checkpoints_for_tests(tmp_root: Path) -> Path:
     """The shipped checkpoints/ when it holds the default pair (the real product), else tiny
     stand-ins with the same names in tmp_root (a fresh clone before the pretrained models land)."""

@@ -145,19 +145,11 @@ def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env
     model: a new n costs the classifier, not 22,000 more encodings per member."""
     import shutil
 
-    import torch
-
     import vae_core.latent
-    from vae_core import runmeta
-    from vae_core.checkpoints import save_checkpoint
-    from vae_core.config import ModelConfig, TrainConfig
-    from vae_core.models import build_model
+    from browser_support import add_beta_member
     folder = tmp_path / "checkpoints"              # the default pair's family gains a β = 2 member
     shutil.copytree(app_env, folder)
-    torch.manual_seed(1)
-    save_checkpoint(folder / "mnist-d2-vae-b2", build_model(ModelConfig(kind="vae", latent_dim=2, hidden=(64,))),
-                    TrainConfig(dataset="mnist", epochs=1, beta=2.0), dataset="mnist",
-                    run=runmeta.make("vae", 2.0, 0, group="shipped-mnist-d2", owner="shipped", created=0.0))
+    add_beta_member(folder, 2.0)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
     from explorer import fewlabels as fx
     fx.split_codes.clear(), fx.code_curve.clear()         # the server-wide caches: earlier tests filled them

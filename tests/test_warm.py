@@ -61,3 +61,28 @@ def test_the_views_are_not_warmed_when_asked_not_to(monkeypatch):
     before = threading.active_count()
     warm.run(time.perf_counter())
     assert threading.active_count() == before
+
+
+def test_the_views_are_warmed_for_every_shipped_model_not_only_the_pairs(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    import vae_core.latent
+    from browser_support import add_beta_member
+    from explorer import fewlabels as fx
+    from explorer import models, warm
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(app_env, folder)
+    add_beta_member(folder, 4.0)
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
+    took = warm.warm_views()
+    assert isinstance(took["few labels, mnist-d2-vae-b4"], float), took
+    assert isinstance(took["latent arithmetic, mnist-d2-vae-b4"], float), took
+    assert not any("failed" in str(v) for v in took.values()), took
+    # Its Few labels curve is now read from the cache: nothing is encoded again.
+    calls = []
+    monkeypatch.setattr(vae_core.latent, "encode_data", lambda *a, **k: calls.append(1))
+    ckpt = models.load_model(str(folder / "mnist-d2-vae-b4.safetensors"))
+    stamp = fx.data_stamp("mnist")
+    ns = tuple(fx.fl.available_ns(fx.few_split("mnist", stamp).pool_y))
+    fx.code_curve(ckpt, models.ckpt_key(ckpt), "mnist", stamp, ns, False)
+    assert calls == []
