@@ -4,7 +4,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import families, figures, links, models, timing
+from explorer import charts, families, figures, links, models, timing
 from explorer import fewlabels as fx
 from explorer.sidebar import preferred_vae, select_pair, sidebar
 from vae_core import fewlabels as fl
@@ -82,19 +82,24 @@ def notice_text(n: int) -> str:
 
 
 def curve_figure(n: int) -> go.Figure:
+    """Accuracy against n. The x axis is linear in log10(n), ticked with n: a log scale on which
+    rings of a fixed size in pixels stay round (plotly narrows them on a log axis)."""
     fig = go.Figure()
     for name, (c, colour) in series.items():
-        fig.add_trace(go.Scatter(x=c["n"], y=np.asarray(c["mean"]) * 100, name=name, mode="lines+markers",
-                                 line=dict(color=colour), marker=dict(size=7),
+        fig.add_trace(go.Scatter(x=np.log10(c["n"]), y=np.asarray(c["mean"]) * 100, customdata=c["n"], name=name,
+                                 mode="lines+markers", line=dict(color=colour), marker=dict(size=7),
                                  error_y=dict(type="data", array=np.asarray(c["std"]) * 100, thickness=1.2),
-                                 hovertemplate="%{x} per class: %{y:.1f} %<extra>" + name + "</extra>"))
-        m, _ = fl.at(c, n)
-        fig.add_trace(go.Scatter(x=[n], y=[m * 100], mode="markers", showlegend=False, hoverinfo="skip",
-                                 marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(color=colour, width=2.5))))
-    fig.add_vline(x=n, line=dict(color="grey", dash="dot"))
+                                 hovertemplate="%{customdata:,} per class: %{y:.1f} %<extra>" + name + "</extra>"))
+    fig.add_vline(x=np.log10(n), line=dict(color="grey", dash="dot"))
+    # The chosen n is marked by shapes only (the rule and a ring on each curve): a slider move then
+    # redraws them alone (explorer.charts), not the chart.
+    for name, (c, colour) in series.items():
+        fig.add_shape(charts.ring(np.log10(n), fl.at(c, n)[0] * 100, f"{name} at {n}", colour=colour, width=2.5,
+                                  diameter=15))
     fig.update_layout(title="Test accuracy against labelled images per class", height=360,
                       margin=dict(l=10, r=10, t=40, b=10), yaxis_title="test accuracy (%)",
-                      xaxis=dict(type="log", title="labelled images per class (log scale)", tickvals=list(ns)),
+                      xaxis=dict(title="labelled images per class (log scale)", tickvals=np.log10(ns).tolist(),
+                                 ticktext=[f"{v:,}" for v in ns]),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return fig
 

@@ -382,11 +382,13 @@ def figure_payload(fig: go.Figure, clickable: bool = False) -> dict:
     return {"figure": json.dumps(spec), "base": base}
 
 
-def ring(x: float, y: float, name: str) -> dict:
-    """A layout shape: a ring of fixed screen size round (x, y), the picked dot."""
+def ring(x: float, y: float, name: str, colour: str = "black", width: float = 3, diameter: float = 20) -> dict:
+    """A layout shape: a ring of fixed screen size round (x, y) (data units, on any axis type), such
+    as the picked dot. A figure whose rings move is redrawn by a relayout of its shapes alone."""
+    r = diameter / 2
     return dict(type="circle", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
-                xanchor=float(x), yanchor=float(y), x0=-10, x1=10, y0=-10, y1=10,
-                line=dict(color="black", width=3), name=name)
+                xanchor=float(x), yanchor=float(y), x0=-r, x1=r, y0=-r, y1=r,
+                line=dict(color=colour, width=width), name=name)
 
 
 def clicked(key: str) -> Optional[int]:

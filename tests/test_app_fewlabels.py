@@ -36,8 +36,8 @@ def notice(at: AppTest) -> str:
 
 
 def marked_n(fig: dict) -> float:
-    """Where the dotted rule of the chosen n stands on the accuracy chart."""
-    return next(s["x0"] for s in fig["layout"]["shapes"] if s.get("type") == "line")
+    """Where the dotted rule of the chosen n stands on the accuracy chart (its x axis is log10 n)."""
+    return round(10 ** next(s["x0"] for s in fig["layout"]["shapes"] if s.get("type") == "line"), 6)
 
 
 def test_page_runs_and_the_slider_moves_the_figures(app_env):
@@ -164,3 +164,21 @@ def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env
         assert not at.exception
     assert len(spec(at, "few_family")["data"][0]["x"]) == 2          # the family: β = 1 and β = 2
     assert len(calls) == first, calls
+
+
+def test_the_slider_moves_only_the_accuracy_charts_marks(app_env):
+    """The accuracy chart marks n with shapes alone (a rule, a ring per curve): the browser then
+    moves them with a relayout instead of drawing the chart again (explorer.charts)."""
+    import json as js
+
+    from explorer import charts
+    at = run(AppTest.from_file(PAGE, default_timeout=120))
+    payload = lambda: js.loads(next(el.proto.json for el in at.get("bidi_component")           # noqa: E731
+                                    if el.proto.id.endswith("-few_curve")))
+    before = payload()
+    at.select_slider(key="few_n").set_value(100).run()
+    after = payload()
+    assert before["base"] == after["base"] and before["figure"] != after["figure"]
+    rings = [s for s in spec(at, "few_curve")["layout"]["shapes"] if s["type"] == "circle"]
+    assert len(rings) == 4 and {s["xanchor"] for s in rings} == {2.0}          # log10 of 100
+    assert charts.available()
