@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from explorer import background, families, figures, links, models, timing
+from explorer import background, families, figures, links, models, posterior, timing
 from explorer.sidebar import offer_2d_pair, sidebar
 
 st.set_page_config(page_title="True posterior · VAE Latent Explorer", page_icon="∑", layout="wide")
@@ -26,15 +26,7 @@ if sel.latent_dim != 2:
 
 data = models.exploration_data(sel.dataset)
 labels = models.labels(sel.dataset)
-KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-POOL = 4000            # importance weights per image: K = 1000 gets four independent draws
-
-
-@st.cache_data(show_spinner="Integrating over the latent plane…", max_entries=256)
-def explain(_ckpt, key: str, dataset: str, i: int) -> dict:
-    from vae_core.exact import explain as run
-    return run(_ckpt.model, models.exploration_data(dataset).x[i:i + 1], ks=KS, pool=POOL)
-
+KS = posterior.KS
 
 # ------------------------------------------------------------------ choosing the image
 c1, c2, _ = st.columns([1, 1, 2])
@@ -42,11 +34,10 @@ if labels is not None:
     classes = data.classes or [str(c) for c in range(int(labels.max()) + 1)]
     links.restore("post_class", links.int_in(0, len(classes) - 1))
     links.restore("post_k", links.int_in(0, 999))
-    cls = c1.selectbox("Class", range(len(classes)), index=3 % len(classes), key="post_class",
+    cls = c1.selectbox("Class", range(len(classes)), index=posterior.DEFAULT_CLASS % len(classes), key="post_class",
                        format_func=lambda c: classes[c])
     k = int(c2.number_input("Which example of it", 0, 999, 0, key="post_k"))
-    where = np.flatnonzero(labels == cls)
-    i = int(where[k % len(where)]) if len(where) else 0
+    i = posterior.image_of(labels, cls, k)
     links.publish("post_class", int(cls))
     links.publish("post_k", k)
 else:
@@ -54,7 +45,7 @@ else:
     i = int(c1.number_input("Test image index", 0, len(data) - 1, 0, key="post_idx"))
     links.publish("post_idx", i)
 
-r = explain(sel.vae, models.ckpt_key(sel.vae), sel.dataset, i)
+r = posterior.explain(sel.vae, models.ckpt_key(sel.vae), sel.dataset, i)
 mu, sd = r["mu"], r["sigma"]
 gap = r["log_px"] - r["elbo"]
 post = np.exp(r["log_post"])
@@ -129,8 +120,8 @@ def bound_view():
     links.restore("post_K", links.one_of(KS))
     K = st.select_slider("Importance samples K", KS, value=100, key="post_K",
                          help="IWAE_K = log (1/K) Σ p(x|z_k) p(z_k) / q(z_k|x), z_k drawn from q(z|x). "
-                              f"Averaged over independent draws from a pool of {POOL} samples. K = 1 is the ELBO "
-                              "in expectation.")
+                              f"Averaged over independent draws from a pool of {posterior.POOL} samples. K = 1 is "
+                              "the ELBO in expectation.")
     links.publish("post_K", K)
     mean, spread, n = r["iw"][K]
     a, b = st.columns([1, 3])

@@ -12,8 +12,9 @@ in a thread of its own at a lower priority, it computes what some views take sec
 visit, for the models a class starts with: the Few labels page's accuracy curves and the Latent
 arithmetic page's vectors (each vector on its default image, and its effect on the held-out
 images), for the default pair and for the 20-D pair both pages' buttons offer, and the Few labels
-curves standardised for the default pair; then both pages for each other shipped model of the
-dataset. VAE_WARM_VIEWS=0 leaves that to the first visitors.
+curves standardised for the default pair, and the True posterior page's first image for the
+default VAE; then these pages for each other shipped model of the dataset. VAE_WARM_VIEWS=0
+leaves that to the first visitors.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def warm_views() -> dict:
     larger pair their buttons offer, then for every other shipped model of the dataset; the
     seconds each step took."""
     from explorer import arithmetic as ar  # noqa: PLC0415
-    from explorer import families, models, sidebar  # noqa: PLC0415
+    from explorer import families, models, posterior, sidebar  # noqa: PLC0415
     from explorer import fewlabels as fx  # noqa: PLC0415
     from vae_core import runmeta  # noqa: PLC0415
     took = {}
@@ -96,7 +97,8 @@ def warm_views() -> dict:
     big = [i for i in vaes if i["model_config"]["latent_dim"] > 2]
     larger = sidebar.preferred_vae(big, aes) if big else None
     steps = [("few labels, default pair", lambda: fx.warm("mnist", *pair_of(default), std=False)),
-             ("latent arithmetic, default pair", lambda: ar.warm("mnist", pair_of(default)[0]))]
+             ("latent arithmetic, default pair", lambda: ar.warm("mnist", pair_of(default)[0])),
+             ("true posterior, default pair", lambda: posterior.warm("mnist", pair_of(default)[0]))]
     if larger:
         steps += [("few labels, larger pair", lambda: fx.warm("mnist", *pair_of(larger), std=False)),
                   ("latent arithmetic, larger pair", lambda: ar.warm("mnist", pair_of(larger)[0]))]
@@ -114,6 +116,9 @@ def warm_views() -> dict:
         if info["model_config"]["kind"] == "vae":
             steps.append((f"latent arithmetic, {info['name']}",
                           lambda path=path: ar.warm("mnist", [models.load_model(path)])))
+        if info["model_config"]["kind"] == "vae" and info["model_config"]["latent_dim"] == 2:
+            steps.append((f"true posterior, {info['name']}",
+                          lambda path=path: posterior.warm("mnist", [models.load_model(path)])))
     for what, step in steps:
         t = time.perf_counter()
         try:

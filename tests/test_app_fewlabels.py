@@ -155,7 +155,8 @@ def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env
     fx.split_codes.clear(), fx.code_curve.clear()         # the server-wide caches: earlier tests filled them
     calls = []
     real = vae_core.latent.encode_data
-    monkeypatch.setattr(vae_core.latent, "encode_data", lambda model, x, *a, **k: calls.append(len(x)) or real(model, x, *a, **k))
+    monkeypatch.setattr(vae_core.latent, "encode_data",
+                        lambda model, x, *a, **k: calls.append(len(x)) or real(model, x, *a, **k))
     at = run(AppTest.from_file(PAGE, default_timeout=120))
     first = len(calls)
     assert first > 0

@@ -124,7 +124,8 @@ def test_the_map_canvas_draws_each_dot_names_it_under_the_pointer_and_hides_a_cl
     pixel_js = """([x, y]) => {
         const cv = document.querySelector('.st-key-map_chart_VAE canvas.vae-dots'), r = cv.getBoundingClientRect();
         const k = cv.width / r.width;
-        return [...cv.getContext('2d').getImageData(Math.round((x - r.left) * k), Math.round((y - r.top) * k), 1, 1).data];
+        const px = Math.round((x - r.left) * k), py = Math.round((y - r.top) * k);
+        return [...cv.getContext('2d').getImageData(px, py, 1, 1).data];
     }"""
     pixel = page.evaluate(pixel_js, at)
     assert pixel[:3] != [255, 255, 255], f"no dot painted under dot {k}: {pixel}"

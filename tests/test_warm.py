@@ -77,6 +77,8 @@ def test_the_views_are_warmed_for_every_shipped_model_not_only_the_pairs(app_env
     took = warm.warm_views()
     assert isinstance(took["few labels, mnist-d2-vae-b4"], float), took
     assert isinstance(took["latent arithmetic, mnist-d2-vae-b4"], float), took
+    assert isinstance(took["true posterior, mnist-d2-vae-b4"], float), took
+    assert isinstance(took["true posterior, default pair"], float), took
     assert not any("failed" in str(v) for v in took.values()), took
     # Its Few labels curve is now read from the cache: nothing is encoded again.
     calls = []
@@ -85,4 +87,11 @@ def test_the_views_are_warmed_for_every_shipped_model_not_only_the_pairs(app_env
     stamp = fx.data_stamp("mnist")
     ns = tuple(fx.fl.available_ns(fx.few_split("mnist", stamp).pool_y))
     fx.code_curve(ckpt, models.ckpt_key(ckpt), "mnist", stamp, ns, False)
+    assert calls == []
+    # Its True posterior opens on an image already integrated.
+    import vae_core.exact
+    from explorer import posterior
+    monkeypatch.setattr(vae_core.exact, "explain", lambda *a, **k: calls.append("explain"))
+    labels = models.labels("mnist")
+    posterior.explain(ckpt, models.ckpt_key(ckpt), "mnist", posterior.image_of(labels, posterior.DEFAULT_CLASS, 0))
     assert calls == []

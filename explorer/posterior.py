@@ -1,0 +1,41 @@
+"""The True posterior page's computation, cached for the whole server (vae_core.exact does the
+work): here rather than in the page so that the start-up warm-up (explorer.warm) can fill the same
+cache before the first visitor asks."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import streamlit as st
+
+from . import models
+
+KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+POOL = 4000            # importance weights per image: K = 1000 gets four independent draws
+DEFAULT_CLASS = 3      # the page opens on the first test image of this class (modulo the classes)
+
+
+@st.cache_data(show_spinner="Integrating over the latent plane…", max_entries=256)
+def explain(_ckpt, key: str, dataset: str, i: int) -> dict:
+    """vae_core.exact.explain for test image i: the exact posterior on a grid, log p(x), the ELBO,
+    KL(q ‖ p(z|x)) and the importance-weighted bounds for each K in KS."""
+    from vae_core.exact import explain as run
+    return run(_ckpt.model, models.exploration_data(dataset).x[i:i + 1], ks=KS, pool=POOL)
+
+
+def image_of(labels: Optional[np.ndarray], cls: int, k: int) -> int:
+    """The test image index of the k-th example of class cls (cycling past the last); 0 without labels."""
+    if labels is None:
+        return 0
+    where = np.flatnonzero(labels == cls)
+    return int(where[k % len(where)]) if len(where) else 0
+
+
+def warm(dataset: str, ckpts: list) -> None:
+    """Fill the cache for the image the page opens on, for each 2-D VAE among ckpts."""
+    labels = models.labels(dataset)
+    n_classes = 1 if labels is None else int(labels.max()) + 1
+    i = image_of(labels, DEFAULT_CLASS % n_classes, 0)
+    for ckpt in ckpts:
+        if ckpt.model.cfg.kind == "vae" and int(ckpt.model.cfg.latent_dim) == 2:
+            explain(ckpt, models.ckpt_key(ckpt), dataset, i)
