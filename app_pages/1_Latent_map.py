@@ -176,7 +176,11 @@ def picked_index() -> int | None:
 
 
 # Read the click before drawing: the ring must mark the dot just clicked, not the one before it.
+# The pick travels with the view's link: a class opening the teacher's link sees the same image.
+links.restore("map_picked", links.int_in(0, data_n - 1))
 idx = picked_index()
+if idx is not None:
+    links.publish("map_picked", int(idx))
 reach = {label: claims.reach(models.codes(ckpt, models.ckpt_key(ckpt), sel.dataset, n_points)["mu"])
          for label, ckpt, _ in sel.pair}
 text = ("**Notice:** 99 % of the " + "; of the ".join(f"{label}'s code coordinates lie within ±{r:.1f}"

@@ -404,9 +404,26 @@ def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
     assert any("test image 7" in c for c in captions)
     assert any("VAE reconstruction" in c for c in captions) and any("AE reconstruction" in c for c in captions)
     assert at.session_state["map_picks"][-1] == 7     # offered to the interpolation page
+    assert at.query_params["map_picked"] == "7"       # and in the view's link
     # The ring on both maps marks the image shown below, in the same run.
     for key in ("map_chart_VAE", "map_chart_AE"):
         assert [t.get("name") for t in plotly_spec(at, key)["layout"].get("shapes", [])].count("image 7") == 1
+
+
+def test_a_link_to_the_latent_map_shows_the_image_its_sender_picked(app_env):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(REPO / "app_pages" / "1_Latent_map.py"), default_timeout=60)
+    at.query_params["map_picked"] = "12"
+    at.run()
+    no_errors(at)
+    assert any("test image 12" in c for im in at.image for c in im.captions)
+    assert [s["name"] for s in plotly_spec(at, "map_chart_VAE")["layout"]["shapes"]] == ["image 12"]
+    for bad in ("twelve", "99999999"):                # a damaged link: nothing picked, no error
+        at = AppTest.from_file(str(REPO / "app_pages" / "1_Latent_map.py"), default_timeout=60)
+        at.query_params["map_picked"] = bad
+        at.run()
+        no_errors(at)
+        assert not at.image
 
 
 def test_dims_for_keeps_the_dimensions_a_model_has_and_replaces_the_others():
