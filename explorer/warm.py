@@ -8,13 +8,14 @@ initialise a module while the others wait; the caches below are Streamlit's, sha
 session). A failure here costs only speed: the page then does the work itself and shows any error.
 
 A few seconds later (VAE_WARM_VIEWS_DELAY_S, 3 by default: after the first page has been drawn),
-in a thread of its own at a lower priority, it computes what some views take seconds to compute on a first
-visit, for the models a class starts with: the Few labels page's accuracy curves and the Latent
-arithmetic page's vectors (each vector on its default image, and its effect on the held-out
-images), for the default pair and for the 20-D pair both pages' buttons offer, and the Few labels
-curves standardised for the default pair, and the True posterior page's first image for the
-default VAE; then these pages for each other shipped model of the dataset. VAE_WARM_VIEWS=0
-leaves that to the first visitors.
+in a thread of its own at a lower priority, and one step at a time in the gaps when no page or
+fragment runs (wait_for_quiet: a lower priority does not stop a thread from holding the GIL), it
+computes what some views take seconds to compute on a first visit, for the models a class starts
+with: the Few labels page's accuracy curves and the Latent arithmetic page's vectors (each vector
+on its default image, and its effect on the held-out images), for the default pair and for the
+20-D pair both pages' buttons offer, the Few labels curves standardised for the default pair, and
+the True posterior page's first image for the default VAE; then these pages for each other
+shipped model of the dataset. VAE_WARM_VIEWS=0 leaves that to the first visitors.
 """
 from __future__ import annotations
 
@@ -120,6 +121,7 @@ def warm_views() -> dict:
             steps.append((f"true posterior, {info['name']}",
                           lambda path=path: posterior.warm("mnist", [models.load_model(path)])))
     for what, step in steps:
+        wait_for_quiet()
         t = time.perf_counter()
         try:
             step()
@@ -128,6 +130,18 @@ def warm_views() -> dict:
             continue
         took[what] = time.perf_counter() - t
     return took
+
+
+QUIET_S = 0.5       # how long no page or fragment must have run before a warm-up step starts
+
+
+def wait_for_quiet(quiet_s: float = QUIET_S, poll_s: float = 0.1) -> None:
+    """Return once no page or fragment has run for quiet_s seconds (explorer.timing.quiet_for):
+    the warm-up works in the gaps between visitors' runs and never adds to their wait (beyond a
+    step already started, under a second). On a busy server it simply waits."""
+    from explorer import timing  # noqa: PLC0415
+    while timing.quiet_for() < quiet_s:
+        time.sleep(poll_s)
 
 
 def _report(what: str, took: dict) -> None:

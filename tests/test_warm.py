@@ -95,3 +95,33 @@ def test_the_views_are_warmed_for_every_shipped_model_not_only_the_pairs(app_env
     labels = models.labels("mnist")
     posterior.explain(ckpt, models.ckpt_key(ckpt), "mnist", posterior.image_of(labels, posterior.DEFAULT_CLASS, 0))
     assert calls == []
+
+
+def test_the_views_warm_up_only_while_no_page_runs(monkeypatch):
+    """A step waits while a page or fragment runs (explorer.timing.busy) and starts once the
+    server has been quiet for QUIET_S."""
+    import threading
+
+    from explorer import timing, warm
+    started = threading.Event()
+    release = threading.Event()
+
+    def a_page():
+        with timing.busy():
+            started.set()
+            release.wait(10)
+
+    page = threading.Thread(target=a_page)
+    page.start()
+    started.wait(5)
+    waiter = threading.Thread(target=warm.wait_for_quiet, args=(0.3, 0.02))
+    waiter.start()
+    waiter.join(1.0)
+    assert waiter.is_alive()                  # a page runs: the warm-up waits
+    t_end = time.monotonic()
+    release.set()
+    page.join()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert time.monotonic() - t_end >= 0.3    # and goes on only after 0.3 s of quiet
+    assert timing.quiet_for() >= 0.3
