@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shlex
 import statistics
 import subprocess
@@ -792,6 +793,16 @@ def wait_umap_warmup(log: ServerLog, limit_s=180.0) -> str:
     return "no UMAP warm-up report"
 
 
+def views_warmup_note(log: ServerLog) -> str:
+    """What the server's start-up warm-up of the views (explorer/warm.py) reported: it computes in the
+    gaps when no page runs, so it may still be going on while pages are timed."""
+    line = next((x for x in log.lines() if "start-up warm-up of the views" in x), None)
+    if line is None:
+        return "the views' start-up warm-up had not finished by the end of the run"
+    steps = re.findall(r"(\d+\.\d+) s", line.split(":", 1)[1])
+    return f"the views' start-up warm-up finished: {len(steps)} steps, {sum(map(float, steps)):.1f} s of work"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", default=";".join(p or "Home" for p in PAGES),
@@ -892,6 +903,7 @@ def main():
                 seeds = rng.sample(range(1, 9999, 2), 2 * len(sizes))
                 bench_maps(drv, table, sizes, seeds)
             ctx.close()
+            print("\n" + views_warmup_note(log), flush=True)
             if trainer is not None:
                 from bench_app import stop_training
                 stop_training(trainer)       # waits for "Training was stopped": it trained until now

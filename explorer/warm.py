@@ -132,7 +132,10 @@ def warm_views() -> dict:
     return took
 
 
-QUIET_S = 0.5       # how long no page or fragment must have run before a warm-up step starts
+# How long no page or fragment must have run before a warm-up step starts. A page's run ends
+# before its browser has drawn it (up to a second more on 2 cores, bench/bench_browser.py), and a
+# step's PyTorch threads would take the CPU from that browser on the same machine.
+QUIET_S = 2.0
 
 
 def wait_for_quiet(quiet_s: float = QUIET_S, poll_s: float = 0.1) -> None:
