@@ -31,10 +31,10 @@ KS = posterior.KS
 # ------------------------------------------------------------------ choosing the image
 c1, c2, _ = st.columns([1, 1, 2])
 if labels is not None:
-    classes = data.classes or [str(c) for c in range(int(labels.max()) + 1)]
+    classes = posterior.classes(sel.dataset)
     links.restore("post_class", links.int_in(0, len(classes) - 1))
     links.restore("post_k", links.int_in(0, 999))
-    cls = c1.selectbox("Class", range(len(classes)), index=posterior.DEFAULT_CLASS % len(classes), key="post_class",
+    cls = c1.selectbox("Class", range(len(classes)), index=posterior.default_class(sel.dataset), key="post_class",
                        format_func=lambda c: classes[c])
     k = int(c2.number_input("Which example of it", 0, 999, 0, key="post_k"))
     i = posterior.image_of(labels, cls, k)

@@ -172,7 +172,8 @@ def picked_index() -> int | None:
         idx = charts.clicked(k)
         if idx is not None:
             st.session_state["map_picked"] = idx
-    return st.session_state.get("map_picked")
+    idx = st.session_state.get("map_picked")
+    return idx if idx is not None and 0 <= idx < data_n else None   # a pick from a larger dataset
 
 
 # Read the click before drawing: the ring must mark the dot just clicked, not the one before it.

@@ -142,8 +142,11 @@ function hookDots(div) {
   const redraw = () => drawDots(div);
   div.on("plotly_afterplot", redraw);
   div.on("plotly_restyle", redraw);            // a legend click hid or showed a class
-  div.on("plotly_relayout", redraw);
-  div.on("plotly_relayouting", (ev) => {       // a pan or zoom under way: follow it
+  div.on("plotly_relayout", (ev) => {          // new ranges; a moved ring changes no dot
+    if (!Object.keys(ev || {}).every((k) => k.startsWith("shapes"))) redraw();
+  });
+  div.on("plotly_relayouting", (ev) => {       // a pan under way: follow it
+    if (div.querySelector(".zoomlayer .zoombox")) return;     // a zoom box: the axes move on release
     const r = (a) => (ev[a + ".range[0]"] !== undefined ? [ev[a + ".range[0]"], ev[a + ".range[1]"]]
                      : ev[a + ".range"]);
     drawDots(div, { x: r("xaxis"), y: r("yaxis") });
@@ -152,7 +155,6 @@ function hookDots(div) {
   tip.className = "vae-dot-tip";
   tip.style.cssText = "position: absolute; pointer-events: none; display: none; z-index: 10; color: white; "
     + "font: 13px 'Source Sans', sans-serif; padding: 3px 6px; border-radius: 3px; white-space: nowrap";
-  div.__tip = tip;
   div.addEventListener("mousemove", (e) => {
     const i = e.buttons ? -1 : nearestDot(div, e.clientX, e.clientY, 3);
     const box = div.querySelector(".svg-container");
@@ -182,6 +184,36 @@ function hookDots(div) {
   }, true);
 }
 
+// The toolbar's PNG download for a chart with canvas dots: plotly's own would export the figure
+// without them (they are not plotly's) on a transparent background, so the dots are put back as
+// markers (by class, hidden classes left out) into a copy drawn on white.
+function exportPng(div, Plotly, opts) {
+  const d = div.__dots, fl = div._fullLayout;
+  const data = div.data.map((t) => ({ ...t }));
+  d.groups.forEach((g, k) => {
+    const xs = [], ys = [];
+    for (let i = 0; i < d.x.length; i++) if (d.g[i] === k) { xs.push(d.x[i]); ys.push(d.y[i]); }
+    data[g.trace] = { ...data[g.trace], x: xs, y: ys };
+  });
+  const layout = { ...div.layout, paper_bgcolor: "white", plot_bgcolor: "white", width: fl.width, height: fl.height };
+  return Plotly.toImage({ data, layout }, { format: "png", scale: opts.scale || 2, width: fl.width, height: fl.height })
+    .then((url) => {
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = (opts.filename || "map") + ".png";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+    });
+}
+
+function dotsConfig(config, Plotly, filename) {
+  const opts = { ...(config.toImageButtonOptions || {}), filename: filename };
+  return { ...config, modeBarButtonsToRemove: ["toImage"],
+           modeBarButtonsToAdd: [{ name: "vaeToImage", title: "Download plot as a PNG", icon: Plotly.Icons.camera,
+                                   click: (gd) => exportPng(gd, Plotly, opts) }] };
+}
+
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const div = parentElement.querySelector(".vae-chart");
@@ -205,7 +237,8 @@ export default function (component) {
       }
       div.__base = data.base;
       div.__dots = fig.dots || null;
-      return Plotly.react(div, fig.data, fig.layout, data.config);
+      const config = div.__dots ? dotsConfig(data.config, Plotly, data.filename) : data.config;
+      return Plotly.react(div, fig.data, fig.layout, config);
     }).then(() => {
       if (div.__dots) hookDots(div);      // div.on exists once plotly has drawn into div
       drawDots(div);
@@ -221,6 +254,8 @@ export default function (component) {
         });
         div.__resize.observe(div);
       }
+      // A click on a plotly point of a clickable chart (a figure whose dots are plotly's own: the
+      // canvas's dots report their clicks in hookDots).
       if (data.clickable && !div.__hooked) {
         div.__hooked = true;
         div.on("plotly_click", (ev) => {
@@ -340,7 +375,10 @@ def _take_dots(fig: go.Figure, spec: dict) -> Optional[dict]:
         spec["data"][i] = {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": t.name,
                            "legendgroup": t.legendgroup, "showlegend": t.showlegend is not False,
                            "hoverinfo": "skip", "marker": {"size": size, "color": colour, "opacity": opacity}}
-        xs.append(x), ys.append(y), ids.append(c.astype(np.int64)), gs.append(np.full(len(x), g))
+        xs.append(x)
+        ys.append(y)
+        ids.append(c.astype(np.int64))
+        gs.append(np.full(len(x), g))
     x, y, ids, gs = (np.concatenate(a) for a in (xs, ys, ids, gs))
     keep = np.isfinite(x) & np.isfinite(y)
     x, y, ids, gs = x[keep], y[keep], ids[keep], gs[keep]
@@ -420,7 +458,7 @@ def draw(fig: go.Figure, key: str, where=None, clickable: bool = False) -> None:
         (where or st).plotly_chart(fig, key=key, config=figures.CONFIG, **kwargs)
         return
     data = {**figure_payload(fig, clickable), "plotly": f"app/static/{PLOTLY_JS}",
-            "config": figures.CONFIG,
+            "config": figures.CONFIG, "filename": key,
             "clickable": clickable}
     with where if where is not None else nullcontext():
         _register()(data=data, key=key, **({"on_click_change": _ignore} if clickable else {}))

@@ -235,13 +235,12 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
     rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
     marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
-    The dot traces carry meta="dots": the app's chart component draws them on a canvas of its own
-    (explorer/charts.py), where st.plotly_chart draws them as markers.
-    picture: the dots are one PNG under the axes instead of markers (SVG up to SVG_DOTS dots,
-    WebGL beyond), with the classes in the legend only. A browser without a GPU redraws two
-    2,000-dot maps in a few hundred ms on every change of the figure (bench/bench_browser.py); a
-    picture costs next to nothing. The dots then have no hover and cannot be clicked: for maps
-    that only show where the codes are. The margins are set (steady_margins) before it returns.
+    The dot traces carry meta="dots": the app's chart component draws them on a canvas of its own,
+    with its own hover and click (explorer/charts.py). Where st.plotly_chart draws the charts
+    instead (no static serving), they are plotly markers: SVG up to SVG_DOTS dots, WebGL beyond.
+    picture: the dots are one PNG under the axes, with the classes in the legend only, made on the
+    server; the dots then have no hover and cannot be clicked: for maps that only show where the
+    codes are. The margins are set (steady_margins) before it returns.
     The traces are collected first and the figure is built in one constructor call: adding them
     one by one re-validates the figure each time (tens of ms on every live refresh).
     """

@@ -31,11 +31,21 @@ def image_of(labels: Optional[np.ndarray], cls: int, k: int) -> int:
     return int(where[k % len(where)]) if len(where) else 0
 
 
+def classes(dataset: str) -> list:
+    """The class names the page offers: the dataset's own, else the label values."""
+    labels = models.labels(dataset)
+    named = models.exploration_data(dataset).classes
+    return list(named) if named else [str(c) for c in range(0 if labels is None else int(labels.max()) + 1)]
+
+
+def default_class(dataset: str) -> int:
+    """The class the page opens on."""
+    return DEFAULT_CLASS % max(1, len(classes(dataset)))
+
+
 def warm(dataset: str, ckpts: list) -> None:
     """Fill the cache for the image the page opens on, for each 2-D VAE among ckpts."""
-    labels = models.labels(dataset)
-    n_classes = 1 if labels is None else int(labels.max()) + 1
-    i = image_of(labels, DEFAULT_CLASS % n_classes, 0)
+    i = image_of(models.labels(dataset), default_class(dataset), 0)
     for ckpt in ckpts:
         if ckpt.model.cfg.kind == "vae" and int(ckpt.model.cfg.latent_dim) == 2:
             explain(ckpt, models.ckpt_key(ckpt), dataset, i)

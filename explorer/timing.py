@@ -6,8 +6,9 @@ view also prints `rerun <view> <ms>` on the server's stderr, and `run_page` does
 whole page's run (`rerun page:<path> <ms>`). bench/bench_app.py and bench/bench_load.py read these
 lines to time the server's side of a slider move or a page visit without counting the browser.
 
-Every page run and fragment run is also counted (`busy`): `quiet_for()` says how long the server
-has run none, so that work nobody waits for (explorer.warm) can keep to the gaps between them.
+Every page run and every run of a fragment a person moved is also counted (`busy`; not the runs of
+views that refresh themselves every second or so while a job computes): `quiet_for()` says how
+long the server has run none, so that work nobody waits for (explorer.warm) keeps to the gaps.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import streamlit as st
 
@@ -46,17 +47,18 @@ def quiet_for() -> float:
 
 
 def fragment(fn=None, *, run_every=None):
-    """st.fragment(fn, run_every=...), counted (busy) and timed when VAE_LOG_RERUNS=1; usable
-    with or without ()."""
+    """st.fragment(fn, run_every=...), counted (busy, unless it refreshes itself) and timed when
+    VAE_LOG_RERUNS=1; usable with or without ()."""
     if fn is None:
         return functools.partial(fragment, run_every=run_every)
     log = os.environ.get("VAE_LOG_RERUNS") == "1"
+    count = busy if run_every is None else nullcontext
 
     @functools.wraps(fn)
     def counted(*args, **kwargs):
         t0 = time.perf_counter()
         try:
-            with busy():
+            with count():
                 return fn(*args, **kwargs)
         finally:
             if log:

@@ -110,7 +110,7 @@ def add_beta_member(folder: Path, beta: float = 2.0) -> Path:
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import ModelConfig, TrainConfig
     from vae_core.models import build_model
-    torch.manual_seed(1)
+    torch.manual_seed(int(beta * 100))         # weights of their own: caches are keyed by them
     return save_checkpoint(Path(folder) / f"mnist-d2-vae-b{beta:g}",
                            build_model(ModelConfig(kind="vae", latent_dim=2, hidden=(64,))),
                            TrainConfig(dataset="mnist", epochs=1, beta=beta), dataset="mnist",

@@ -152,7 +152,8 @@ def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env
     add_beta_member(folder, 2.0)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
     from explorer import fewlabels as fx
-    fx.split_codes.clear(), fx.code_curve.clear()         # the server-wide caches: earlier tests filled them
+    fx.split_codes.clear()              # the server-wide caches: earlier tests filled them
+    fx.code_curve.clear()
     calls = []
     real = vae_core.latent.encode_data
     monkeypatch.setattr(vae_core.latent, "encode_data",
@@ -170,11 +171,10 @@ def test_each_model_encodes_the_pool_once_whatever_n_the_slider_asks_for(app_env
 def test_the_slider_moves_only_the_accuracy_charts_marks(app_env):
     """The accuracy chart marks n with shapes alone (a rule, a ring per curve): the browser then
     moves them with a relayout instead of drawing the chart again (explorer.charts)."""
-    import json as js
-
     from explorer import charts
+    assert charts.available()           # drawn by the app's component, which relayouts shapes alone
     at = run(AppTest.from_file(PAGE, default_timeout=120))
-    payload = lambda: js.loads(next(el.proto.json for el in at.get("bidi_component")           # noqa: E731
+    payload = lambda: json.loads(next(el.proto.json for el in at.get("bidi_component")           # noqa: E731
                                     if el.proto.id.endswith("-few_curve")))
     before = payload()
     at.select_slider(key="few_n").set_value(100).run()
@@ -182,4 +182,3 @@ def test_the_slider_moves_only_the_accuracy_charts_marks(app_env):
     assert before["base"] == after["base"] and before["figure"] != after["figure"]
     rings = [s for s in spec(at, "few_curve")["layout"]["shapes"] if s["type"] == "circle"]
     assert len(rings) == 4 and {s["xanchor"] for s in rings} == {2.0}          # log10 of 100
-    assert charts.available()

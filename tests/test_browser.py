@@ -1,6 +1,7 @@
 """The explorer in a real headless Chromium against `streamlit run app.py`: every page renders with
 no error, and moving a slider with the keyboard changes the picture it drives."""
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,6 +156,29 @@ def test_the_map_canvas_draws_each_dot_names_it_under_the_pointer_and_hides_a_cl
     page.locator(".st-key-map_chart_VAE .legend .traces").first.click()
     page.wait_for_function("""() => document.querySelector('.st-key-map_chart_VAE .vae-chart').dataset.dots
                               === String(2000 - %d)""" % dot["first"], timeout=10_000)
+    assert errors_shown(page) == []
+
+
+def test_a_map_downloaded_from_its_toolbar_has_its_dots_on_white(streamlit_server, page):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from browser_support import ARTIFACTS
+    open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)
+    chart = page.locator(".st-key-map_chart_AE .vae-chart")             # the AE's: no bubbles, only dots
+    chart.hover()
+    with page.expect_download(timeout=30_000) as got:
+        chart.locator(".modebar-btn[data-title='Download plot as a PNG']").click()
+    png = Path(got.value.path()).read_bytes()
+    (ARTIFACTS / "Latent_map-export-AE.png").write_bytes(png)
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    assert got.value.suggested_filename == "map_chart_AE.png"
+    assert img.shape[0] >= 2 * 500 and (img[..., 3] == 255).all()        # scale 2, no transparent pixel
+    rgb = img[:, : img.shape[1] * 2 // 3, :3].astype(int)                 # the plot, left of the legend
+    coloured = (rgb.max(-1) - rgb.min(-1)) > 60                          # class colours, not grey or white
+    assert coloured.sum() > 5000, coloured.sum()
     assert errors_shown(page) == []
 
 

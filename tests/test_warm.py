@@ -74,15 +74,19 @@ def test_the_views_are_warmed_for_every_shipped_model_not_only_the_pairs(app_env
     shutil.copytree(app_env, folder)
     add_beta_member(folder, 4.0)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
+    from explorer import arithmetic, posterior
+    for cached in (fx.split_codes, fx.code_curve, arithmetic.population, posterior.explain):
+        cached.clear()                  # shared by the whole test process: start from nothing
     took = warm.warm_views()
     assert isinstance(took["few labels, mnist-d2-vae-b4"], float), took
     assert isinstance(took["latent arithmetic, mnist-d2-vae-b4"], float), took
     assert isinstance(took["true posterior, mnist-d2-vae-b4"], float), took
     assert isinstance(took["true posterior, default pair"], float), took
     assert not any("failed" in str(v) for v in took.values()), took
-    # Its Few labels curve is now read from the cache: nothing is encoded again.
+    # Its Few labels curve is now read from the cache: nothing is encoded or measured again.
     calls = []
     monkeypatch.setattr(vae_core.latent, "encode_data", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(fx.fl, "accuracy_curve", lambda *a, **k: calls.append("curve"))
     ckpt = models.load_model(str(folder / "mnist-d2-vae-b4.safetensors"))
     stamp = fx.data_stamp("mnist")
     ns = tuple(fx.fl.available_ns(fx.few_split("mnist", stamp).pool_y))
