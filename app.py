@@ -32,4 +32,61 @@ async def lifespan(_app):
     yield
 
 
-app = st.App("router.py", lifespan=lifespan)
+# plotly.js (4.6 MB, explorer/charts.py) takes a quarter of a second to load and run even from the
+# browser's cache, and a chart cannot draw before it has. A page opened by its address (a link, a
+# reload) would start it only when its first chart arrives, after the whole front end has started
+# and the page's script has run. So every page but Home (which has no plotly chart) is served
+# with a script tag for it in its head: the browser then loads it beside Streamlit's own bundle,
+# and runs it while the server runs the page. charts.py's loader waits for that tag's script
+# rather than loading it twice, and loads it itself where the tag is not there or failed.
+_PLOTLY_TAG = ('<link rel="preload" as="script" href="./app/static/{name}"><script>'
+               'addEventListener("DOMContentLoaded", () => requestIdleCallback(() => {{'
+               'if (window.Plotly || document.getElementById("vae-plotly")) return;'
+               'const s = document.createElement("script"); s.id = "vae-plotly"; s.src = "./app/static/{name}";'
+               's.onload = s.onerror = () => {{ s.dataset.done = 1; }}; document.head.appendChild(s);'
+               '}}, {{timeout: 2000}}));</script>')
+
+
+class _PlotlyEarly:
+    """ASGI middleware: a page's address (one path segment, no dot, not Streamlit's `_...`) gets
+    Streamlit's index.html with _PLOTLY_TAG in its head, once the app's copy of plotly.js exists
+    and static serving is on. Everything else passes through untouched."""
+
+    def __init__(self, app):
+        self.app = app
+        self._html = None
+
+    def _page(self):
+        from importlib.metadata import version  # noqa: PLC0415
+        from pathlib import Path  # noqa: PLC0415
+        name = f"plotly-{version('plotly')}.min.js"     # explorer/charts.py's PLOTLY_JS
+        if not st.get_option("server.enableStaticServing") or \
+                not (Path(__file__).parent / "static" / name).is_file():
+            return None
+        if self._html is None:
+            index = Path(st.__file__).parent / "static" / "index.html"
+            html = index.read_text(encoding="utf-8")
+            if "</head>" not in html:
+                return None
+            self._html = html.replace("</head>", _PLOTLY_TAG.format(name=name) + "</head>", 1).encode()
+        return self._html
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if scope.get("method") == "GET" and path.count("/") == 1 and len(path) > 1 and "." not in path \
+                and not path.startswith("/_"):
+            body = self._page()
+            if body is not None:
+                from starlette.responses import Response  # noqa: PLC0415
+                await Response(body, media_type="text/html", headers={"Cache-Control": "no-cache"})(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _middleware():
+    from starlette.middleware import Middleware  # noqa: PLC0415
+    return [Middleware(_PlotlyEarly)]
+
+
+app = st.App("router.py", lifespan=lifespan, middleware=_middleware())

@@ -43,11 +43,20 @@ function loadPlotly(url) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
   if (!window.__vaeLoadPlotly) {
     window.__vaeLoadPlotly = new Promise((resolve, reject) => {
-      const s = document.createElement("script");
-      s.src = url;
-      s.onload = () => resolve(window.Plotly);
-      s.onerror = () => { window.__vaeLoadPlotly = null; reject(new Error("plotly.js did not load from " + url)); };
-      document.head.appendChild(s);
+      const load = () => {
+        const s = document.createElement("script");
+        s.src = url;
+        if (!document.getElementById("vae-plotly")) s.id = "vae-plotly";   // the page's loader then stands down
+        s.onload = () => resolve(window.Plotly);
+        s.onerror = () => { window.__vaeLoadPlotly = null; reject(new Error("plotly.js did not load from " + url)); };
+        document.head.appendChild(s);
+      };
+      // The page's own tag (app.py's _PLOTLY_TAG), still loading: wait for it, and load it here
+      // if it fails.
+      const early = document.getElementById("vae-plotly");
+      if (!early || early.dataset.done) return window.Plotly ? resolve(window.Plotly) : load();
+      early.addEventListener("load", () => window.Plotly ? resolve(window.Plotly) : load());
+      early.addEventListener("error", load);
     });
   }
   return window.__vaeLoadPlotly;

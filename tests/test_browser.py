@@ -86,6 +86,18 @@ def test_page_renders_and_a_slider_changes_its_picture(streamlit_server, page, p
     screenshot(page, f"{path}-after")
 
 
+def test_a_chart_page_opened_by_its_address_loads_plotly_once_from_its_head(streamlit_server, page):
+    """app.py serves a chart page's address with a plotly.js tag in its head; the charts wait for
+    that script instead of loading their own copy, and draw."""
+    open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)
+    scripts = page.evaluate("""() => [...document.querySelectorAll('script[src*="plotly-"]')].map(
+        s => [s.id, s.dataset.done || ''])""")
+    assert scripts == [["vae-plotly", "1"]], scripts
+    assert page.evaluate("() => typeof window.Plotly.react") == "function"
+    assert page.locator("[data-testid=stMain] .vae-chart[data-state=drawn]").count() == 2
+    assert errors_shown(page) == []
+
+
 def test_a_click_on_a_map_dot_shows_the_image_and_rings_it_on_both_maps_without_redrawing_them(
         streamlit_server, page):
     open_page(page, streamlit_server, "Latent_map", until=MAP_DRAWN)

@@ -15,7 +15,63 @@ def test_app_py_is_an_st_app_serving_router_py_with_a_start_up_hook():
     call = next(n.value for n in ast.walk(ast.parse((REPO / "app.py").read_text()))
                 if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "app" for t in n.targets))
     assert ast.literal_eval(call.args[0]) == "router.py" and (REPO / "router.py").is_file()
-    assert [k.arg for k in call.keywords] == ["lifespan"]
+    assert [k.arg for k in call.keywords] == ["lifespan", "middleware"]
+
+
+def _get(app, path: str, method: str = "GET"):
+    """Run one HTTP request through the ASGI app `app`; returns (status, headers, body)."""
+    import asyncio
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": [],
+             "http_version": "1.1", "scheme": "http", "server": ("test", 80), "root_path": ""}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent
+                                                             if m["type"] == "http.response.body")
+
+
+def test_a_page_opened_by_its_address_starts_loading_plotly_in_its_head_and_nothing_else_changes(monkeypatch):
+    """app.py's middleware: a page's address gets Streamlit's index.html with the plotly.js tag in
+    its head (the static copy of plotly exists in the repo, and static serving is on); the home
+    page, Streamlit's own routes, files and other methods reach Streamlit untouched."""
+    import streamlit as st
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("vae_app_py", REPO / "app.py")
+    app_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_py)
+    serving = {"on": True}                                      # as .streamlit/config.toml sets it
+    get_option = st.get_option
+    monkeypatch.setattr(st, "get_option", lambda key: serving["on"] if key == "server.enableStaticServing"
+                        else get_option(key))
+
+    async def streamlit_itself(scope, receive, send):
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"streamlit"})
+
+    early = app_py._PlotlyEarly(streamlit_itself)
+    for path in ["/Latent_map", "/Compare_beta"]:
+        status, headers, body = _get(early, path)
+        assert status == 200 and headers[b"cache-control"] == b"no-cache"
+        html = body.decode()
+        head = html.split("</head>")[0]
+        assert '"vae-plotly"' in head and 'rel="preload"' in head and "/app/static/plotly-" in head
+        index = (Path(st.__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+        added = head[len(index.split("</head>")[0]):]
+        assert added.startswith("<link") and html.replace(added, "", 1) == index     # only the tag added
+        name = head.split("/app/static/")[1].split('"')[0]
+        assert (REPO / "static" / name).is_file(), name
+    for path in ["/", "/favicon.png", "/_stcore/health", "/app/static/x.js", "/media/abc"]:
+        assert _get(early, path) == (299, {}, b"streamlit"), path
+    assert _get(early, "/Latent_map", method="POST") == (299, {}, b"streamlit")
+    serving["on"] = False
+    assert _get(app_py._PlotlyEarly(streamlit_itself), "/Latent_map") == (299, {}, b"streamlit")  # no tag to load
 
 
 def test_the_warm_up_runs_every_step_on_a_checkpoint_folder(app_env):
