@@ -35,6 +35,10 @@ PAGES = [
             url_path="Class_gallery"),
 ]
 
+# The tab's icon, before the menu: the browser otherwise shows a page's menu icon (:material/...)
+# as the tab's icon, fetched from fonts.gstatic.com (nothing offline), until the page's own
+# st.set_page_config arrives with its emoji.
+st.set_page_config(page_icon="🫧")
 page = st.navigation(PAGES)
 
 # The browser loads plotly.js (4.6 MB) only when a page first sends a chart, and parsing it takes

@@ -240,7 +240,7 @@ else:
                        file_name=f"map-image-{idx}.png", mime="image/png", key="map_pick_png", on_click="ignore")
     if sel.pair[0][2]["model_config"]["latent_dim"] <= 8 and maps:
         mu = models.codes(sel.vae, models.ckpt_key(sel.vae), sel.dataset, max(n_points, idx + 1))
-        st.caption("VAE posterior: μ = " + np.array2string(mu["mu"][idx], precision=2) +
-                   ", σ = " + np.array2string(mu["sigma"][idx], precision=2))
+        st.caption(f"VAE posterior: μ = {figures.vector_text(mu['mu'][idx])}, "
+                   f"σ = {figures.vector_text(mu['sigma'][idx])}")
 
 links.sidebar_link()

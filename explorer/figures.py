@@ -89,6 +89,11 @@ def png_uri(arr: np.ndarray) -> str:
     return uri
 
 
+def vector_text(v: Sequence[float], digits: int = 2) -> str:
+    """A short vector as a person writes it: "(2.00, −1.95)", with a true minus sign."""
+    return "(" + ", ".join(f"{float(x):.{digits}f}".replace("-", "−") for x in v) + ")"
+
+
 def upscale(img: np.ndarray, size: int = 140) -> np.ndarray:
     """Nearest-neighbour upscaling to about `size` pixels high, so small digits stay crisp."""
     arr = to_grey(img)

@@ -405,6 +405,10 @@ def test_latent_map_shows_a_picked_image_with_both_reconstructions(app_env):
     assert any("VAE reconstruction" in c for c in captions) and any("AE reconstruction" in c for c in captions)
     assert at.session_state["map_picks"][-1] == 7     # offered to the interpolation page
     assert at.query_params["map_picked"] == "7"       # and in the view's link
+    import re
+    posterior = next(c.value for c in at.caption if c.value.startswith("VAE posterior"))
+    assert re.fullmatch(r"VAE posterior: μ = \(−?\d+\.\d\d, −?\d+\.\d\d\), σ = \(\d\.\d\d, \d\.\d\d\)", posterior), \
+        posterior
     # The ring on both maps marks the image shown below, in the same run.
     for key in ("map_chart_VAE", "map_chart_AE"):
         assert [t.get("name") for t in plotly_spec(at, key)["layout"].get("shapes", [])].count("image 7") == 1

@@ -342,9 +342,13 @@ def test_no_page_cuts_off_a_label_or_a_number_at_projector_sizes(streamlit_serve
     of its text (metric cards, buttons, select boxes, captions), and every plotly chart is drawn
     once: its margins already hold its labels and legend (figures.steady_margins), so plotly does
     not grow them and draw it again. The screenshots are kept in test-artifacts/ for a person to
-    look at."""
+    look at. Nothing is fetched from outside the server (the app works offline): not even the
+    tab's icon."""
     context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
+    outside = []
+    pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith((streamlit_server, "data:", "blob:"))
+          else None)
     try:
         cut, twice = {}, {}
         for path in ALL_PAGES:
@@ -357,5 +361,6 @@ def test_no_page_cuts_off_a_label_or_a_number_at_projector_sizes(streamlit_serve
                 twice[path or "Home"] = charts_drawn_twice(pg)
         assert cut == {}
         assert twice == {}
+        assert outside == []
     finally:
         context.close()

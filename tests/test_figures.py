@@ -274,3 +274,8 @@ def test_steady_margins_make_room_for_ticks_titles_and_legend_and_keep_larger_ma
     odd = go.Figure(go.Scatter(x=["2026-01-01", "2026-02-01"], y=[1, 2]),
                     layout=dict(yaxis=dict(tickvals=np.array([0.5, 1.5]), range=[None, 3])))
     figures.steady_margins(odd)                                        # numpy tickvals, dates: no error
+
+
+def test_a_vector_is_written_as_a_person_writes_it():
+    assert figures.vector_text(np.array([2.0, -1.954])) == "(2.00, −1.95)"
+    assert figures.vector_text([0.5], digits=1) == "(0.5)"
