@@ -201,8 +201,8 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     scale = claims.bubble_scale(c["mu"], c["sigma"]) if bubbles else 1
     fig = figures.scatter_codes(
         maps[label], c["labels"], models.exploration_data(sel.dataset).classes, title=title,
-        axis_titles=axis_titles(label), sigma=c["sigma"] if bubbles else None,
-        n_ellipses=n_bubbles if bubbles else 0, bubble_scale=scale, prior=dims[label] == 2,
+        axis_titles=axis_titles(label), sigma=scale * c["sigma"] if bubbles else None,
+        n_ellipses=n_bubbles if bubbles else 0, prior=dims[label] == 2,
         marks=None, height=560)
     if idx is not None and idx < n_points:
         fig.add_shape(charts.ring(*maps[label][idx], f"image {idx}"))

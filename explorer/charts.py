@@ -218,7 +218,7 @@ function exportPng(div, Plotly, opts) {
 
 function dotsConfig(config, Plotly, filename) {
   const opts = { ...(config.toImageButtonOptions || {}), filename: filename };
-  return { ...config, modeBarButtonsToRemove: ["toImage", "autoScale2d"],   // the house button resets the view
+  return { ...config, modeBarButtonsToRemove: ["toImage"],
            modeBarButtonsToAdd: [{ name: "vaeToImage", title: "Download plot as a PNG", icon: Plotly.Icons.camera,
                                    click: (gd) => exportPng(gd, Plotly, opts) }] };
 }

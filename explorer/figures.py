@@ -228,7 +228,7 @@ def codes_thumbnail(xy: np.ndarray, labels: Optional[np.ndarray], reach: float, 
 def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optional[list] = None,
                   title: str = "", axis_titles: tuple = ("", ""), *,
                   indices: Optional[np.ndarray] = None,
-                  sigma: Optional[np.ndarray] = None, n_ellipses: int = 0, bubble_scale: int = 1,
+                  sigma: Optional[np.ndarray] = None, n_ellipses: int = 0,
                   prior: bool = False, path: Optional[np.ndarray] = None,
                   rect: Optional[tuple] = None, marks: Optional[list] = None,
                   height: int = 480, equal_axes: bool = True, marker_size: int = 4,
@@ -236,8 +236,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     """Codes xy [N, 2] as dots coloured by class, with optional overlays.
 
     indices [N]: the data index of each dot (shown on hover and returned by a selection as
-    customdata). sigma [N, 2]: posterior σ per dot; the first n_ellipses get a ±σ ellipse, drawn
-    bubble_scale times as large (the legend says so: the figure keeps it when downloaded).
+    customdata). sigma [N, 2]: posterior σ per dot; the first n_ellipses get a ±σ ellipse.
     prior: draw N(0, I)'s 1σ/2σ circles. path [S, 2]: a polyline with numbered steps.
     rect: (x0, x1, y0, y1) drawn as a dashed box (a decoded grid's extent).
     marks: [(x, y, text, colour)] big labelled stars (a drawing, a chosen image).
@@ -256,8 +255,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     traces = []
     if sigma is not None and n_ellipses > 0:
         k = min(n_ellipses, len(xy))
-        traces += _ellipses(xy[:k], bubble_scale * np.asarray(sigma)[:k],
-                            None if labels is None else np.asarray(labels)[:k])
+        traces += _ellipses(xy[:k], np.asarray(sigma)[:k], None if labels is None else np.asarray(labels)[:k])
     images = []
     if picture and len(xy):
         # The picture covers the codes (and the prior's circles), not the path: a new path then
@@ -292,10 +290,6 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
                 hovertemplate=f"class {name}, image %{{customdata}}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     if prior:
         traces += _prior_circles()
-    if sigma is not None and n_ellipses > 0:           # the ellipses' legend entry, nothing drawn
-        traces.append(go.Scatter(x=[None], y=[None], mode="lines", hoverinfo="skip", legendgroup="bubbles",
-                                 name="posterior ±σ" + (f" ×{bubble_scale}" if bubble_scale != 1 else ""),
-                                 line=dict(color="#444", width=1)))
     if rect is not None:
         x0, x1, y0, y1 = rect
         traces.append(go.Scatter(x=[x0, x1, x1, x0, x0], y=[y0, y0, y1, y1, y0], mode="lines",
@@ -316,9 +310,7 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     yaxis = dict(title=dict(text=axis_titles[1]))
     if equal_axes:
         yaxis.update(scaleanchor="x", scaleratio=1)
-    # The title starts at the plot's left edge: centred, it lay under the toolbar, which plotly
-    # shows at the top right while the pointer is over the chart.
-    layout = dict(title=dict(text=title, x=0, xref="paper", xanchor="left"), height=height,
+    layout = dict(title=dict(text=title, x=0.5, xanchor="center"), height=height,
                   # Each class is a legend group: without tracegroupgap=0 the groups stand 10 px
                   # apart, and 13 entries overflow a 420-px map into a scrolling legend.
                   margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant", tracegroupgap=0),

@@ -4,7 +4,6 @@ import base64
 import io
 
 import numpy as np
-import pytest
 import plotly.graph_objects as go
 from PIL import Image
 
@@ -60,7 +59,7 @@ def test_scatter_codes_has_one_trace_per_class_and_the_overlays():
     fig = figures.scatter_codes(xy, labels, ["a", "b", "c"], sigma=sigma, n_ellipses=20, prior=True,
                                 rect=(-1, 1, -1, 1), path=np.zeros((5, 2)))
     names = [t.name for t in fig.data]
-    assert {"a", "b", "c", "prior 1σ", "prior 2σ", "decoded grid", "path", "posterior ±σ"} <= set(names)
+    assert {"a", "b", "c", "prior 1σ", "prior 2σ", "decoded grid", "path"} <= set(names)
     dots = [t for t in fig.data if t.name in ("a", "b", "c")]
     assert sum(len(t.x) for t in dots) == 300
     # Ellipses: 20 of them, 25 points each plus a gap, split over the classes of the first 20 codes.
@@ -68,13 +67,6 @@ def test_scatter_codes_has_one_trace_per_class_and_the_overlays():
     assert sum(len(t.x) for t in ellipses) == 20 * 26
     assert sum(int(np.isnan(np.asarray(t.x, dtype=float)).sum()) for t in ellipses) == 20
     assert fig.layout.yaxis.scaleanchor == "x"
-    # Drawn larger than true, the legend (which a downloaded PNG keeps) says by how much.
-    big = figures.scatter_codes(xy, labels, ["a", "b", "c"], sigma=sigma, n_ellipses=20, bubble_scale=5)
-    assert "posterior ±σ ×5" in [t.name for t in big.data]
-    one = figures.scatter_codes(np.zeros((1, 2)), np.zeros(1, int), ["a"], sigma=np.full((1, 2), 0.1),
-                                n_ellipses=1, bubble_scale=5)
-    ring = next(np.asarray(t.x, dtype=float) for t in one.data if t.showlegend is False and t.mode == "lines")
-    assert np.nanmin(ring) == pytest.approx(-0.5) and np.nanmax(ring) == pytest.approx(0.5)
 
 
 def test_scatter_codes_as_a_picture_draws_every_dot_in_its_class_colour_where_it_lies():
