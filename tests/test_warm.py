@@ -31,7 +31,11 @@ def _get(app, path: str, method: str = "GET"):
 
     scope = {"type": "http", "method": method, "path": path, "query_string": b"", "headers": [],
              "http_version": "1.1", "scheme": "http", "server": ("test", 80), "root_path": ""}
-    asyncio.run(app(scope, receive, send))
+    # In its own thread: a browser test's Playwright may hold an event loop in this one.
+    import threading
+    worker = threading.Thread(target=lambda: asyncio.run(app(scope, receive, send)))
+    worker.start()
+    worker.join()
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent
                                                              if m["type"] == "http.response.body")
