@@ -136,7 +136,7 @@ def test_a_finer_grid_does_not_move_log_px(shipped):
     assert finer["log_px"] == pytest.approx([r["log_px"] for r in results], abs=0.005)
     # and the batch gives each image the number it gets alone
     batch = exact.exact_vs_iwae(model, x, k=10, batch=4)
-    assert batch["log_px"] == pytest.approx([r["log_px"] for r in results], abs=1e-6)
+    assert batch["log_px"] == pytest.approx([r["log_px"] for r in results], abs=1e-5)   # batched sums differ by ~2e-6 nats in the last float digits
 
 
 def test_a_model_that_is_not_a_2d_vae_is_refused():
