@@ -57,18 +57,18 @@ class _PlotlyEarly:
         self._html = None
 
     def _page(self):
+        if self._html is not None:       # built once: neither the option nor the file goes away
+            return self._html
         from importlib.metadata import version  # noqa: PLC0415
         from pathlib import Path  # noqa: PLC0415
         name = f"plotly-{version('plotly')}.min.js"     # explorer/charts.py's PLOTLY_JS
         if not st.get_option("server.enableStaticServing") or \
                 not (Path(__file__).parent / "static" / name).is_file():
             return None
-        if self._html is None:
-            index = Path(st.__file__).parent / "static" / "index.html"
-            html = index.read_text(encoding="utf-8")
-            if "</head>" not in html:
-                return None
-            self._html = html.replace("</head>", _PLOTLY_TAG.format(name=name) + "</head>", 1).encode()
+        html = (Path(st.__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+        if "</head>" not in html:
+            return None
+        self._html = html.replace("</head>", _PLOTLY_TAG.format(name=name) + "</head>", 1).encode()
         return self._html
 
     async def __call__(self, scope, receive, send):
