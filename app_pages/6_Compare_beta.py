@@ -75,10 +75,8 @@ dataset = chosen[0]["dataset"]
 
 # ---------------------------------------------------------------- small multiples
 with st.spinner("Encoding and decoding the test images…"):
-    views = []
-    for info in chosen:
-        p = info["path"]
-        views.append(tr.model_views(p, Path(p).stat().st_mtime_ns, dataset))
+    stamps = [Path(info["path"]).stat().st_mtime_ns for info in chosen]
+    views = [tr.model_views(info["path"], t, dataset) for info, t in zip(chosen, stamps)]
 
 vae_reach = tr.shared_reach([v["codes"] for info, v in zip(chosen, views) if info["model_config"]["kind"] == "vae"])
 st.caption(f"Every VAE column is drawn on the same axes, ±{vae_reach:g} in both directions, so their spreads "
@@ -89,28 +87,25 @@ st.caption(f"Every VAE column is drawn on the same axes, ±{vae_reach:g} in both
                                             if i["model_config"]["kind"] == "ae"), None)))
 per_row = math.ceil(len(chosen) / math.ceil(len(chosen) / 4))   # at most 4 a row: legible thumbnails
 cols = [c for start in range(0, len(chosen), per_row) for c in st.columns(per_row)][:len(chosen)]
-for col, info, v in zip(cols, chosen, views):
-    with col:
-        st.markdown(f"**{families.short_label(info)}** · d={v['latent_dim']} · {claims.likelihood_short(info)}", help=info["name"])
-        is_vae = info["model_config"]["kind"] == "vae"
-        reach = vae_reach if is_vae else tr.shared_reach([v["codes"]])
-        # A picture, not a chart: a row of small charts cost the browser about a second to draw.
-        prior = is_vae and v["latent_dim"] == 2
-        st.image(figures.codes_thumbnail(v["codes"], v["labels"], reach, prior=prior), width="stretch")
-        st.caption(v["how"] + ("" if is_vae else f" · own scale ±{reach:g}")
-                   + (" · circles: the prior's 1σ and 2σ" if prior else ""))
-        st.image(tr.recon_strip(v["originals"], [v["recons"]]), caption="test images / reconstructions",
-                 width="stretch")
-        st.image(figures.upscale(figures.tile(v["prior"][:, None], ncols=4), 200),
-                 caption="decoded from z ~ N(0, I)", width="stretch")
-        st.image(figures.tile(v["trav"][:, None], ncols=len(v["trav"])), width="stretch",
-                 caption=(f"z{v['trav_dim']}, its dimension with the most KL, from −3 to 3"
-                          if is_vae else f"z{v['trav_dim']}, its most spread dimension, over ±3 of its spread"))
-        if v["kl_dims"] is not None:
-            kl = v["kl_dims"]
-            st.caption(f"KL per dimension (below): {int((kl > 0.01).sum())} of {len(kl)} above 0.01 nats")
-        else:
-            st.caption("No KL: the AE's code is a point, not a distribution.")
+for col, info, v, stamp in zip(cols, chosen, views, stamps):
+    is_vae = info["model_config"]["kind"] == "vae"
+    reach = vae_reach if is_vae else tr.shared_reach([v["codes"]])
+    prior = is_vae and v["latent_dim"] == 2
+    kl = v["kl_dims"]
+    # Pictures, not charts (a row of small charts cost the browser about a second to draw), and
+    # one HTML block per column, not eight elements: see figures.card_html.
+    col.html(figures.card_html(
+        f"{families.short_label(info)} · d={v['latent_dim']} · {claims.likelihood_short(info)}", info["name"], [
+            tr.codes_picture(info["path"], stamp, dataset, reach, prior),
+            v["how"] + ("" if is_vae else f" · own scale ±{reach:g}")
+            + (" · circles: the prior's 1σ and 2σ" if prior else ""),
+            (tr.recon_strip(v["originals"], [v["recons"]]), "test images / reconstructions"),
+            (figures.upscale(figures.tile(v["prior"][:, None], ncols=4), 200), "decoded from z ~ N(0, I)"),
+            (figures.upscale(figures.tile(v["trav"][:, None], ncols=len(v["trav"])), 116),
+             f"z{v['trav_dim']}, its dimension with the most KL, from −3 to 3" if is_vae
+             else f"z{v['trav_dim']}, its most spread dimension, over ±3 of its spread"),
+            f"KL per dimension (below): {int((kl > 0.01).sum())} of {len(kl)} above 0.01 nats" if kl is not None
+            else "No KL: the AE's code is a point, not a distribution."]))
 
 # Titled by β and d: the picker may mix families, and two "β=1" panels must not overwrite each other.
 kls = {f"{families.short_label(info)} · d={v['latent_dim']}" + (f" · {info['name']}" if sum(

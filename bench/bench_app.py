@@ -126,7 +126,23 @@ def live_view_runs(log: Path) -> None:
         report("the trainer's live view (reruns every 1 s)", runs, GOAL_SERVER_MS)
 
 
+def keep_training(trainer) -> bool:
+    """Start the trainer's model anew if its training has finished (on a quiet machine the default
+    preset's 200 epochs of 20,000 images end in about three minutes, before a long measurement
+    does): True if it was restarted."""
+    if trainer.locator(".st-key-tr_stop button").count():
+        return False
+    trainer.locator(".st-key-tr_train button").first.click()
+    trainer.wait_for_selector(".st-key-tr_stop button", timeout=120_000)
+    return True
+
+
 def stop_training(trainer) -> None:
+    """Stop the training and wait until the page says so; one that has finished by itself is
+    reported as such (the caller's keep_training restarts it between measurements)."""
+    if not trainer.locator(".st-key-tr_stop button").count():
+        print("  training had already finished by itself")
+        return
     trainer.locator(".st-key-tr_stop button").first.click()
     trainer.get_by_text("Training was stopped").wait_for(timeout=60_000)
     print("  training stopped")

@@ -108,11 +108,21 @@ INIT_JS = """
     new MutationObserver(records => {
       if (records.every(tipOnly)) return;
       b.last = performance.now(); b.n++;
+      // What changed last, for a slow move's line: its element's test id (or tag), and how.
+      const r = records[records.length - 1];
+      const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      const owner = el && el.closest('[data-testid]');
+      b.what = (owner ? owner.dataset.testid : (el ? el.tagName.toLowerCase() : '?'))
+               + ' ' + (r.type === 'attributes' ? '@' + r.attributeName : r.type);
     }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   };
   start();
 })();
 """
+
+# A move slower than this has its line say what changed last on the page (a late tooltip, a
+# chart's redraw, an image): where the time went, without a profile.
+SLOW_MS = 300
 
 # [stale, spinner, running status, plotly charts (st.plotly_chart's or the app's) not drawn yet, pictures not loaded yet, skeletons,
 #  progress bars, elements, ms since the last change]
@@ -246,9 +256,12 @@ class Driver:
         self.page, self.url, self.log = page, url, log
         self.settle_s, self.timeout_s = settle_s, timeout_s
         self.wire = Wire(page)
+        self.before_move = None          # called before each move is armed (--while-training)
 
     def arm(self):
         """Before a move: forget the last press; remember where the wire and the log stand."""
+        if self.before_move is not None:
+            self.before_move()
         self.page.evaluate("() => { if (window.__bench) window.__bench.t0 = null; }")
         return self.wire.mark(), self.log.mark(), time.monotonic()
 
@@ -284,11 +297,11 @@ class Driver:
             if not busy and st[8] >= self.settle_s * 1000:
                 break
             self.page.wait_for_timeout(30)
-        b = self.page.evaluate("() => window.__bench ? [window.__bench.t0, window.__bench.last] : [null, 0]")
-        t0, last = b
+        t0, last, what = self.page.evaluate(
+            "() => window.__bench ? [window.__bench.t0, window.__bench.last, window.__bench.what || ''] : [null, 0, '']")
         runs = self.log.runs_since(log_mark)
         kinds = sorted({k for _, k in self.wire.sent[n_sent:]})
-        return {"t0": t0, "last": last, "ms": None if t0 is None else max(0.0, last - t0),
+        return {"t0": t0, "last": last, "ms": None if t0 is None else max(0.0, last - t0), "what": what,
                 # A page's run includes the fragments it draws: count those alone only
                 # when no page ran.
                 "rerun": rerun_seen, "kinds": kinds,
@@ -557,6 +570,8 @@ SKIPPED = {"stDownloadButton": "download button (no rerun: on_click='ignore' or 
 def open_url(drv: Driver, url: str) -> dict:
     """Navigate to url and wait until idle; ms = navigation start to the last change."""
     page = drv.page
+    if drv.before_move is not None:
+        drv.before_move()
     armed = drv.wire.mark(), drv.log.mark(), time.monotonic()
     page.goto(url, wait_until="commit", timeout=int(drv.timeout_s * 1000))
     page.wait_for_selector("[data-testid=stMainBlockContainer] [data-testid=stElementContainer]",
@@ -706,6 +721,7 @@ def bench_page(drv: Driver, table: Table, path: str, moves: int, sidebar_moves: 
         # Each move's time, and the server's part of it: an outlier shows whether the page's run
         # (a cold cache) or the browser took the time.
         each = ", ".join(f"{r['ms']:.0f}" + (f" ({r['server_ms']:.0f})" if r.get("views") else "")
+                         + (f" [last: {r['what']}]" if r["ms"] > SLOW_MS and r.get("what") else "")
                          for r in results if r["ms"] is not None)
         print(f"    {key:<28} {kind:<16} {time.monotonic() - t_widget:5.1f} s "
               + (f"ms (server ms): {each}" if results else f"not driven: {why}"), flush=True)
@@ -884,6 +900,19 @@ def main():
             page = ctx.new_page()
             page.set_default_timeout(10_000)
             drv = Driver(page, url, log, args.settle, args.timeout)
+            restarts, where = [], ["the page opens"]
+
+            def training_on() -> None:
+                """With --while-training, before each move: a trainer whose training has ended starts
+                another, so that every move is timed beside one (said in the output)."""
+                from bench_app import keep_training
+                if keep_training(trainer):
+                    restarts.append(where[0])
+                    print(f"  (the training had finished: started another, during {where[0]})", flush=True)
+
+            if trainer is not None:
+                drv.before_move = training_on
+
             print("\n2. page opens", flush=True)
             t_page = time.monotonic()
             bench_opens(drv, table, [p for p in pages if "?" not in p], args.opens)
@@ -891,6 +920,7 @@ def main():
             print("\n3. widgets", flush=True)
             for path in pages:
                 t_page = time.monotonic()
+                where[0] = path or "Home"
                 try:
                     bench_page(drv, table, path, args.moves, args.sidebar_moves)
                 except Exception as e:          # noqa: BLE001 - one broken page does not stop the run
@@ -901,12 +931,14 @@ def main():
                 rng = random.Random(time.time_ns())
                 # Odd seeds, so that a seed's + (seed + 1) is never one of them either.
                 seeds = rng.sample(range(1, 9999, 2), 2 * len(sizes))
+                where[0] = "the maps"
                 bench_maps(drv, table, sizes, seeds)
             ctx.close()
             print("\n" + views_warmup_note(log), flush=True)
             if trainer is not None:
                 from bench_app import stop_training
                 stop_training(trainer)       # waits for "Training was stopped": it trained until now
+                print(f"  trainings started during the run, besides the first: {len(restarts)}", flush=True)
                 trainer_browser.close()
             browser.close()
     finally:

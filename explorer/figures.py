@@ -351,23 +351,44 @@ def bar_kl(kl: np.ndarray, order: np.ndarray, title: str = "KL per latent dimens
     return fig
 
 
+def panels_layout(titles: Sequence[str], gap: float, shared_y: bool = False) -> dict:
+    """A layout of len(titles) side-by-side panels, each titled, what make_subplots(1, n) lays out,
+    written out directly: make_subplots and the updates that follow it cost 20-40 ms a figure,
+    paid on every rerun of a page that draws one. Panel i's traces go on axes "x{i}"/"y{i}" (the
+    first "x"/"y"); shared_y: one y range for all, tick labels on the first panel only."""
+    n = max(1, len(titles))
+    width = (1 - gap * (n - 1)) / n
+    layout = {"annotations": []}
+    for i in range(n):
+        x0 = i * (width + gap)
+        sfx = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{sfx}"] = dict(domain=[x0, x0 + width], anchor=f"y{sfx}")
+        layout[f"yaxis{sfx}"] = dict(anchor=f"x{sfx}", **(dict(matches="y", showticklabels=False)
+                                                            if shared_y and i else {}))
+        if i < len(titles):
+            layout["annotations"].append(dict(text=titles[i], x=x0 + width / 2, y=1.0, xref="paper", yref="paper",
+                                              xanchor="center", yanchor="bottom", showarrow=False,
+                                              font=dict(size=16)))
+    return layout
+
+
 def bar_kl_row(kls: dict, height: int = 240) -> go.Figure:
     """KL per dimension (nats), largest first, for several models side by side on one shared y
     axis: {label: kl [d]} -> one figure with a panel per model."""
-    from plotly.subplots import make_subplots
     labels = list(kls)
-    fig = make_subplots(rows=1, cols=max(1, len(labels)), shared_yaxes=True, subplot_titles=labels,
-                        horizontal_spacing=0.02)
-    for k, label in enumerate(labels, start=1):
+    layout = panels_layout(labels, gap=0.02, shared_y=True)
+    traces = []
+    for k, label in enumerate(labels):
         kl = np.asarray(kls[label])
         order = np.argsort(-kl)
-        fig.add_trace(go.Bar(x=[f"z{int(i)}" for i in order], y=kl[order], marker_color=VAE_COLOUR, name=label,
-                             showlegend=False, hovertemplate=f"{label}, %{{x}}: %{{y:.3f}} nats<extra></extra>"),
-                      row=1, col=k)
-        fig.update_xaxes(type="category", showticklabels=len(order) <= 10, row=1, col=k)
-    fig.update_yaxes(title_text="nats", row=1, col=1)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10))
-    return fig
+        sfx = "" if k == 0 else str(k + 1)
+        traces.append(go.Bar(x=[f"z{int(i)}" for i in order], y=kl[order], marker_color=VAE_COLOUR, name=label,
+                             showlegend=False, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
+                             hovertemplate=f"{label}, %{{x}}: %{{y:.3f}} nats<extra></extra>"))
+        layout[f"xaxis{sfx}"].update(type="category", showticklabels=len(order) <= 10)
+    layout["yaxis"]["title"] = dict(text="nats")
+    layout.update(height=height, margin=dict(l=10, r=10, t=30, b=10))
+    return go.Figure(data=traces, layout=layout)
 
 
 def line_chart(ys: dict, x: Optional[Sequence] = None, title: str = "", y_title: str = "",
@@ -595,6 +616,33 @@ def show_mosaic(img: np.ndarray, key: str, height: int = 320, **labels) -> None:
     svg, width = mosaic_svg(img, height, **labels)
     with st.container(key=key):
         st.image(svg, width=width)
+
+
+def card_html(title: str, subtitle: str, parts: Sequence) -> str:
+    """One column of small multiples as a single block of HTML: a bold `title`, a faded
+    `subtitle`, then `parts` in order, each a picture (a uint8 array [H, W] or [H, W, 3], or
+    (array, caption) for a picture with a centred caption under it) or a caption (str). Text is
+    escaped; pictures are PNG data URIs (png_uri, shared across sessions).
+
+    One element where a column of st.image and st.caption calls made eight: Compare β draws up to
+    eight columns, and each caption was a markdown element the browser parsed and laid out on
+    every open (about 150 ms of its script on a five-column page)."""
+    import html
+    faded = "font-size:0.875rem;opacity:0.6;line-height:1.4;margin:0.1rem 0 0.6rem"
+    out = [f'<div style="font-weight:600;margin-bottom:0.1rem">{html.escape(title)}</div>',
+           f'<div style="{faded};margin-top:0">{html.escape(subtitle)}</div>']
+    for part in parts:
+        if isinstance(part, str):
+            out.append(f'<div style="{faded}">{html.escape(part)}</div>')
+            continue
+        img, caption = part if isinstance(part, tuple) else (part, "")
+        img = np.asarray(img)
+        img = img if img.dtype == np.uint8 else to_grey(img)
+        out.append(f'<img src="{png_uri(img)}" alt="{html.escape(caption)}" '
+                   'style="width:100%;display:block">')
+        if caption:
+            out.append(f'<div style="{faded};text-align:center">{html.escape(caption)}</div>')
+    return "<div>" + "".join(out) + "</div>"
 
 
 def export_buttons(img: np.ndarray, file_stem: str, key: str, label: str = "Figure", **labels) -> None:

@@ -197,19 +197,13 @@ CURVE_PANELS = ("total loss", "reconstruction −log p(x|z)", "KL(q(z|x) ‖ p(z
 
 
 def _panels_layout() -> dict:
-    """Three side-by-side panels (what make_subplots(1, 3) lays out), written out directly: the
-    live view redraws this figure every second, and make_subplots alone costs ~10 ms a call."""
-    gap, width = 0.06, (1 - 2 * 0.06) / 3
-    layout = dict(height=330, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25),
-                  annotations=[])
-    for i, title in enumerate(CURVE_PANELS):
-        x0 = i * (width + gap)
+    """The three panels of the live curves (the live view redraws this figure every second)."""
+    layout = figures.panels_layout(CURVE_PANELS, gap=0.06)
+    layout.update(height=330, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    for i in range(len(CURVE_PANELS)):
         sfx = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{sfx}"] = dict(domain=[x0, x0 + width], anchor=f"y{sfx}", title=dict(text="epoch"))
-        layout[f"yaxis{sfx}"] = dict(anchor=f"x{sfx}", title=dict(text="nats per image" if i == 0 else ""))
-        layout["annotations"].append(dict(text=title, x=x0 + width / 2, y=1.0, xref="paper", yref="paper",
-                                          xanchor="center", yanchor="bottom", showarrow=False,
-                                          font=dict(size=16)))
+        layout[f"xaxis{sfx}"]["title"] = dict(text="epoch")
+        layout[f"yaxis{sfx}"]["title"] = dict(text="nats per image" if i == 0 else "")
     return layout
 
 
@@ -353,6 +347,14 @@ def shared_reach(code_sets: list) -> float:
     return next(m * k for m in (1, 2, 2.5, 5, 10) if m * k >= r)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def codes_picture(path: str, mtime_ns: int, dataset: str, reach: float, prior: bool) -> np.ndarray:
+    """model_views' codes drawn as figures.codes_thumbnail (about 5 ms to draw 2,000 dots), kept:
+    Compare β draws one per column on every rerun."""
+    v = model_views(path, mtime_ns, dataset)
+    return figures.codes_thumbnail(v["codes"], v["labels"], reach, prior=prior)
+
+
 METRIC_KEYS = ("recon", "kl", "loss", "elbo", "log_px", "active_units", "knn_acc", "prior_confidence")
 
 
@@ -433,19 +435,19 @@ def versus_beta_figure(rows: list, panels: list) -> go.Figure:
     """One figure, a panel per (metric key, title, y title) side by side, each the VAEs' metric
     against β on a log axis. One figure, not one per metric: the browser pays for each chart it
     draws on every change of the page."""
-    from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for _, title, _ in panels],
-                        horizontal_spacing=0.12)
-    for col, (key, _, y_title) in enumerate(panels, start=1):
+    layout = figures.panels_layout([title for _, title, _ in panels], gap=0.12)
+    traces = []
+    for i, (key, _, y_title) in enumerate(panels):
+        sfx = "" if i == 0 else str(i + 1)
         vaes = sorted([r for r in rows if r["beta"] is not None and r.get(key) is not None], key=lambda r: r["beta"])
-        fig.add_trace(go.Scatter(x=[r["beta"] for r in vaes], y=[r[key] for r in vaes], mode="lines+markers",
+        traces.append(go.Scatter(x=[r["beta"] for r in vaes], y=[r[key] for r in vaes], mode="lines+markers",
                                  marker=dict(size=9, color=figures.VAE_COLOUR), line=dict(color=figures.VAE_COLOUR),
-                                 text=[r["name"] for r in vaes], showlegend=False,
-                                 hovertemplate="%{text}<br>β=%{x:g}: %{y:.3g}<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(title_text="β (log scale)", row=1, col=col)
-        fig.update_yaxes(title_text=y_title, row=1, col=col)
+                                 text=[r["name"] for r in vaes], showlegend=False, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
+                                 hovertemplate="%{text}<br>β=%{x:g}: %{y:.3g}<extra></extra>"))
+        layout[f"xaxis{sfx}"]["title"] = dict(text="β (log scale)")
+        layout[f"yaxis{sfx}"]["title"] = dict(text=y_title)
         if vaes and min(r["beta"] for r in vaes) > 0:
             betas = sorted({r["beta"] for r in vaes})
-            fig.update_xaxes(type="log", tickvals=betas, ticktext=[f"{b:g}" for b in betas], row=1, col=col)
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+            layout[f"xaxis{sfx}"].update(type="log", tickvals=betas, ticktext=[f"{b:g}" for b in betas])
+    layout.update(height=320, margin=dict(l=10, r=10, t=50, b=10))
+    return go.Figure(data=traces, layout=layout)

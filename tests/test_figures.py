@@ -279,3 +279,53 @@ def test_steady_margins_make_room_for_ticks_titles_and_legend_and_keep_larger_ma
 def test_a_vector_is_written_as_a_person_writes_it():
     assert figures.vector_text(np.array([2.0, -1.954])) == "(2.00, −1.95)"
     assert figures.vector_text([0.5], digits=1) == "(0.5)"
+
+
+def test_a_card_keeps_its_parts_in_order_escapes_its_text_and_shows_each_pictures_pixels():
+    import html.parser
+    grey = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)          # float [0, 1]: made uint8
+    colour = np.zeros((5, 6, 3), np.uint8)
+    colour[..., 0] = 200
+    card = figures.card_html("β=4 · d=2", "a<b>&c", [colour, "plain <i>text</i>", (grey, "under it")])
+
+    class Parts(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.seen.append(("img", dict(attrs)["src"]))
+            if tag == "i":
+                self.seen.append(("markup", tag))
+
+        def handle_data(self, data):
+            self.seen.append(("text", data))
+
+    p = Parts()
+    p.feed(card)
+    assert [k for k, _ in p.seen] == ["text", "text", "img", "text", "img", "text"]   # no <i> got through
+    assert [v for k, v in p.seen if k == "text"] == ["β=4 · d=2", "a<b>&c", "plain <i>text</i>", "under it"]
+    pixels = [np.asarray(Image.open(io.BytesIO(base64.b64decode(v.split(",", 1)[1])))) for k, v in p.seen if k == "img"]
+    assert np.array_equal(pixels[0], colour)
+    assert np.array_equal(pixels[1], figures.to_grey(grey))
+
+
+def test_panels_are_laid_out_where_make_subplots_puts_them():
+    """panels_layout writes out what make_subplots(1, n) computes (it costs 20-40 ms a figure)."""
+    from plotly.subplots import make_subplots
+    for n, gap, shared in ((1, 0.02, True), (3, 0.06, False), (5, 0.02, True), (2, 0.12, False)):
+        titles = [f"panel {i}" for i in range(n)]
+        ref = make_subplots(rows=1, cols=n, subplot_titles=titles, horizontal_spacing=gap,
+                            shared_yaxes=shared).layout
+        ours = go.Figure(layout=figures.panels_layout(titles, gap, shared_y=shared)).layout
+        for i in range(n):
+            sfx = "" if i == 0 else str(i + 1)
+            assert np.allclose(ours[f"xaxis{sfx}"].domain, ref[f"xaxis{sfx}"].domain)
+            assert ours[f"xaxis{sfx}"].anchor == ref[f"xaxis{sfx}"].anchor
+            assert ours[f"yaxis{sfx}"].anchor == ref[f"yaxis{sfx}"].anchor
+            assert ours[f"yaxis{sfx}"].matches == ref[f"yaxis{sfx}"].matches
+            assert ours[f"yaxis{sfx}"].showticklabels == ref[f"yaxis{sfx}"].showticklabels
+        for a, b in zip(ours.annotations, ref.annotations, strict=True):
+            assert (a.text, a.xanchor, a.yanchor, a.y) == (b.text, b.xanchor, b.yanchor, b.y)
+            assert abs(a.x - b.x) < 1e-9
