@@ -199,6 +199,8 @@ for col, (label, ckpt, info) in zip(cols, sel.pair):
     bubbles = label == "VAE" and has_bubbles and show_bubbles
     title = f"{label}: {stand_in[label]} for now" if label in stand_in else f"{label}: {info['name']}"
     scale = claims.bubble_scale(c["mu"], c["sigma"]) if bubbles else 1
+    if bubbles:
+        title += " · " + claims.bubble_title(scale)
     fig = figures.scatter_codes(
         maps[label], c["labels"], models.exploration_data(sel.dataset).classes, title=title,
         axis_titles=axis_titles(label), sigma=scale * c["sigma"] if bubbles else None,

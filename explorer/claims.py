@@ -83,6 +83,12 @@ def bubble_caption(sigma: np.ndarray, k: int) -> str:
             f"(median σ {med:.2f}) it would be hidden under its dot.")
 
 
+def bubble_title(k: int) -> str:
+    """The drawn scale of the ellipses in a few words, for a map's title: a downloaded picture
+    keeps its title but not the page's caption."""
+    return "ellipses ±σ" if k == 1 else f"ellipses ±{k}σ ({k}× true size)"
+
+
 def reach(codes: np.ndarray, q: float = 99.0) -> float:
     """The q-th percentile of |code| over all coordinates: how far a model's codes spread."""
     return float(np.percentile(np.abs(np.asarray(codes, dtype=np.float64)), q))

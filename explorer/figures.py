@@ -310,7 +310,9 @@ def scatter_codes(xy: np.ndarray, labels: Optional[np.ndarray], classes: Optiona
     yaxis = dict(title=dict(text=axis_titles[1]))
     if equal_axes:
         yaxis.update(scaleanchor="x", scaleratio=1)
-    layout = dict(title=dict(text=title, x=0.5, xanchor="center"), height=height,
+    # The title starts at the plot's left edge: centred, it lay under the toolbar, which plotly
+    # shows at the top right while the pointer is over the chart.
+    layout = dict(title=dict(text=title, x=0, xref="paper", xanchor="left"), height=height,
                   # Each class is a legend group: without tracegroupgap=0 the groups stand 10 px
                   # apart, and 13 entries overflow a 420-px map into a scrolling legend.
                   margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant", tracegroupgap=0),

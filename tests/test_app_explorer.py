@@ -189,6 +189,12 @@ def test_latent_map_responds_to_points_and_shows_bubbles_for_2d(app_env):
     assert "prior 1σ" in names and "prior 2σ" in names
     # ±σ ellipses are line traces without a legend entry, one per class present
     assert sum(1 for t in plotly_spec(at, "map_chart_VAE")["data"] if t.get("showlegend") is False) >= 2
+    # Their drawn scale is in the map's own title (a downloaded PNG keeps it) and in the caption.
+    title = plotly_spec(at, "map_chart_VAE")["layout"]["title"]["text"]
+    caption = next(c.value for c in at.caption if "Each ellipse" in c.value)
+    k = int(title.split("ellipses ±")[1].split("σ")[0] or 1)
+    assert (f"drawn {k}× its true size" in caption) if k > 1 else ("at its true size" in caption), (title, caption)
+    assert "ellipses" not in plotly_spec(at, "map_chart_AE")["layout"]["title"]["text"]
 
 
 def rerun_until_drawn(at, limit_s: float) -> None:
