@@ -102,20 +102,24 @@ for label, ckpt, info in sel.pair:
         maps[label] = models.map_2d(ckpt, key, sel.dataset, n_points, m, seed)
 
 
-def progress_text(jobs) -> tuple[float, str]:
+def progress_text(jobs, previous: bool = False) -> tuple[float, str]:
+    """The bar's fraction and text; previous: the page still shows the maps of its last run
+    (a short wait blocks this run, and the browser keeps the last run's elements meanwhile)."""
     left = max(j.seconds_left() or 0.0 for j in jobs)
     return (min(j.progress() for j in jobs),
             f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed})"
             + "".join(sorted({f" {j.where}" for j in jobs if j.where}))
             + (f", about {left:.0f} s left" if left >= 1 else ", nearly done")
             + (". Until it is ready: " + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items())
-               if stand_in else "") + ".")
+               if stand_in else ". Until it is ready, the maps below are the ones shown before" if previous
+               else "") + ".")
 
 
 if pending and max(j.expected_s for j in pending.values()) <= WAIT_S:
     deadline = time.monotonic() + WAIT_S
     while not all(j.done.is_set() for j in pending.values()) and time.monotonic() < deadline:
-        progress_slot.progress(*progress_text(pending.values()))
+        progress_slot.progress(*progress_text(pending.values(), previous=any(
+            f"map_last_{label}" in st.session_state for label in pending)))
         # Wake the moment the maps are done; otherwise redraw the bar every 0.3 s (each redraw
         # costs the browser CPU time that the maps are computing with). A control moved meanwhile
         # takes effect at the next redraw, so at most 0.3 s later.
