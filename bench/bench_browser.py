@@ -96,10 +96,18 @@ INIT_JS = """
   const TIP = '[data-baseweb=tooltip], [role=tooltip]';
   const tipNode = n => n.nodeType === 1 && (n.matches(TIP) || n.querySelector(TIP) !== null
                                             || (n.tagName === 'DIV' && n.childNodes.length === 0));
+  // A screen reader's announcement ("3 options available.") in a visually hidden live region
+  // that a select box leaves behind and clears about 0.5 s later: nothing on screen changes.
+  const unseen = el => {
+    const live = el && el.closest('[aria-live]');
+    if (!live) return false;
+    const box = live.getBoundingClientRect();
+    return box.width <= 1 || box.height <= 1;
+  };
   const tipOnly = r => {
     if (r.attributeName === 'aria-describedby') return true;
     const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
-    if (el && el.closest(TIP)) return true;
+    if (el && (el.closest(TIP) || unseen(el))) return true;
     if (r.type !== 'childList' || (el && el.closest('[data-testid=stApp]'))) return false;
     const nodes = [...r.addedNodes, ...r.removedNodes];
     return nodes.length > 0 && nodes.every(tipNode);
@@ -112,8 +120,11 @@ INIT_JS = """
       const r = records[records.length - 1];
       const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
       const owner = el && el.closest('[data-testid]');
+      const node = [...r.addedNodes, ...r.removedNodes][0];
       b.what = (owner ? owner.dataset.testid : (el ? el.tagName.toLowerCase() : '?'))
-               + ' ' + (r.type === 'attributes' ? '@' + r.attributeName : r.type);
+               + ' ' + (r.type === 'attributes' ? '@' + r.attributeName : r.type)
+               + (node ? (r.addedNodes.length ? ' +' : ' -') + (node.nodeType === 1
+                  ? node.outerHTML.replace(/\s+/g, ' ').slice(0, 80) : '#text') : '');
     }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   };
   start();
