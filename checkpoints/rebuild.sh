@@ -33,4 +33,6 @@ for f in $OUT/*.safetensors; do
 done
 # Precomputed 2-D maps of the exploration set for the app, and the table of metrics.
 python -m vae_core maps $OUT
+# The exact log p(x) of every 2-D VAE, by which the True posterior page ranks a family.
+python -m vae_core exact $OUT
 python -m vae_core table $OUT --readme $OUT/README.md

@@ -49,3 +49,26 @@ def warm(dataset: str, ckpts: list) -> None:
     for ckpt in ckpts:
         if ckpt.model.cfg.kind == "vae" and int(ckpt.model.cfg.latent_dim) == 2:
             explain(ckpt, models.ckpt_key(ckpt), dataset, i)
+
+
+def stored_ranking(key: str, dataset: str) -> Optional[dict]:
+    """A model's ranking values (vae_core.exact.ranking_values) kept on disk for its weights `key`:
+    shipped beside the checkpoints, or computed here before and kept in the user folder."""
+    from vae_core.exact import read_ranking
+    from . import paths
+    return read_ranking(paths.shipped_dir(), key, dataset) or read_ranking(paths.user_dir(), key, dataset)
+
+
+def ranking(path: str, key: str, dataset: str) -> dict:
+    """stored_ranking, or computed now (about 5 s) and kept in the user folder for every later
+    visitor; a folder that cannot be written (a full disk) only loses the keeping."""
+    from vae_core.exact import RANK_IMAGES, ranking_values, write_ranking
+    from . import paths
+    values = stored_ranking(key, dataset)
+    if values is None:
+        values = ranking_values(models.load_model(path).model, models.exploration_data(dataset).x[:RANK_IMAGES])
+        try:
+            write_ranking(paths.user_dir(), key, dataset, values)
+        except OSError:
+            pass
+    return values

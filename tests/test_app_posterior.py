@@ -130,6 +130,13 @@ def test_the_family_is_ranked_by_exact_log_px(app_env):
     assert (table["exact − IWAE"] - (table["exact log p(x)"] - table["IWAE, K = 1000"])).abs().max() < 1e-9
     caption = " ".join(c.value for c in at.caption)
     assert f"{table['exact − IWAE'].max():.2f} nats" in caption
+    # Kept in the user folder: the next visitor (a new session) gets the table at once, no job.
+    background._JOBS.clear()
+    again = run_page()
+    again.toggle(key="post_rank").set_value(True).run()
+    no_errors(again)
+    assert not again.get("progress") and not [k for k in background._JOBS if k[0] == "post_rank"]
+    assert again.dataframe[0].value.equals(table)
 
 
 def test_a_single_2d_vae_gets_no_family_table(tmp_path, monkeypatch, model_dir):

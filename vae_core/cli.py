@@ -168,6 +168,13 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
     p.add_argument("folder", metavar="FOLDER")
     p.set_defaults(func=cmd_maps)
 
+    p = sub.add_parser("exact", help="precompute the exact log p(x) ranking values of a folder's 2-D VAEs",
+                       description="Write the exact log p(x), IWAE (K = 1,000) and ELBO on the first 50 "
+                                   "exploration images of every 2-D VAE into FOLDER/exact, where the "
+                                   "True posterior page finds them.")
+    p.add_argument("folder", metavar="FOLDER")
+    p.set_defaults(func=cmd_exact)
+
     p = sub.add_parser("table", help="a Markdown table of a folder's checkpoints and metrics",
                        description="Print the table, or with --readme fill it in between the "
                                    "<!-- table --> and <!-- /table --> lines of that file.")
@@ -548,6 +555,15 @@ def cmd_classifier(args) -> int:
     acc = classifier_accuracy(clf, test)
     path = save_classifier(clf, args.out, {"dataset": args.dataset, "test_accuracy": acc})
     print(f"{path}: test accuracy {acc:.4f}")
+    return 0
+
+
+def cmd_exact(args) -> int:
+    from .shipped import precompute_rankings
+    if not Path(args.folder).is_dir():
+        raise CliError(f"{args.folder} is not a folder: give the folder that holds the checkpoints")
+    n = precompute_rankings(args.folder, log=lambda line: print(line, file=sys.stderr))
+    print(f"{n} models' rankings in {Path(args.folder) / 'exact'}")
     return 0
 
 

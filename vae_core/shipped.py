@@ -49,6 +49,25 @@ def precompute_maps(folder, methods=MAP_METHODS, points=MAP_POINTS, seed: int = 
     return count
 
 
+def precompute_rankings(folder, log: Optional[Callable[[str], None]] = None) -> int:
+    """Write vae_core.exact's ranking values of every 2-D VAE in `folder` into folder/exact, where
+    the True posterior page finds them (it ranks a family by them). Returns the count."""
+    from .exact import RANK_IMAGES, ranking_values, write_ranking
+    folder = Path(folder)
+    count = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        ckpt = load_checkpoint(path)
+        if ckpt.model_config.kind != "vae" or ckpt.model_config.latent_dim != 2:
+            continue
+        t = time.perf_counter()
+        x = load_exploration(ckpt.dataset, folder / "data").x[:RANK_IMAGES]
+        write_ranking(folder, ckpt.digest, ckpt.dataset, ranking_values(ckpt.model, x))
+        count += 1
+        if log:
+            log(f"{ckpt.name} exact log p(x): {time.perf_counter() - t:.1f} s")
+    return count
+
+
 # The group's suffix per likelihood: the Bernoulli families keep their plain names, a Gaussian pair
 # gets its own group, so a VAE never pairs with an AE trained under another likelihood.
 LIKELIHOOD_SUFFIX = {"bernoulli": "", "gaussian": "-gauss", "gaussian_learned": "-gauss-learned"}
