@@ -112,7 +112,7 @@ def test_the_family_is_ranked_by_exact_log_px(app_env):
     at.toggle(key="post_rank").set_value(True).run()
     no_errors(at)
     # The integrals run in the background: meanwhile a progress bar, then the table.
-    assert at.get("progress") and not at.dataframe
+    assert at.get("progress") and not at.table
     from explorer import background              # AppTest runs the page in this process
     assert [j.nice for k, j in background._JOBS.items() if k[0] == "post_rank"] == [background.GIVE_WAY]
     import time
@@ -123,7 +123,7 @@ def test_the_family_is_ranked_by_exact_log_px(app_env):
         time.sleep(0.1)
         at.run()
     no_errors(at)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert sorted(table["model"]) == ["mnist-d2-vae-b1", "mnist-d2-vae-b2"]
     assert list(table["exact log p(x)"]) == sorted(table["exact log p(x)"], reverse=True)
     assert (table["exact log p(x)"] >= table["IWAE, K = 1000"] - 0.05).all()
@@ -136,7 +136,7 @@ def test_the_family_is_ranked_by_exact_log_px(app_env):
     again.toggle(key="post_rank").set_value(True).run()
     no_errors(again)
     assert not again.get("progress") and not [k for k in background._JOBS if k[0] == "post_rank"]
-    assert again.dataframe[0].value.equals(table)
+    assert again.table[0].value.equals(table)
 
 
 def test_a_single_2d_vae_gets_no_family_table(tmp_path, monkeypatch, model_dir):
