@@ -9,7 +9,8 @@ from plotly.subplots import make_subplots
 
 from explorer import background, families, figures, links, models, posterior, timing
 from explorer.sidebar import offer_2d_pair, sidebar
-from vae_core.exact import RANK_IMAGES
+from vae_core.errors import VaeCoreError
+from vae_core.exact import RANK_IMAGES, ranking_id
 
 import pandas as pd  # noqa: E402 - after explorer, which imports the heavy libraries in one order
 
@@ -159,8 +160,23 @@ bound_view()
 # ------------------------------------------------------------------ the family, ranked exactly
 group = next((g for g in families.groups(sel.infos).values() if any(m["name"] == sel.vae_info["name"] for m in g)), [])
 fam = [m for m in group if m["model_config"]["kind"] == "vae" and m["model_config"]["latent_dim"] == 2]
+
+
+def family_members(fam: list) -> tuple:
+    """(name, path, ranking id) of each member that still loads: a file removed or replaced by a
+    broken one since the list was read is left out, never a crash."""
+    out = []
+    for m in fam:
+        try:
+            ckpt = models.load_model(m["path"])
+        except (OSError, VaeCoreError):
+            continue
+        out.append((m["name"], m["path"], ranking_id(ckpt.model, models.ckpt_key(ckpt))))
+    return tuple(out)
+
+
 def family_table(job, members: tuple, dataset: str) -> list:
-    """(name, path, weights key) per model -> rows of mean exact log p(x), IWAE_1000 and ELBO,
+    """(name, path, ranking id) per model -> rows of mean exact log p(x), IWAE_1000 and ELBO,
     best first; one step of the background job per model."""
     rows = []
     for name, path, key in members:
@@ -169,11 +185,11 @@ def family_table(job, members: tuple, dataset: str) -> list:
     return sorted(rows, key=lambda row: -row["exact log p(x)"])
 
 
-if len(fam) >= 2:
+members = family_members(fam) if len(fam) >= 2 else ()
+if len(members) >= 2:
     st.subheader("Ranking the family by log p(x)")
-    members = tuple((m["name"], m["path"], models.ckpt_key(models.load_model(m["path"]))) for m in fam)
     stored = [posterior.stored_ranking(key, sel.dataset) for _, _, key in members]
-    if st.toggle(f"Rank the {len(fam)} 2-D VAEs of this family on the first {RANK_IMAGES} test images"
+    if st.toggle(f"Rank the {len(members)} 2-D VAEs of this family on the first {RANK_IMAGES} test images"
                  + ("" if all(stored) else " (under a minute the first time, in the background; then kept)"),
                  key="post_rank"):
         rows = None

@@ -103,15 +103,16 @@ for label, ckpt, info in sel.pair:
 
 
 def progress_text(jobs, previous: bool = False) -> tuple[float, str]:
-    """The bar's fraction and text; previous: the page still shows the maps of its last run
-    (a short wait blocks this run, and the browser keeps the last run's elements meanwhile)."""
+    """The bar's fraction and text; previous: the page still shows what its last run drew (a short
+    wait blocks this run, and the browser keeps the last run's elements meanwhile: this page's maps,
+    or another page's elements after a switch)."""
     left = max(j.seconds_left() or 0.0 for j in jobs)
     return (min(j.progress() for j in jobs),
             f"Computing the {LABELS[method]} map of {n_points} codes (seed {seed})"
             + "".join(sorted({f" {j.where}" for j in jobs if j.where}))
             + (f", about {left:.0f} s left" if left >= 1 else ", nearly done")
             + (". Until it is ready: " + "; ".join(f"the {label}'s {what}" for label, what in stand_in.items())
-               if stand_in else ". Until it is ready, the maps below are the ones shown before" if previous
+               if stand_in else ". Until it is ready, what is below is from before" if previous
                else "") + ".")
 
 

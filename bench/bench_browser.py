@@ -99,10 +99,12 @@ INIT_JS = """
   // A screen reader's announcement ("3 options available.") in a visually hidden live region
   // that a select box leaves behind and clears about 0.5 s later: nothing on screen changes.
   const unseen = el => {
-    const live = el && el.closest('[aria-live]');
+    const live = el && el.closest('[aria-live=polite], [aria-live=assertive]');
     if (!live) return false;
-    const box = live.getBoundingClientRect();
-    return box.width <= 1 || box.height <= 1;
+    // Hidden by its own style (absolute, clipped to a pixel), not merely empty after the change.
+    const style = getComputedStyle(live);
+    return style.position === 'absolute' && style.overflow === 'hidden'
+           && (parseFloat(style.width) <= 1 || parseFloat(style.height) <= 1);
   };
   const tipOnly = r => {
     if (r.attributeName === 'aria-describedby') return true;
@@ -124,7 +126,7 @@ INIT_JS = """
       b.what = (owner ? owner.dataset.testid : (el ? el.tagName.toLowerCase() : '?'))
                + ' ' + (r.type === 'attributes' ? '@' + r.attributeName : r.type)
                + (node ? (r.addedNodes.length ? ' +' : ' -') + (node.nodeType === 1
-                  ? node.outerHTML.replace(/\s+/g, ' ').slice(0, 80) : '#text') : '');
+                  ? node.cloneNode(false).outerHTML.replace(/\s+/g, ' ').slice(0, 80) : '#text') : '');
     }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   };
   start();

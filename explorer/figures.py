@@ -622,8 +622,9 @@ def show_mosaic(img: np.ndarray, key: str, height: int = 320, **labels) -> None:
 
 def card_html(title: str, subtitle: str, parts: Sequence) -> str:
     """One column of small multiples as a single block of HTML: a bold `title`, a faded
-    `subtitle`, then `parts` in order, each a picture (a uint8 array [H, W] or [H, W, 3], or
-    (array, caption) for a picture with a centred caption under it) or a caption (str). Text is
+    `subtitle`, then `parts` in order, each a picture (a uint8 array [H, W] or [H, W, 3], or a float
+    one in [0, 1] as to_grey reads it: [H, W] or [C, H, W]; or (array, caption) for a picture with
+    a centred caption under it) or a caption (str). Text is
     escaped; pictures are PNG data URIs (png_uri, shared across sessions).
 
     One element where a column of st.image and st.caption calls made eight: Compare β draws up to

@@ -3,6 +3,8 @@ work): here rather than in the page so that the start-up warm-up (explorer.warm)
 cache before the first visitor asks."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -52,8 +54,8 @@ def warm(dataset: str, ckpts: list) -> None:
 
 
 def stored_ranking(key: str, dataset: str) -> Optional[dict]:
-    """A model's ranking values (vae_core.exact.ranking_values) kept on disk for its weights `key`:
-    shipped beside the checkpoints, or computed here before and kept in the user folder."""
+    """A model's ranking values (vae_core.exact.ranking_values) kept on disk under its ranking_id
+    `key`: shipped beside the checkpoints, or computed here before and kept in the user folder."""
     from vae_core.exact import read_ranking
     from . import paths
     return read_ranking(paths.shipped_dir(), key, dataset) or read_ranking(paths.user_dir(), key, dataset)
@@ -69,6 +71,6 @@ def ranking(path: str, key: str, dataset: str) -> dict:
         values = ranking_values(models.load_model(path).model, models.exploration_data(dataset).x[:RANK_IMAGES])
         try:
             write_ranking(paths.user_dir(), key, dataset, values)
-        except OSError:
-            pass
+        except OSError as e:            # a full disk: the table still shows, computed again next time
+            print(f"The ranking of {Path(path).name} was not kept: {e}", file=sys.stderr)
     return values

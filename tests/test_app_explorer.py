@@ -494,6 +494,15 @@ def test_compare_page_says_why_active_units_stay_flat_for_2d_models(tmp_path, mo
     assert at.selectbox(key="cb_family").value == "shipped-mnist-d20"
     assert not [c.value for c in at.caption if "two latent dimensions" in c.value]
     assert [r for r in at.table if r.value is not None]   # the metric table is drawn
+    # One block per model: its label, its file's name and its KL line (none for the AE).
+    cards = [h.proto.body for h in at.get("html")]
+    chosen = at.multiselect(key="cb_models").value
+    assert len(cards) == len(chosen) >= 2
+    for name in chosen:
+        mine = [c for c in cards if f">{name}</div>" in c]
+        assert len(mine) == 1 and mine[0].count("<img ") == 4, name
+    assert sum("No KL: the AE" in c for c in cards) == sum(n.endswith("-ae") for n in chosen)
+    assert sum("above 0.01 nats" in c for c in cards) == sum(not n.endswith("-ae") for n in chosen)
     at.selectbox(key="cb_family").set_value("shipped-mnist-d2").run()
     no_errors(at)
     note = [c.value for c in at.caption if "two latent dimensions" in c.value]

@@ -352,7 +352,7 @@ def test_classifier_maps_and_table_build_a_shipped_folder(tiny_npz, tmp_path):
 def test_exact_stores_the_ranking_of_each_2d_vae_and_no_other(tiny_npz, tmp_path):
     """rebuild.sh's `exact` step: a 2-D VAE gets its file in FOLDER/exact, the AE none."""
     from vae_core.checkpoints import load_checkpoint
-    from vae_core.exact import RANK_KEYS, read_ranking
+    from vae_core.exact import RANK_KEYS, ranking_id, read_ranking
     folder = tmp_path / "ckpts"
     run = main_in_process("sweep", "--dataset", tiny_npz, "--epochs", 1, "--betas", "1", "--latent-dim", 2,
                           "--hidden", 16, "--quiet", "--out-dir", folder, "--prefix", "bars")
@@ -362,11 +362,11 @@ def test_exact_stores_the_ranking_of_each_2d_vae_and_no_other(tiny_npz, tmp_path
     assert "1 models' rankings" in run.stdout
     assert len(list((folder / "exact").glob("*.json"))) == 1
     vae = load_checkpoint(folder / "bars-vae-b1.safetensors")
-    values = read_ranking(folder, vae.digest, vae.dataset)
+    values = read_ranking(folder, ranking_id(vae.model, vae.digest), vae.dataset)
     assert values is not None and set(values) == set(RANK_KEYS)
     assert values["exact log p(x)"] >= values["IWAE, K = 1000"] - 0.05 >= values["ELBO"] - 0.1
     ae = load_checkpoint(folder / "bars-ae.safetensors")
-    assert read_ranking(folder, ae.digest, ae.dataset) is None
+    assert read_ranking(folder, ranking_id(ae.model, ae.digest), ae.dataset) is None
     assert_one_line_error(main_in_process("exact", tmp_path / "nowhere"), "not a folder")
 
 

@@ -117,7 +117,28 @@ def test_bar_kl_row_puts_every_model_on_one_y_axis_largest_first():
     bars = [t for t in fig.data if t.type == "bar"]
     assert [list(b.y) for b in bars] == [[3.0, 1.0, 0.1], [2.0, 0.5, 0.0]]
     assert [list(b.x) for b in bars] == [["z1", "z2", "z0"], ["z0", "z2", "z1"]]
-    assert fig.layout.yaxis2.matches == "y" or fig.layout.yaxis2.showticklabels is False
+    assert fig.layout.yaxis2.matches == "y" and fig.layout.yaxis2.showticklabels is False
+    # Each model's bars on its own panel, titled by it; the y title on the first panel only.
+    assert [(b.xaxis, b.yaxis) for b in bars] == [("x", "y"), ("x2", "y2")]
+    assert [a.text for a in fig.layout.annotations] == ["β=1", "β=4"]
+    assert fig.layout.yaxis.title.text == "nats" and not fig.layout.yaxis2.title.text
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]
+
+
+def test_the_versus_beta_figure_puts_each_metric_on_its_own_panel_against_beta():
+    from explorer.training import versus_beta_figure
+    rows = [{"name": "a", "beta": 4.0, "active_units": 6, "log_px": -110.0},
+            {"name": "b", "beta": 1.0, "active_units": 15, "log_px": -100.0},
+            {"name": "ae", "beta": None, "active_units": 20, "log_px": None}]
+    fig = versus_beta_figure(rows, [("active_units", "Active units vs β", "dimensions in use"),
+                                    ("log_px", "log p(x) vs β", "nats")])
+    assert [(t.xaxis, t.yaxis) for t in fig.data] == [("x", "y"), ("x2", "y2")]
+    assert [list(t.x) for t in fig.data] == [[1.0, 4.0], [1.0, 4.0]]       # VAEs only, by β
+    assert [list(t.y) for t in fig.data] == [[15, 6], [-100.0, -110.0]]
+    assert [a.text for a in fig.layout.annotations] == ["Active units vs β", "log p(x) vs β"]
+    assert (fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text) == ("dimensions in use", "nats")
+    assert fig.layout.xaxis.type == fig.layout.xaxis2.type == "log"
+    assert list(fig.layout.xaxis2.tickvals) == [1.0, 4.0]
 
 
 def click_event(point: dict) -> dict:

@@ -276,17 +276,19 @@ def test_every_shipped_2d_vae_has_its_exact_ranking_and_one_of_them_recomputes_t
     """The True posterior page ranks a shipped family at once from checkpoints/exact: every 2-D
     VAE needs its file (`python -m vae_core exact checkpoints` writes them), and what the page
     would compute must be what is stored (here for the β = 1 VAE: about 4 s)."""
-    from explorer.posterior import stored_ranking
-    from vae_core.exact import RANK_IMAGES, ranking_values
+    from vae_core.exact import RANK_IMAGES, ranking_id, ranking_values, read_ranking
+
+    def shipped(ckpt, dataset):         # from checkpoints/ itself: never a user folder's copy
+        return read_ranking(CKPT, ranking_id(ckpt.model, ckpt.digest), dataset)
+
     twod = [info for info in list_checkpoints(CKPT)
             if info["model_config"].kind == "vae" and info["model_config"].latent_dim == 2]
     assert len(twod) >= 7
-    missing = [info["name"] for info in twod
-               if stored_ranking(load_checkpoint(info["path"]).digest, info["dataset"]) is None]
+    missing = [info["name"] for info in twod if shipped(load_checkpoint(info["path"]), info["dataset"]) is None]
     assert not missing, f"no exact ranking for {missing}; run `python -m vae_core exact checkpoints`"
     ckpt = load_checkpoint(CKPT / "mnist-d2-vae-b1.safetensors")
     fresh = ranking_values(ckpt.model, load_exploration("mnist", CKPT / "data").x[:RANK_IMAGES])
-    stored = stored_ranking(ckpt.digest, "mnist")
+    stored = shipped(ckpt, "mnist")
     assert fresh.keys() == stored.keys()
     for key in fresh:
         assert abs(fresh[key] - stored[key]) < 1e-3, (key, fresh[key], stored[key])

@@ -169,9 +169,9 @@ MNIST and Fashion-MNIST are read from $VAE_DATA_DIR/<name>/, else ~/.cache/vae_c
     p.set_defaults(func=cmd_maps)
 
     p = sub.add_parser("exact", help="precompute the exact log p(x) ranking values of a folder's 2-D VAEs",
-                       description="Write the exact log p(x), IWAE (K = 1,000) and ELBO on the first 50 "
-                                   "exploration images of every 2-D VAE into FOLDER/exact, where the "
-                                   "True posterior page finds them.")
+                       description="Write the exact log p(x), IWAE (K = 1,000) and ELBO on the first "
+                                   "exploration images (vae_core.exact.RANK_IMAGES) of every 2-D VAE into "
+                                   "FOLDER/exact, where the True posterior page finds them.")
     p.add_argument("folder", metavar="FOLDER")
     p.set_defaults(func=cmd_exact)
 

@@ -29,7 +29,11 @@ vae_core.metrics.model_log_lik's function (z [S, B, 2] -> log p(x|z) [S, B]), so
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -246,43 +250,48 @@ RANK_IMAGES, RANK_K = 50, 1000
 RANK_KEYS = ("exact log p(x)", "IWAE, K = 1000", "exact − IWAE", "ELBO")
 
 
-def ranking_values(model, x: torch.Tensor, k: int = RANK_K) -> dict:
-    """The means over x of exact_vs_iwae: {RANK_KEYS: nats per image}."""
-    res = exact_vs_iwae(model, x, k=k)
+def ranking_values(model, x: torch.Tensor) -> dict:
+    """The means over x of exact_vs_iwae with K = RANK_K: {RANK_KEYS: nats per image}."""
+    res = exact_vs_iwae(model, x, k=RANK_K)
     return dict(zip(RANK_KEYS, (float(res["log_px"].mean()), float(res["iwae"].mean()),
                                 float((res["log_px"] - res["iwae"]).mean()), float(res["elbo"].mean()))))
 
 
-def ranking_file(folder, digest: str, dataset: str, n: int = RANK_IMAGES, k: int = RANK_K):
-    """Where ranking values are kept: FOLDER/exact/<dataset>-n<n>-k<k>-<digest>.json. A dataset
+def ranking_id(model, digest: str) -> str:
+    """What a model's ranking values depend on besides the data: its weights (digest) and its
+    likelihood (the same weights read as Bernoulli or as a Gaussian of another σ integrate to
+    other values)."""
+    cfg = model.cfg
+    what = f"{cfg.likelihood}/{cfg.gaussian_sigma!r}"
+    return f"{digest}-{hashlib.blake2b(what.encode(), digest_size=4).hexdigest()}"
+
+
+def ranking_file(folder, key: str, dataset: str, n: int = RANK_IMAGES, k: int = RANK_K) -> Path:
+    """Where ranking values are kept: FOLDER/exact/<dataset>-n<n>-k<k>-<ranking_id>.json. A dataset
     given as a file's path (an .npz) is named by a digest of that path: never a path in a name."""
-    import hashlib
-    import re
-    from pathlib import Path
     name = dataset if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) and dataset not in (".", "..") else \
         "data-" + hashlib.blake2b(dataset.encode(), digest_size=6).hexdigest()
-    return Path(folder) / "exact" / f"{name}-n{n}-k{k}-{digest}.json"
+    return Path(folder) / "exact" / f"{name}-n{n}-k{k}-{key}.json"
 
 
-def read_ranking(folder, digest: str, dataset: str, n: int = RANK_IMAGES, k: int = RANK_K) -> Optional[dict]:
-    """The values ranking_values stored for these weights, or None (no file, or one that is not
-    whole: a reader never trusts a damaged cache)."""
-    import json
+def read_ranking(folder, key: str, dataset: str, n: int = RANK_IMAGES, k: int = RANK_K) -> Optional[dict]:
+    """The values ranking_values stored under ranking_id `key`, or None (no file, or one that is
+    not whole: a reader never trusts a damaged cache). A diverged model's -inf or NaN is kept as
+    such (JSON's -Infinity, NaN), so it is not integrated again on every visit."""
     try:
-        values = json.loads(ranking_file(folder, digest, dataset, n, k).read_text())
+        values = json.loads(ranking_file(folder, key, dataset, n, k).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(values, dict) or set(values) != set(RANK_KEYS) or not all(
-            isinstance(values[key], float) and math.isfinite(values[key]) for key in RANK_KEYS):
+            isinstance(values[name], float) for name in RANK_KEYS):
         return None
-    return {key: values[key] for key in RANK_KEYS}
+    return {name: values[name] for name in RANK_KEYS}
 
 
-def write_ranking(folder, digest: str, dataset: str, values: dict, n: int = RANK_IMAGES, k: int = RANK_K) -> None:
-    """Store values (atomically: a crash or a full disk never leaves half a file under the name)."""
-    import json
-
+def write_ranking(folder, key: str, dataset: str, values: dict, n: int = RANK_IMAGES, k: int = RANK_K) -> None:
+    """Store values under ranking_id `key` (atomically: a crash or a full disk never leaves half a
+    file under the name)."""
     from .checkpoints import atomic_write
-    path = ranking_file(folder, digest, dataset, n, k)
+    path = ranking_file(folder, key, dataset, n, k)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({key: float(values[key]) for key in RANK_KEYS}, indent=1).encode())
+    atomic_write(path, json.dumps({name: float(values[name]) for name in RANK_KEYS}, indent=1).encode())

@@ -52,7 +52,7 @@ def precompute_maps(folder, methods=MAP_METHODS, points=MAP_POINTS, seed: int = 
 def precompute_rankings(folder, log: Optional[Callable[[str], None]] = None) -> int:
     """Write vae_core.exact's ranking values of every 2-D VAE in `folder` into folder/exact, where
     the True posterior page finds them (it ranks a family by them). Returns the count."""
-    from .exact import RANK_IMAGES, ranking_values, write_ranking
+    from .exact import RANK_IMAGES, ranking_id, ranking_values, write_ranking
     folder = Path(folder)
     count = 0
     for path in sorted(folder.glob("*.safetensors")):
@@ -61,7 +61,7 @@ def precompute_rankings(folder, log: Optional[Callable[[str], None]] = None) -> 
             continue
         t = time.perf_counter()
         x = load_exploration(ckpt.dataset, folder / "data").x[:RANK_IMAGES]
-        write_ranking(folder, ckpt.digest, ckpt.dataset, ranking_values(ckpt.model, x))
+        write_ranking(folder, ranking_id(ckpt.model, ckpt.digest), ckpt.dataset, ranking_values(ckpt.model, x))
         count += 1
         if log:
             log(f"{ckpt.name} exact log p(x): {time.perf_counter() - t:.1f} s")
