@@ -99,12 +99,15 @@ INIT_JS = """
   // A screen reader's announcement ("3 options available.") in a visually hidden live region
   // that a select box leaves behind and clears about 0.5 s later: nothing on screen changes.
   const unseen = el => {
-    const live = el && el.closest('[aria-live=polite], [aria-live=assertive]');
-    if (!live) return false;
-    // Hidden by its own style (absolute, clipped to a pixel), not merely empty after the change.
-    const style = getComputedStyle(live);
-    return style.position === 'absolute' && style.overflow === 'hidden'
-           && (parseFloat(style.width) <= 1 || parseFloat(style.height) <= 1);
+    // The live region or its wrapper (Streamlit's [data-live-announcer]) hidden by its own style:
+    // absolute, overflow hidden, a pixel wide and high; not merely empty after the change.
+    let box = el && el.closest('[aria-live=polite], [aria-live=assertive]');
+    for (let k = 0; box && k < 3; k++, box = box.parentElement) {
+      const s = getComputedStyle(box);
+      if (s.position === 'absolute' && s.overflow === 'hidden'
+          && parseFloat(s.width) <= 1 && parseFloat(s.height) <= 1) return true;
+    }
+    return false;
   };
   const tipOnly = r => {
     if (r.attributeName === 'aria-describedby') return true;
