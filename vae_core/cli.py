@@ -558,22 +558,23 @@ def cmd_classifier(args) -> int:
     return 0
 
 
+def _precompute(folder: str, what, noun: str, sub: str) -> int:
+    """A shipped folder's precomputation (`maps`, `exact`): what(folder, log) -> count written."""
+    if not Path(folder).is_dir():
+        raise CliError(f"{folder} is not a folder: give the folder that holds the checkpoints")
+    n = what(folder, log=lambda line: print(line, file=sys.stderr))
+    print(f"{n} {noun} in {Path(folder) / sub}")
+    return 0
+
+
 def cmd_exact(args) -> int:
     from .shipped import precompute_rankings
-    if not Path(args.folder).is_dir():
-        raise CliError(f"{args.folder} is not a folder: give the folder that holds the checkpoints")
-    n = precompute_rankings(args.folder, log=lambda line: print(line, file=sys.stderr))
-    print(f"{n} models' rankings in {Path(args.folder) / 'exact'}")
-    return 0
+    return _precompute(args.folder, precompute_rankings, "models' rankings", "exact")
 
 
 def cmd_maps(args) -> int:
     from .shipped import precompute_maps
-    if not Path(args.folder).is_dir():
-        raise CliError(f"{args.folder} is not a folder: give the folder that holds the checkpoints")
-    n = precompute_maps(args.folder, log=lambda line: print(line, file=sys.stderr))
-    print(f"{n} maps in {Path(args.folder) / 'maps'}")
-    return 0
+    return _precompute(args.folder, precompute_maps, "maps", "maps")
 
 
 def cmd_table(args) -> int:
