@@ -456,7 +456,7 @@ def line_svg(ys: dict, x: Sequence, title: str = "", x_title: str = "", y_title:
         return left + (xv - x_lo) / (x_hi - x_lo) * w, top + (y_hi - yv) / (y_hi - y_lo) * h
 
     def fmt(v):
-        return f"{v:,.10g}"
+        return f"{v + 0.0:,.10g}"          # + 0.0: a tick at -0.0 reads "0", not "-0"
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="13">',

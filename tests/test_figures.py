@@ -244,6 +244,13 @@ def test_a_thumbnails_prior_circles_stay_inside_its_box_when_the_axes_are_short(
     assert changed[:, 1].min() >= left and changed[:, 1].max() <= left + side
 
 
+def test_line_svg_never_writes_minus_zero():
+    import re
+    svg = figures.line_svg({"loss": [0, 0.5, 2.1, 0.4, 0.0]}, x=list(range(5)))
+    labels = re.findall(r">(-?[0-9.,]+)</text>", svg)
+    assert "0" in labels and "-0" not in labels
+
+
 def test_line_svg_copes_with_what_a_history_may_hold():
     import xml.etree.ElementTree as ET
     ns = "{http://www.w3.org/2000/svg}"
