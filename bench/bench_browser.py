@@ -586,9 +586,7 @@ SKIPPED = {"stDownloadButton": "download button (no rerun: on_click='ignore' or 
 def open_url(drv: Driver, url: str) -> dict:
     """Navigate to url and wait until idle; ms = navigation start to the last change."""
     page = drv.page
-    if drv.before_move is not None:
-        drv.before_move()
-    armed = drv.wire.mark(), drv.log.mark(), time.monotonic()
+    armed = drv.arm()
     page.goto(url, wait_until="commit", timeout=int(drv.timeout_s * 1000))
     page.wait_for_selector("[data-testid=stMainBlockContainer] [data-testid=stElementContainer]",
                            timeout=int(drv.timeout_s * 1000))

@@ -244,8 +244,8 @@ def exact_vs_iwae(model, x: torch.Tensor, k: int = 1000, batch: int = 50, seed: 
 
 # The True posterior page ranks a family of 2-D VAEs by these, on the first RANK_IMAGES
 # exploration images with IWAE at K = RANK_K: about 5 s a model on 2 cores. Results are kept per
-# model's weights (its digest) in a folder's exact/ (the shipped ones beside the checkpoints, by
-# `python -m vae_core exact`), so a shipped family is ranked at once.
+# ranking_id (the model's weights and likelihood) in a folder's exact/ (the shipped ones beside the
+# checkpoints, by `python -m vae_core exact`), so a shipped family is ranked at once.
 RANK_IMAGES, RANK_K = 50, 1000
 RANK_KEYS = ("exact log p(x)", "IWAE, K = 1000", "exact − IWAE", "ELBO")
 

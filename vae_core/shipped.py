@@ -54,13 +54,15 @@ def precompute_rankings(folder, log: Optional[Callable[[str], None]] = None) -> 
     the True posterior page finds them (it ranks a family by them). Returns the count."""
     from .exact import RANK_IMAGES, ranking_id, ranking_values, write_ranking
     folder = Path(folder)
-    count = 0
+    count, images = 0, {}
     for path in sorted(folder.glob("*.safetensors")):
         ckpt = load_checkpoint(path)
         if ckpt.model_config.kind != "vae" or ckpt.model_config.latent_dim != 2:
             continue
         t = time.perf_counter()
-        x = load_exploration(ckpt.dataset, folder / "data").x[:RANK_IMAGES]
+        if ckpt.dataset not in images:        # read once per dataset, not once per model
+            images[ckpt.dataset] = load_exploration(ckpt.dataset, folder / "data").x[:RANK_IMAGES]
+        x = images[ckpt.dataset]
         write_ranking(folder, ranking_id(ckpt.model, ckpt.digest), ckpt.dataset, ranking_values(ckpt.model, x))
         count += 1
         if log:
