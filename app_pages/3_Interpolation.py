@@ -153,18 +153,19 @@ st.caption("The path drawn over each model's test codes: the latent space itself
            "principal plane (PCA is linear, so a straight path stays straight; t-SNE and UMAP cannot place "
            "new points faithfully, so they are not offered here). A projection can hide that the path is "
            "far from the codes in the other dimensions: the distance chart below measures it in full.")
-cols = st.columns(len(sel.pair))
-dist = {}
-for col, (label, ckpt, info) in zip(cols, sel.pair):
+# Everything is computed before anything of this part is drawn: the notice at the top is filled
+# first, so the page above the charts has its final height when they arrive (explorer/charts.py
+# draws a chart below the fold only once it comes near).
+maps, dist = {}, {}
+for label, ckpt, info in sel.pair:
     key = models.ckpt_key(ckpt)
     dim = int(info["model_config"]["latent_dim"])
     pl = models.plane(ckpt, key, sel.dataset, N_CODES, "pca", (0, 1))
     c = models.codes(ckpt, key, sel.dataset, N_CODES)
     p2 = models.to_plane(pl, paths[label]["z"])
-    fig = figures.scatter_codes_shared(pl["xy"], c["labels"], data.classes, title=f"{label}: {info['name']}",
-                                axis_titles=pl["labels"], prior=dim == 2, path=p2, height=460,
-                                marker_size=3, picture=True)
-    figures.chart(fig, f"interp_map_{label}", where=col)
+    maps[label] = figures.scatter_codes_shared(pl["xy"], c["labels"], data.classes, title=f"{label}: {info['name']}",
+                                               axis_titles=pl["labels"], prior=dim == 2, path=p2, height=460,
+                                               marker_size=3, picture=True)
     gap = models.typical_gap(ckpt, key, sel.dataset, N_CODES)
     dist[label] = models.nearest_code_distance(ckpt, key, sel.dataset, N_CODES, paths[label]["z"]) / max(gap, 1e-12)
 
@@ -182,6 +183,8 @@ elif "AE" in far:
     text += ("For this pair the AE's path stays as close to its codes as the VAE's: try another pair "
              "(7 → 3 and 2 → 7 show the difference on the shipped 2-D pair).")
 notice.markdown(text)
+for col, label in zip(st.columns(len(maps)), maps):
+    figures.chart(maps[label], f"interp_map_{label}", where=col)
 figures.chart(fig, "interp_dist")
 st.caption("Distances are divided by each model's median distance between a code and its nearest neighbour, "
            f"measured on {min(N_CODES, len(data))} test codes, so the two models compare despite their different scales. "

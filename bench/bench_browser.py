@@ -595,6 +595,34 @@ def open_url(drv: Driver, url: str) -> dict:
     return r
 
 
+# How far below the top of the visible part the first chart still waiting lies (px; it is kept as
+# window.__scrollTarget); null if none waits. explorer/charts.py draws a chart below the fold once it comes near.
+WAITING_BELOW_JS = """() => {
+  const main = document.querySelector('[data-testid=stMain]');
+  const d = [...document.querySelectorAll('[data-testid=stMain] .vae-chart[data-state=waiting]')]
+    .find(d => d.offsetParent !== null);
+  window.__scrollTarget = d;
+  return d && main ? d.getBoundingClientRect().top - main.getBoundingClientRect().top : null;
+}"""
+
+
+def scroll_to_charts(drv: Driver):
+    """On a page just opened: scroll the page until the first chart still waiting below the fold
+    is 100 px from the top, as one jump (a press of End or a fling of the wheel); ms = the scroll
+    to the last change (its drawing, and that of any other chart it brought near). None if no
+    chart waits."""
+    page = drv.page
+    if page.evaluate(WAITING_BELOW_JS) is None:
+        return None
+    armed = drv.arm()
+    page.evaluate("""() => { const main = document.querySelector('[data-testid=stMain]');
+      window.__bench.t0 = performance.now();
+      main.scrollBy(0, (""" + WAITING_BELOW_JS + """)() - 100); }""")
+    r = drv.wait_idle(armed, expect_rerun=False, until_js="() => window.__scrollTarget.dataset.state !== 'waiting'")
+    page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+    return r
+
+
 def open_from_menu(drv: Driver, path: str) -> dict:
     page = drv.page
     link = page.locator(f"[data-testid=stSidebarNav] a[href$='/{path}']").first if path else \
@@ -652,9 +680,16 @@ def bench_opens(drv: Driver, table: Table, pages, opens: int):
             first = open_url(drv, f"{drv.url}/{path}")
             table.add("open", path, "first visit (cold caches)", [first["ms"]], "page",
                       f"{first['server_ms']:.0f}" if first["views"] else "")
-            res = [open_url(drv, f"{drv.url}/{path}") for _ in range(opens)]
+            res, scrolls = [], []
+            for _ in range(opens):
+                res.append(open_url(drv, f"{drv.url}/{path}"))
+                scrolls.append(scroll_to_charts(drv))
             ms, how, server, _ = summarise(res)
             table.add("open", path, "by address (new session)", ms, "page", server)
+            if any(scrolls):
+                ms, _, _, _ = summarise([r for r in scrolls if r])
+                table.add("scroll", path, "to the charts below the fold", ms, "none", "",
+                          "" if all(scrolls) else f"{scrolls.count(None)} opens had none waiting")
         except Exception as e:                  # noqa: BLE001 - one broken page does not stop the run
             table.add("open", path, "by address", [], "", "", f"failed: {type(e).__name__}: {str(e)[:80]}")
         print(f"    opened {path or 'Home'}; load {load_text()}", flush=True)

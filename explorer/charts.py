@@ -7,7 +7,8 @@ which plotly.js then draws twice: once as sent, once more with Streamlit's theme
 2,000-dot map on a browser without a GPU each draw takes about 90 ms, and the Latent map page
 shows two. This component keeps one plot per key and changes it: a figure that differs from the
 one on screen only in its shapes (the ring) costs a Plotly.relayout of about 15 ms; any other
-change, one Plotly.react (bench/bench_browser.py times what a person waits for).
+change, one Plotly.react (bench/bench_browser.py times what a person waits for). A chart below
+the fold is drawn only once it is scrolled near, so a page opens without paying for it.
 
 plotly.js itself comes from the installed plotly package, served by Streamlit's static file
 serving (`server.enableStaticServing`, the `static/` folder beside app.py): install_plotly_js()
@@ -236,8 +237,64 @@ export default function (component) {
   div.__figure = data.figure;
   const fig = JSON.parse(data.figure);
   div.style.height = (fig.layout.height || 450) + "px";
-  div.dataset.state = "drawing";
   div.dataset.clickable = data.clickable ? "1" : "0";
+  whenNear(div, () => draw(div, data, fig, url));
+  return cleanup(div);
+}
+
+// A chart is drawn once it comes within NEAR_PX of the page's visible part (or at once, if it has
+// been drawn before): a chart below the fold costs the page's open nothing. Interpolation's three,
+// below its fold, took about 130 ms of the browser's script on each open. Only the latest figure
+// waits: a newer one replaces it. Streamlit scrolls its main column (stMain), not the document:
+// that is the observer's root, so the margin applies to it. Printing draws every chart first.
+const NEAR_PX = 200;
+const waiting = window.__vaeWaiting || (window.__vaeWaiting = new Set());   // one set for the page
+function drawWaiting(div) {
+  waiting.delete(div);
+  if (div.__near) div.__near.disconnect();
+  div.__seen = true;
+  const f = div.__pending;
+  div.__pending = null;
+  if (f) f();
+}
+if (!window.__vaePrintHook) {
+  window.__vaePrintHook = true;
+  window.addEventListener("beforeprint", () => [...waiting].forEach(drawWaiting));
+}
+function whenNear(div, draw) {
+  if (div.__seen) return draw();
+  div.__pending = draw;
+  div.dataset.state = "waiting";
+  waiting.add(div);
+  if (div.__near) return;
+  const root = div.closest("[data-testid=stMain]");
+  div.__near = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) settled(root).then(() => { if (near(div, root)) drawWaiting(div); });
+  }, { root: root, rootMargin: NEAR_PX + "px 0px" });
+  div.__near.observe(div);
+}
+
+// While the page comes in, what lies above a chart can still grow (a picture has no height until
+// it has loaded; the next element is on its way): a chart can seem near that is not. So the
+// question is asked again once the pictures have loaded and two frames have passed; the observer
+// reports again when the chart moves away and back.
+function settled(root) {
+  const loading = [...(root || document).querySelectorAll("img")].filter((i) => !i.complete);
+  const frame = () => new Promise((done) => requestAnimationFrame(() => done()));
+  return Promise.all(loading.map((i) => new Promise((done) => {
+    i.addEventListener("load", done, { once: true });
+    i.addEventListener("error", done, { once: true });
+  }))).then(frame).then(frame);
+}
+
+function near(div, root) {
+  if (!div.isConnected || !waiting.has(div)) return false;
+  const r = div.getBoundingClientRect(), v = root ? root.getBoundingClientRect() : { top: 0, bottom: innerHeight };
+  return r.bottom > v.top - NEAR_PX && r.top < v.bottom + NEAR_PX;
+}
+
+function draw(div, data, fig, url) {
+  div.dataset.state = "drawing";
   loadPlotly(url).then((Plotly) => {
     // Draws queue behind each other: a relayout must not meet a react still under way.
     div.__queue = (div.__queue || Promise.resolve()).then(() => {
@@ -284,13 +341,14 @@ export default function (component) {
     div.__figure = null;
     div.textContent = err.message + ". Reload the page; if this persists, the server cannot serve its static files.";
   });
-  return cleanup(div);
 }
 
 // Called by Streamlit once, when the chart leaves the page: free plotly's state and listeners.
 function cleanup(div) {
   return () => {
     if (div.__resize) div.__resize.disconnect();
+    if (div.__near) div.__near.disconnect();
+    waiting.delete(div);
     if (window.Plotly && div._fullLayout) window.Plotly.purge(div);
   };
 }

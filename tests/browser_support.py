@@ -284,7 +284,35 @@ def element_bytes(page, selector: str) -> bytes:
     return page.locator(selector).first.screenshot()
 
 
+WAITING = "[data-testid=stMain] .vae-chart[data-state=waiting]"
+# The first chart still waiting that a person could scroll to (not in a hidden tab), marked
+VISIBLE_WAITING_JS = """() => {
+  const d = [...document.querySelectorAll('[data-testid=stMain] .vae-chart[data-state=waiting]')]
+    .find(d => d.offsetParent !== null);
+  if (!d) return false;
+  d.scrollIntoView({block: 'center'});
+  return true;
+}"""
+
+
+def draw_waiting_charts(page, timeout_s: float = 60) -> int:
+    """Scroll each chart still waiting below the fold into view (explorer/charts.py draws a chart
+    once it comes near the visible part; one in a hidden tab waits for its tab), wait until each
+    is drawn, and scroll back to the top. Returns how many charts were scrolled to."""
+    n = 0
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and page.evaluate(VISIBLE_WAITING_JS):
+        n += 1
+        page.wait_for_function("() => !document.querySelector('.vae-chart[data-state=drawing]')",
+                               timeout=timeout_s * 1000)
+    page.wait_for_function("() => !document.querySelector('.vae-chart[data-state=drawing]')", timeout=timeout_s * 1000)
+    page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+    return n
+
+
 def screenshot(page, name: str) -> Path:
+    """The page as a person sees it at the top, every chart drawn (draw_waiting_charts)."""
+    draw_waiting_charts(page)
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

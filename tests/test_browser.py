@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import (CHARTS, POINT_JS, charts_drawn_twice, clipped_texts, errors_shown, nudge_slider,
-                             open_page, screenshot, wait_rendered)
+from browser_support import (CHARTS, POINT_JS, WAITING, charts_drawn_twice, clipped_texts, draw_waiting_charts,
+                             errors_shown, nudge_slider, open_page, screenshot, wait_rendered)
 
 pytestmark = pytest.mark.browser
 
@@ -95,6 +95,42 @@ def test_a_chart_page_opened_by_its_address_loads_plotly_once_from_its_head(stre
     assert scripts == [["vae-plotly", "1"]], scripts
     assert page.evaluate("() => typeof window.Plotly.react") == "function"
     assert page.locator("[data-testid=stMain] .vae-chart[data-state=drawn]").count() == 2
+    assert errors_shown(page) == []
+
+
+CHART_PLACES_JS = """() => { const v = document.querySelector('[data-testid=stMain]').getBoundingClientRect();
+  return [...document.querySelectorAll('[data-testid=stMain] .vae-chart')].map(d => {
+    const r = d.getBoundingClientRect();
+    return [d.closest('[class*="st-key-"]').className.match(/st-key-(\\S+)/)[1], d.dataset.state, !!d._fullLayout,
+            Math.round(r.top - v.bottom)]; }); }"""
+
+
+def test_a_chart_below_the_fold_is_drawn_when_it_comes_near_and_before_printing(streamlit_server, page):
+    """Interpolation's distance chart lies far below the fold at 1400x1000: the page opens without
+    drawing it (plotly has not touched it), while every chart in view is drawn. A chart scrolled
+    near is drawn; a print draws every chart still waiting."""
+    open_page(page, streamlit_server, "Interpolation")
+    assert errors_shown(page) == []
+    places = {key: (state, plotted, below) for key, state, plotted, below in page.evaluate(CHART_PLACES_JS)}
+    assert set(places) == {"interp_map_VAE", "interp_map_AE", "interp_dist"}
+    assert places["interp_dist"][:2] == ("waiting", False) and places["interp_dist"][2] > 600, places
+    for key, (state, plotted, below) in places.items():
+        assert state in ("waiting", "drawn") and plotted == (state == "drawn"), places
+        assert below > 0 or state == "drawn", places          # nothing in view is left undrawn
+
+    page.locator(".st-key-interp_map_VAE").scroll_into_view_if_needed()
+    page.wait_for_selector(".st-key-interp_map_VAE .vae-chart[data-state=drawn]", timeout=30_000)
+    page.wait_for_selector(".st-key-interp_map_AE .vae-chart[data-state=drawn]", timeout=30_000)
+    assert page.locator(".st-key-interp_map_VAE .main-svg").count() >= 1
+    page.locator(".st-key-interp_dist").scroll_into_view_if_needed()
+    page.wait_for_selector(".st-key-interp_dist .vae-chart[data-state=drawn]", timeout=30_000)
+    assert [p[1:3] for p in page.evaluate(CHART_PLACES_JS)] == [["drawn", True]] * 3
+
+    open_page(page, streamlit_server, "Interpolation")
+    assert page.locator(WAITING).count() >= 1
+    page.evaluate("() => window.dispatchEvent(new Event('beforeprint'))")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stMain] .vae-chart[data-state=drawn]')"
+                           ".length === 3", timeout=30_000)
     assert errors_shown(page) == []
 
 
@@ -196,6 +232,7 @@ def test_a_map_downloaded_from_its_toolbar_has_its_dots_on_white(streamlit_serve
 
 def test_a_chart_follows_its_column_when_the_sidebar_closes(streamlit_server, page):
     open_page(page, streamlit_server, "Compare_beta", until=CHARTS)
+    draw_waiting_charts(page)                     # the charts below the fold too
     widths = """() => [...document.querySelectorAll('[data-testid=stMain] .vae-chart')]
         .map(g => [Math.round(g._fullLayout.width), g.clientWidth])"""
     before = page.evaluate(widths)
