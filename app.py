@@ -13,6 +13,7 @@ import os
 # hang" (two maps side by side printed dozens of such warnings). Set before NumPy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
@@ -47,10 +48,24 @@ _PLOTLY_TAG = ('<link rel="preload" as="script" href="./app/static/{name}"><scri
                '}}, {{timeout: 2000}}));</script>')
 
 
+# Streamlit's front end does not know where its server's root is: on a page's address
+# (/Interpolation) it first tries the address itself (/Interpolation/_stcore/health and
+# host-config, two 404s) and only then the folder above it, which costs every open by address a
+# round trip before the websocket can open (about 0.1 s on a quiet machine, more beside a
+# training). Its documented window.__streamlit.BACKEND_BASE_URL names the root instead: the
+# address less the page's name, which the server saw (so a proxy that serves the app under a
+# prefix of its own keeps working). Where the address does not end with that name, nothing is set
+# and the front end searches as before.
+_BASE_TAG = ('<script>(() => {{ const p = location.pathname.replace(/\\/+$/, ""), i = p.lastIndexOf("/");'
+             'if (!window.__streamlit && decodeURIComponent(p.slice(i + 1)) === {page})'
+             ' window.__streamlit = {{BACKEND_BASE_URL: location.origin + p.slice(0, i + 1)}}; }})();</script>')
+_BASE_MARK = "<!-- vae: the server's root -->"
+
+
 class _PlotlyEarly:
     """ASGI middleware: a page's address (one path segment, no dot, not Streamlit's `_...`) gets
-    Streamlit's index.html with _PLOTLY_TAG in its head, once the app's copy of plotly.js exists
-    and static serving is on. Everything else passes through untouched."""
+    Streamlit's index.html with _BASE_TAG and _PLOTLY_TAG in its head, once the app's copy of
+    plotly.js exists and static serving is on. Everything else passes through untouched."""
 
     def __init__(self, app):
         self.app = app
@@ -68,15 +83,17 @@ class _PlotlyEarly:
         html = (Path(st.__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
         if "</head>" not in html:
             return None
-        self._html = html.replace("</head>", _PLOTLY_TAG.format(name=name) + "</head>", 1).encode()
+        self._html = html.replace("</head>", _BASE_MARK + _PLOTLY_TAG.format(name=name) + "</head>", 1)
         return self._html
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if scope.get("method") == "GET" and path.count("/") == 1 and len(path) > 1 and "." not in path \
                 and not path.startswith("/_"):
-            body = self._page()
-            if body is not None:
+            html = self._page()
+            if html is not None:
+                page = json.dumps(path[1:]).replace("<", "\\u003c")     # never a tag inside the script
+                body = html.replace(_BASE_MARK, _BASE_TAG.format(page=page), 1).encode()
                 from starlette.responses import Response  # noqa: PLC0415
                 await Response(body, media_type="text/html", headers={"Cache-Control": "no-cache"})(
                     scope, receive, send)

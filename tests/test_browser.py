@@ -105,6 +105,24 @@ CHART_PLACES_JS = """() => { const v = document.querySelector('[data-testid=stMa
             Math.round(r.top - v.bottom)]; }); }"""
 
 
+def test_a_page_opened_by_its_address_finds_the_server_at_once(streamlit_server, page):
+    """app.py names the server's root in the page's head (window.__streamlit.BACKEND_BASE_URL), so
+    the front end does not first look for it under the page's own address: no request fails and
+    the server is asked for its health once. The page's menu still leads to the other pages."""
+    asked, failed = [], []
+    page.on("response", lambda r: (asked.append(r.url), failed.append(r.url) if r.status >= 400 else None))
+    open_page(page, streamlit_server, "Latent_grid")
+    assert errors_shown(page) == []
+    assert failed == []
+    assert [u for u in asked if u.endswith("/_stcore/health")] == [f"{streamlit_server}/_stcore/health"]
+    assert page.evaluate("() => window.__streamlit.BACKEND_BASE_URL") == f"{streamlit_server}/"
+    page.locator("[data-testid=stSidebarNav] a[href$='/Sampling']").first.click()
+    page.wait_for_url("**/Sampling**")
+    wait_rendered(page)
+    assert page.locator("h1").first.inner_text().startswith("Sampling")
+    assert errors_shown(page) == [] and failed == []
+
+
 def test_a_chart_below_the_fold_is_drawn_when_it_comes_near_and_before_printing(streamlit_server, page):
     """Interpolation's distance chart lies far below the fold at 1400x1000: the page opens without
     drawing it (plotly has not touched it), while every chart in view is drawn. A chart scrolled

@@ -42,8 +42,8 @@ def _get(app, path: str, method: str = "GET"):
 
 
 def test_a_page_opened_by_its_address_starts_loading_plotly_in_its_head_and_nothing_else_changes(monkeypatch):
-    """app.py's middleware: a page's address gets Streamlit's index.html with the plotly.js tag in
-    its head (the static copy of plotly exists in the repo, and static serving is on); the home
+    """app.py's middleware: a page's address gets Streamlit's index.html with the server's root
+    (the address less the page's name) and the plotly.js tag in its head (the static copy of plotly exists in the repo, and static serving is on); the home
     page, Streamlit's own routes, files and other methods reach Streamlit untouched."""
     import streamlit as st
     import importlib.util
@@ -68,9 +68,15 @@ def test_a_page_opened_by_its_address_starts_loading_plotly_in_its_head_and_noth
         assert '"vae-plotly"' in head and 'rel="preload"' in head and "/app/static/plotly-" in head
         index = (Path(st.__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
         added = head[len(index.split("</head>")[0]):]
-        assert added.startswith("<link") and html.replace(added, "", 1) == index     # only the tag added
+        assert html.replace(added, "", 1) == index                  # only the tags added
+        base, plotly_tag = added.split("</script>", 1)
+        assert base.startswith("<script>") and "window.__streamlit = {BACKEND_BASE_URL:" in base
+        assert f'=== "{path[1:]}")' in base                           # the page's name, as the server saw it
+        assert plotly_tag.startswith("<link")
         name = head.split("/app/static/")[1].split('"')[0]
         assert (REPO / "static" / name).is_file(), name
+    tag = _get(early, "/a<b")[2].decode().split("</head>")[0]         # a name is data, never a tag
+    assert '=== "a\\u003cb")' in tag and "a<b" not in tag
     for path in ["/", "/favicon.png", "/_stcore/health", "/app/static/x.js", "/media/abc"]:
         assert _get(early, path) == (299, {}, b"streamlit"), path
     assert _get(early, "/Latent_map", method="POST") == (299, {}, b"streamlit")
