@@ -268,9 +268,18 @@ def ranking_id(model, digest: str) -> str:
 
 def ranking_file(folder, key: str, dataset: str, n: int = RANK_IMAGES, k: int = RANK_K) -> Path:
     """Where ranking values are kept: FOLDER/exact/<dataset>-n<n>-k<k>-<ranking_id>.json. A dataset
-    given as a file's path (an .npz) is named by a digest of that path: never a path in a name."""
-    name = dataset if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) and dataset not in (".", "..") else \
-        "data-" + hashlib.blake2b(dataset.encode(), digest_size=6).hexdigest()
+    given as a file's path (an .npz) is named by a digest of that path, its size and its time of
+    change: never a path in a name, and a file replaced in place gets new values, not the old
+    file's."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) and dataset not in (".", ".."):
+        name = dataset
+    else:
+        try:
+            st = Path(dataset).stat()
+            stamp = f"{st.st_size}/{st.st_mtime_ns}"
+        except OSError:
+            stamp = ""
+        name = "data-" + hashlib.blake2b(f"{dataset}\0{stamp}".encode(), digest_size=6).hexdigest()
     return Path(folder) / "exact" / f"{name}-n{n}-k{k}-{key}.json"
 
 
