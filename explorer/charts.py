@@ -233,25 +233,30 @@ export default function (component) {
     loadPlotly(url).catch(() => {});
     return;
   }
-  if (data.figure === div.__figure && div.dataset.state === "drawn") return cleanup(div);  // nothing changed
+  // Which call this is: Streamlit may call a superseded call's cleanup after a newer call has
+  // begun, and that cleanup must then leave the chart alone.
+  const gen = div.__gen = (div.__gen || 0) + 1;
+  if (data.figure === div.__figure && div.dataset.state === "drawn") return cleanup(div, gen);  // nothing changed
   div.__figure = data.figure;
   const fig = JSON.parse(data.figure);
   div.style.height = (fig.layout.height || 450) + "px";
   div.dataset.clickable = data.clickable ? "1" : "0";
   whenNear(div, () => draw(div, data, fig, url));
-  return cleanup(div);
+  return cleanup(div, gen);
 }
 
 // A chart is drawn once it comes within NEAR_PX of the page's visible part (or at once, if it has
 // been drawn before): a chart below the fold costs the page's open nothing. Interpolation's three,
 // below its fold, took about 130 ms of the browser's script on each open. Only the latest figure
 // waits: a newer one replaces it. Streamlit scrolls its main column (stMain), not the document:
-// that is the observer's root, so the margin applies to it. Printing draws every chart first.
+// that is the observer's root, so the margin applies to it. Printing starts drawing every chart
+// still waiting (at once where plotly.js has loaded).
 const NEAR_PX = 200;
 const waiting = window.__vaeWaiting || (window.__vaeWaiting = new Set());   // one set for the page
 function drawWaiting(div) {
   waiting.delete(div);
   if (div.__near) div.__near.disconnect();
+  div.__near = null;
   div.__seen = true;
   const f = div.__pending;
   div.__pending = null;
@@ -266,25 +271,29 @@ function whenNear(div, draw) {
   div.__pending = draw;
   div.dataset.state = "waiting";
   waiting.add(div);
-  if (div.__near) return;
+  if (div.__near) return div.__near.observe(div);       // watched already (observe again: a no-op)
   const root = div.closest("[data-testid=stMain]");
   div.__near = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting)) settled(root).then(() => { if (near(div, root)) drawWaiting(div); });
+    if (entries.some((e) => e.isIntersecting)) settled(div, root).then(() => { if (near(div, root)) drawWaiting(div); });
   }, { root: root, rootMargin: NEAR_PX + "px 0px" });
   div.__near.observe(div);
 }
 
 // While the page comes in, what lies above a chart can still grow (a picture has no height until
 // it has loaded; the next element is on its way): a chart can seem near that is not. So the
-// question is asked again once the pictures have loaded and two frames have passed; the observer
+// question is asked again once the pictures above it have loaded (or SETTLE_MS have passed: a
+// picture that never loads must not hold a chart back) and two frames have passed; the observer
 // reports again when the chart moves away and back.
-function settled(root) {
-  const loading = [...(root || document).querySelectorAll("img")].filter((i) => !i.complete);
+const SETTLE_MS = 500;
+function settled(div, root) {
+  const above = [...(root || document).querySelectorAll("img")].filter(
+    (i) => !i.complete && (i.compareDocumentPosition(div) & Node.DOCUMENT_POSITION_FOLLOWING));
   const frame = () => new Promise((done) => requestAnimationFrame(() => done()));
-  return Promise.all(loading.map((i) => new Promise((done) => {
+  const loaded = Promise.all(above.map((i) => new Promise((done) => {
     i.addEventListener("load", done, { once: true });
     i.addEventListener("error", done, { once: true });
-  }))).then(frame).then(frame);
+  })));
+  return Promise.race([loaded, new Promise((done) => setTimeout(done, SETTLE_MS))]).then(frame).then(frame);
 }
 
 function near(div, root) {
@@ -343,11 +352,14 @@ function draw(div, data, fig, url) {
   });
 }
 
-// Called by Streamlit once, when the chart leaves the page: free plotly's state and listeners.
-function cleanup(div) {
+// Called by Streamlit when the chart leaves the page: free plotly's state and listeners. The
+// cleanup of a call that a newer one has superseded does nothing (see gen above).
+function cleanup(div, gen) {
   return () => {
+    if (div.__gen !== gen) return;
     if (div.__resize) div.__resize.disconnect();
     if (div.__near) div.__near.disconnect();
+    div.__resize = div.__near = null;
     waiting.delete(div);
     if (window.Plotly && div._fullLayout) window.Plotly.purge(div);
   };

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from vae_core.checkpoints import list_checkpoints, load_checkpoint
-from vae_core.data import load_exploration
+from vae_core.data import file_stamp, load_exploration
 
 from vae_core import runmeta
 
@@ -111,9 +111,14 @@ def load_model(path: str):
 
 
 @st.cache_resource(show_spinner="Loading images…")
-def exploration_data(dataset: str):
-    """The images and labels the views show for a dataset (shipped copy when present)."""
+def _exploration_data(dataset: str, stamp: str):
     return load_exploration(dataset, paths.exploration_dir())
+
+
+def exploration_data(dataset: str):
+    """The images and labels the views show for a dataset (shipped copy when present); an .npz
+    replaced in place is read again (vae_core.data.file_stamp)."""
+    return _exploration_data(dataset, file_stamp(dataset))
 
 
 # ---------------------------------------------------------------- cached computations

@@ -457,3 +457,20 @@ def test_a_network_the_loader_would_refuse_is_refused_before_training(folders):
     no_errors(at)
     assert any("200 MB" in e.value and "weights" in e.value for e in at.error), [e.value for e in at.error]
     assert jobs.view(at.session_state["train_owner"]) is None, "no job started"
+
+
+def test_an_npz_replaced_in_place_is_read_again_by_the_views(app_env, tmp_path):
+    """explorer.models.exploration_data keys on the file's size and time of change: a student who
+    replaces their .npz under the same name sees the new images, not the old ones kept in memory."""
+    import os
+    import numpy as np
+    from explorer import models
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=np.zeros((40, 8, 8), np.uint8))
+    before = len(models.exploration_data(str(data)))
+    np.savez(data, x=np.full((80, 8, 8), 255, np.uint8))
+    st = data.stat()
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    after = models.exploration_data(str(data))
+    assert len(after) == 2 * before
+    assert float(after.x.max()) == 1.0

@@ -146,20 +146,24 @@ def test_a_model_that_is_not_a_2d_vae_is_refused():
             exact.explain(model, torch.zeros(1, 1, 28, 28))
 
 
-def test_a_ranking_kept_for_a_data_file_is_not_read_back_once_that_file_is_replaced(tmp_path):
-    """A dataset given as an .npz path is named by the path, size and time of change of the file:
-    the values stored for it are read back while the file is the same, and not after it is replaced
-    in place (they would describe other images)."""
+@pytest.mark.parametrize("where", ["absolute", "bare name"])
+def test_a_ranking_kept_for_a_data_file_is_not_read_back_once_that_file_is_replaced(tmp_path, monkeypatch, where):
+    """A dataset given as an .npz path (absolute, or a bare file name in the working folder) is
+    named by the path, size and time of change of the file: the values stored for it are read back
+    while the file is the same, and not after it is replaced in place (they would describe other
+    images)."""
     import os
     from vae_core.exact import RANK_KEYS, ranking_file, read_ranking, write_ranking
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "mine.npz"
+    name = str(data) if where == "absolute" else "mine.npz"
     np.savez(data, x=np.zeros((4, 2, 2), np.float32))
-    values = {name: -float(i + 1) for i, name in enumerate(RANK_KEYS)}
-    write_ranking(tmp_path / "store", "abc", str(data), values)
-    assert str(tmp_path) not in ranking_file(tmp_path / "store", "abc", str(data)).name
-    assert read_ranking(tmp_path / "store", "abc", str(data)) == values
+    values = {key: -float(i + 1) for i, key in enumerate(RANK_KEYS)}
+    write_ranking(tmp_path / "store", "abc", name, values)
+    assert str(tmp_path) not in ranking_file(tmp_path / "store", "abc", name).name
+    assert read_ranking(tmp_path / "store", "abc", name) == values
     np.savez(data, x=np.ones((5, 2, 2), np.float32))
     st = data.stat()
     os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))     # a second later, whatever the clock's grain
-    assert read_ranking(tmp_path / "store", "abc", str(data)) is None
+    assert read_ranking(tmp_path / "store", "abc", name) is None
     assert read_ranking(tmp_path / "store", "abc", "mnist") is None

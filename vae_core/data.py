@@ -365,6 +365,19 @@ def load_dataset(name: str, split: str = "train", allow_download: bool = True) -
     raise DataError(f"dataset {name!r} is unknown: use one of {', '.join(DATASETS)} or a path to an .npz file")
 
 
+def file_stamp(name: str) -> str:
+    """What changes when a dataset given as an .npz path is replaced in place: its size and time of
+    change ("" for a named dataset, or a file that cannot be read). Caches of what was computed
+    from a file's images key on it, so a new file never meets the old file's results."""
+    if not str(name).endswith(".npz"):
+        return ""
+    try:
+        st = Path(name).stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}/{st.st_mtime_ns}"
+
+
 def load_exploration(name: str, folder=None) -> ImageData:
     """The exploration set of a dataset: `folder/<name>-test.npz` when shipped there, else its test split.
 

@@ -268,17 +268,14 @@ def ranking_id(model, digest: str) -> str:
 
 def ranking_file(folder, key: str, dataset: str, n: int = RANK_IMAGES, k: int = RANK_K) -> Path:
     """Where ranking values are kept: FOLDER/exact/<dataset>-n<n>-k<k>-<ranking_id>.json. A dataset
-    given as a file's path (an .npz) is named by a digest of that path, its size and its time of
-    change: never a path in a name, and a file replaced in place gets new values, not the old
-    file's."""
-    if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) and dataset not in (".", ".."):
+    given as a file's path (an .npz) is named by a digest of that path and its data.file_stamp
+    (size and time of change): never a path in a name, and a file replaced in place gets new
+    values, not the old file's."""
+    from .data import file_stamp
+    stamp = file_stamp(dataset)
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) and dataset not in (".", "..") and not stamp:
         name = dataset
     else:
-        try:
-            st = Path(dataset).stat()
-            stamp = f"{st.st_size}/{st.st_mtime_ns}"
-        except OSError:
-            stamp = ""
         name = "data-" + hashlib.blake2b(f"{dataset}\0{stamp}".encode(), digest_size=6).hexdigest()
     return Path(folder) / "exact" / f"{name}-n{n}-k{k}-{key}.json"
 
