@@ -39,6 +39,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .data import file_stamp
 from .errors import ConfigError
 from .losses import LOG_2PI, kl_divergence
 from .metrics import iw_log_px_core, log_normal_std, model_log_lik
@@ -271,7 +272,6 @@ def ranking_file(folder, key: str, dataset: str, n: int = RANK_IMAGES, k: int = 
     given as a file's path (an .npz) is named by a digest of that path and its data.file_stamp
     (size and time of change): never a path in a name, and a file replaced in place gets new
     values, not the old file's."""
-    from .data import file_stamp
     stamp = file_stamp(dataset)
     if re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) and dataset not in (".", "..") and not stamp:
         name = dataset
